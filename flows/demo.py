@@ -1,0 +1,79 @@
+"""``make demo``: what exists of the pipeline, end to end, on an embedded default.
+
+Today that is the VLM-R1 core: canonical samples written as parquet, their
+prompts, and the rewards scoring answers given in three box frames. It grows
+with each stage of the pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.table import Table
+
+from vlmr1.boxes import BoxFrame
+from vlmr1.prompts import build_messages, ovd_phrases
+from vlmr1.records import Sample, Target, make_sample_id, to_table
+from vlmr1.rewards import RewardBatch, score
+
+FRAMES = {
+    "abs_original": BoxFrame("abs_original"),
+    "abs_resized (Qwen2.5-VL)": BoxFrame("abs_resized", max_pixels=1280 * 28 * 28),
+    "norm1000 (Qwen2-VL/3-VL)": BoxFrame("norm1000"),
+}
+
+
+def demo_samples() -> list[Sample]:
+    def rec(key, w, h, expr, box):
+        return Sample(make_sample_id("demo", key), "demo", "train", "rec", f"{key}.jpg", w, h, expr, (Target(expr, box),))
+
+    return [
+        rec("img1", 640, 480, "the man in a red jacket on the left", (32.5, 60.0, 210.0, 470.0)),
+        rec("img2", 1920, 1080, "small dog next to the bench", (1400.0, 700.0, 1610.0, 905.0)),
+        Sample(make_sample_id("demo", "img3"), "demo", "train", "ovd", "img3.jpg", 800, 600, ovd_phrases(["cat", "sofa", "lamp"]),
+               (Target("cat", (100.0, 200.0, 300.0, 380.0)), Target("sofa", (20.0, 150.0, 780.0, 590.0)))),
+    ]
+
+
+def _answer(sample: Sample, frame: BoxFrame, jitter: float) -> str:
+    boxes = np.array([t.bbox for t in sample.solution]) + jitter
+    in_frame = frame.from_original(boxes, sample.width, sample.height).round(0)
+    if sample.task == "rec":
+        body = json.dumps({"bbox_2d": in_frame[0].tolist(), "label": sample.problem})
+    else:
+        body = "```json\n" + json.dumps([{"bbox_2d": b.tolist(), "label": t.label} for b, t in zip(in_frame, sample.solution)]) + "\n```"
+    return f"<think>I look for the described objects.</think> <answer>{body}</answer>"
+
+
+def run_demo(out: Path) -> None:
+    console = Console()
+    out.mkdir(parents=True, exist_ok=True)
+    samples = demo_samples()
+    pq.write_table(to_table(samples), out / "samples.parquet")
+    console.print(f"[bold]1.[/] wrote {len(samples)} canonical samples to {out / 'samples.parquet'}")
+    console.print("[bold]2.[/] the prompt the policy sees for the first sample:")
+    console.print(build_messages(samples[0].task, samples[0].problem)[0]["content"][1]["text"], style="dim")
+
+    table = Table("sample", "task", "answer frame", "jitter px", "format", "iou / od_length")
+    rows_out = []
+    for jitter in (0.0, 12.0):
+        for frame_name, frame in FRAMES.items():
+            completions = [_answer(s, frame, jitter) for s in samples]
+            batch = RewardBatch.build(completions, [s.solution for s in samples], [s.width for s in samples],
+                                      [s.height for s in samples], [s.task for s in samples], frame)
+            fmt, iou, odl = score("format", batch), score("iou", batch), score("od_length", batch)
+            for s, c, f, a, b in zip(samples, completions, fmt, iou, odl):
+                table.add_row(s.image_key, s.task, frame_name, f"{jitter:g}", f"{f:.0f}", f"{(a if s.task == 'rec' else b):.4f}")
+                if frame.kind == "abs_original":
+                    rows_out.append({"completion": c, "solution": [t.to_json() for t in s.solution],
+                                     "width": s.width, "height": s.height, "task": s.task})
+    console.print("[bold]3.[/] the same answers given in three box frames score the same (rounded to whole units in each frame):")
+    console.print(table)
+    with open(out / "reward_inputs.jsonl", "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in rows_out)
+    console.print(f"[bold]4.[/] reward inputs for the CLI: {out / 'reward_inputs.jsonl'}\n"
+                  f"   try: vlmr1 rewards score --reward iou {out / 'reward_inputs.jsonl'}")

@@ -1,0 +1,76 @@
+"""VLM-R1's REC and OVD prompts, and chat messages in the form TRL and processors take.
+
+A prompt template has a name and a version; both go into the scorer key
+(issue 5), because a difficulty label measured under one wording does not
+hold under another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+# Question texts as VLM-R1's released REC / OVD data phrase them.
+REC_QUESTION = "Please provide the bounding box coordinate of the region this sentence describes: {expression}."
+OVD_QUESTION = (
+    "Please carefully check the image and detect the following objects: [{categories}]. "
+    "Output each detected target's bbox coordinates in JSON format. The format of the bbox coordinates is: "
+    '```json\n[{{"bbox_2d": [x1, y1, x2, y2], "label": "target name"}}, '
+    '{{"bbox_2d": [x1, y1, x2, y2], "label": "target name"}}]\n```. '
+    "If there are no such targets in the image, simply respond with None."
+)
+
+# VLM-R1's reasoning instruction around the question (Qwen module templates).
+_REC_TEMPLATE = (
+    "{question} First output the thinking process in <think> </think> tags and then output "
+    "the final answer in <answer> </answer> tags. Output the final answer in JSON format."
+)
+_OVD_TEMPLATE = (
+    "First thinks about the reasoning process in the mind and then provides the user with the answer. "
+    "The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, "
+    "respectively, i.e., <think> reasoning process here </think><answer> answer here </answer>\n{question}"
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: int
+    rec: str
+    ovd: str
+
+    def question(self, task: str, problem: str) -> str:
+        """The full user text for a sample's ``problem`` (expression or phrase list)."""
+        if task == "rec":
+            return self.rec.format(question=REC_QUESTION.format(expression=problem.strip().rstrip(".")))
+        if task == "ovd":
+            return self.ovd.format(question=OVD_QUESTION.format(categories=problem))
+        raise ValueError(f"unknown task {task!r}; expected 'rec' or 'ovd'")
+
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+TEMPLATES: dict[str, PromptTemplate] = {
+    "vlmr1": PromptTemplate("vlmr1", 1, _REC_TEMPLATE, _OVD_TEMPLATE),
+    # No reasoning instruction: for evaluating base models the way their reports do.
+    "plain": PromptTemplate("plain", 1, "{question}", "{question}"),
+}
+
+
+def get_template(name: str) -> PromptTemplate:
+    try:
+        return TEMPLATES[name]
+    except KeyError:
+        raise ValueError(f"unknown prompt template {name!r}; known: {sorted(TEMPLATES)}") from None
+
+
+def ovd_phrases(categories: Iterable[str]) -> str:
+    """The phrase list as the OVD prompt shows it: ``'cat', 'dog'``."""
+    return ", ".join(f"'{c}'" for c in categories)
+
+
+def build_messages(task: str, problem: str, template: str = "vlmr1", n_images: int = 1) -> list[dict]:
+    """One user turn: image placeholder(s) then the question, as TRL's conversational prompts expect."""
+    text = get_template(template).question(task, problem)
+    return [{"role": "user", "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": text}]}]

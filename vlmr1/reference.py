@@ -1,0 +1,52 @@
+"""Straightforward reference implementations, to check the fast ones against.
+
+``coco_ap_reference`` builds a pycocotools ``COCO`` and ``COCOeval`` for one
+image, as VLM-R1's OVD reward does per completion. Tests assert our batched
+kernel equals it; ``benchmarks/rewards.py`` times the two side by side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import numpy as np
+
+
+def coco_ap_reference(gt_labels, gt_boxes, pred_labels, pred_boxes) -> tuple[float, float]:
+    """(mAP, AP50) by pycocotools for one image; NaN when there is no GT."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    pred_boxes = np.asarray(pred_boxes, dtype=np.float64).reshape(-1, 4)
+    if len(gt_labels) == 0:
+        return float("nan"), float("nan")
+    cat_ids: dict[str, int] = {}
+    for label in gt_labels:
+        cat_ids.setdefault(label, len(cat_ids) + 1)
+    anns = []
+    for k, (label, (x1, y1, x2, y2)) in enumerate(zip(gt_labels, gt_boxes)):
+        w, h = x2 - x1, y2 - y1
+        anns.append({"id": k + 1, "image_id": 1, "category_id": cat_ids[label], "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": 0})
+    dets = [
+        {"image_id": 1, "category_id": cat_ids[label], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 1.0}
+        for label, (x1, y1, x2, y2) in zip(pred_labels, pred_boxes)
+        if label in cat_ids
+    ]
+    if not dets:
+        return 0.0, 0.0
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = {
+            "images": [{"id": 1, "width": 1, "height": 1}],
+            "annotations": anns,
+            "categories": [{"id": i, "name": n} for n, i in cat_ids.items()],
+        }
+        gt.createIndex()
+        dt = gt.loadRes(dets)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return float(ev.stats[0]), float(ev.stats[1])

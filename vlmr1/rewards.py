@@ -1,0 +1,256 @@
+"""Rule-based rewards (VLM-R1), batched, with a registry and a TRL adapter.
+
+Rewards take completions in the model's box frame and ground truth in
+original pixels; predicted boxes are converted to original pixels before any
+comparison (``boxes.BoxFrame``). Every reward returns a float in [0, 1] for a
+row of its task and NaN for a row of another task (the TRL adapter turns NaN
+into None, which TRL skips), so one reward list serves mixed REC+OVD data.
+
+- ``format``: REC: tags well formed and a box parses; OVD: tags well formed
+  and the answer is "None" or a list of valid detections.
+- ``iou``: REC, continuous IoU (what VLM-R1 trains on). Area IoU as in
+  pycocotools; VLM-R1's own helper counts pixels inclusively (+1), which
+  differs by about one pixel's share of the box.
+- ``hit@0.5``: REC, IoU >= 0.5 (Acc@0.5, what VLM-R1 evaluates).
+- ``map`` / ``ap50``: OVD, COCO AP@[.5:.95] / AP50 (101-point), as COCOeval.
+- ``od_length``: OVD, ``min(1, n_gt / n_pred) * map``; both empty: 1, one
+  empty: 0, unparseable: 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from vlmr1.answers import parse_ovd, parse_rec_box, split_tags, normalize_label
+from vlmr1.boxes import BoxFrame, iou_pairwise
+from vlmr1.coco_ap import Case, coco_ap
+from vlmr1.records import Target, parse_solution
+
+REWARD_VERSION = 1
+
+
+@dataclass
+class RewardBatch:
+    """Inputs for a batch of completions; ``resized`` is per row (w, h) or None."""
+
+    completions: list[str]
+    solutions: list[tuple[Target, ...]]
+    widths: np.ndarray
+    heights: np.ndarray
+    tasks: list[str]
+    frame: BoxFrame
+    resized: list[tuple[int, int] | None]
+
+    @classmethod
+    def build(
+        cls,
+        completions: Sequence,
+        solutions: Sequence,
+        widths: Sequence,
+        heights: Sequence,
+        tasks: Sequence[str] | str,
+        frame: BoxFrame | None = None,
+        resized: Sequence | None = None,
+    ) -> "RewardBatch":
+        n = len(completions)
+        if isinstance(tasks, str):
+            tasks = [tasks] * n
+        for name, col in (("solutions", solutions), ("widths", widths), ("heights", heights), ("tasks", tasks)):
+            if len(col) != n:
+                raise ValueError(f"{name} has {len(col)} rows, completions has {n}")
+        return cls(
+            completions=[completion_text(c) for c in completions],
+            solutions=[s if isinstance(s, tuple) else parse_solution(s, f"solution row {i}") for i, s in enumerate(solutions)],
+            widths=np.asarray(widths, dtype=np.float64),
+            heights=np.asarray(heights, dtype=np.float64),
+            tasks=list(tasks),
+            frame=frame or BoxFrame(),
+            resized=list(resized) if resized is not None else [None] * n,
+        )
+
+    def rows(self, task: str) -> np.ndarray:
+        return np.array([i for i, t in enumerate(self.tasks) if t == task], dtype=np.int64)
+
+
+def completion_text(completion) -> str:
+    """Text of a completion: a string, or TRL's conversational ``[{role, content}]``."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        content = completion.get("content", "")
+        if isinstance(content, list):
+            return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+        return content if isinstance(content, str) else ""
+    if isinstance(completion, (list, tuple)):
+        return "".join(completion_text(m) for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
+    return ""
+
+
+def _pred_to_original(batch: RewardBatch, i: int, boxes) -> np.ndarray:
+    return batch.frame.to_original(boxes, batch.widths[i], batch.heights[i], batch.resized[i])
+
+
+def _rec_ious(batch: RewardBatch, rows: np.ndarray) -> np.ndarray:
+    preds = np.zeros((len(rows), 4))
+    gts = np.zeros((len(rows), 4))
+    parsed = np.zeros(len(rows), bool)
+    for k, i in enumerate(rows):
+        answer = split_tags(batch.completions[i]).answer
+        box = parse_rec_box(answer) if answer is not None else None
+        gts[k] = batch.solutions[i][0].bbox
+        if box is not None:
+            preds[k] = _pred_to_original(batch, i, box)[0]
+            parsed[k] = True
+    with np.errstate(all="ignore"):
+        ious = iou_pairwise(preds, gts)
+    return np.where(parsed, np.clip(ious, 0.0, 1.0), 0.0)
+
+
+def _ovd_scores(batch: RewardBatch, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """map, ap50 and od_length for OVD rows, with VLM-R1's empty-answer rules."""
+    n = len(rows)
+    cases, n_gt, n_pred = [], np.zeros(n), np.zeros(n)
+    parsed = np.zeros(n, bool)
+    for k, i in enumerate(rows):
+        sol = batch.solutions[i]
+        answer = split_tags(batch.completions[i]).answer
+        ovd = parse_ovd(answer) if answer is not None else None
+        gt_boxes = np.array([t.bbox for t in sol], dtype=np.float64).reshape(-1, 4)
+        gt_labels = [normalize_label(t.label) for t in sol]
+        n_gt[k] = len(sol)
+        if ovd is None:
+            cases.append(Case(gt_labels, gt_boxes, [], np.zeros((0, 4))))
+            continue
+        parsed[k] = True
+        n_pred[k] = ovd.n_pred
+        boxes = np.array([d.bbox for d in ovd.detections], dtype=np.float64).reshape(-1, 4)
+        with np.errstate(all="ignore"):
+            boxes = _pred_to_original(batch, i, boxes)
+        cases.append(Case(gt_labels, gt_boxes, [d.label for d in ovd.detections], boxes))
+    with np.errstate(all="ignore"):
+        m_ap, ap50 = coco_ap(cases)
+        penalty = np.where(n_pred > 0, np.minimum(1.0, n_gt / np.maximum(n_pred, 1)), 0.0)
+    both_empty = parsed & (n_gt == 0) & (n_pred == 0)
+    one_empty = ~both_empty & ((n_gt == 0) | (n_pred == 0))
+
+    def finish(values: np.ndarray) -> np.ndarray:
+        values = np.where(one_empty | ~parsed, 0.0, np.nan_to_num(values, nan=0.0))
+        return np.clip(np.where(both_empty, 1.0, values), 0.0, 1.0)
+
+    return {"map": finish(m_ap), "ap50": finish(ap50), "od_length": finish(penalty * np.nan_to_num(m_ap, nan=0.0))}
+
+
+def _format(batch: RewardBatch) -> np.ndarray:
+    out = np.full(len(batch.completions), np.nan)
+    for i, (text, task) in enumerate(zip(batch.completions, batch.tasks)):
+        tagged = split_tags(text)
+        ok = tagged.well_formed and tagged.answer is not None
+        if ok and task == "rec":
+            ok = parse_rec_box(tagged.answer) is not None
+        elif ok and task == "ovd":
+            ovd = parse_ovd(tagged.answer)
+            ok = ovd is not None and ovd.invalid == 0
+        elif task not in ("rec", "ovd"):
+            continue
+        out[i] = 1.0 if ok else 0.0
+    return out
+
+
+def _task_reward(task: str, compute: Callable[[RewardBatch, np.ndarray], np.ndarray]):
+    def run(batch: RewardBatch) -> np.ndarray:
+        out = np.full(len(batch.completions), np.nan)
+        rows = batch.rows(task)
+        if len(rows):
+            out[rows] = compute(batch, rows)
+        return out
+
+    return run
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    name: str
+    task: str | None  # None: applies to every task
+    fn: Callable[[RewardBatch], np.ndarray]
+    doc: str
+    version: int = REWARD_VERSION
+
+
+REGISTRY: dict[str, RewardSpec] = {
+    spec.name: spec
+    for spec in (
+        RewardSpec("format", None, _format, "think/answer tags well formed and the answer parses for its task"),
+        RewardSpec("iou", "rec", _task_reward("rec", _rec_ious), "REC: IoU of the answer box with the target"),
+        RewardSpec(
+            "hit@0.5",
+            "rec",
+            _task_reward("rec", lambda b, r: (_rec_ious(b, r) >= 0.5).astype(np.float64)),
+            "REC: 1 if IoU >= 0.5",
+        ),
+        RewardSpec("map", "ovd", _task_reward("ovd", lambda b, r: _ovd_scores(b, r)["map"]), "OVD: COCO AP@[.5:.95]"),
+        RewardSpec("ap50", "ovd", _task_reward("ovd", lambda b, r: _ovd_scores(b, r)["ap50"]), "OVD: COCO AP50"),
+        RewardSpec(
+            "od_length",
+            "ovd",
+            _task_reward("ovd", lambda b, r: _ovd_scores(b, r)["od_length"]),
+            "OVD: min(1, n_gt/n_pred) x mAP, VLM-R1's None rules",
+        ),
+    )
+}
+
+
+def get_reward(name: str) -> RewardSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown reward {name!r}; known: {sorted(REGISTRY)}") from None
+
+
+def score(name: str, batch: RewardBatch) -> np.ndarray:
+    """Reward ``name`` for every row: float in [0, 1], NaN where the row's task does not apply."""
+    return get_reward(name).fn(batch)
+
+
+def default_task(name: str) -> str:
+    """The task a reward implies when the input carries none (CLI, fuzzing)."""
+    return get_reward(name).task or "rec"
+
+
+def trl_reward(name: str, frame: BoxFrame | None = None) -> Callable[..., list[float | None]]:
+    """A TRL reward function ``f(completions, **columns)`` for reward ``name``.
+
+    Reads the dataset columns ``solution``, ``width``, ``height`` and, when
+    present, ``task`` and ``resized_width``/``resized_height``.
+    """
+    spec = get_reward(name)
+    frame = frame or BoxFrame()
+
+    def reward(completions: list, solution: list, width: list, height: list, **columns) -> list[float | None]:
+        tasks = columns.get("task") or default_task(name)
+        rw, rh = columns.get("resized_width"), columns.get("resized_height")
+        resized = list(zip(rw, rh)) if rw is not None and rh is not None else None
+        batch = RewardBatch.build(completions, solution, width, height, tasks, frame, resized)
+        return [None if math.isnan(v) else float(v) for v in spec.fn(batch)]
+
+    reward.__name__ = name.replace("@", "_at_").replace(".", "")
+    return reward
+
+
+def score_rows(name: str, rows: Iterable[dict], frame: BoxFrame) -> list[float]:
+    """Score JSON-like rows ``{completion, solution, width, height[, task, resized_*]}``."""
+    rows = list(rows)
+    task = default_task(name)
+    batch = RewardBatch.build(
+        [r.get("completion", "") for r in rows],
+        [r["solution"] for r in rows],
+        [r["width"] for r in rows],
+        [r["height"] for r in rows],
+        [r.get("task", task) for r in rows],
+        frame,
+        [(r["resized_width"], r["resized_height"]) if "resized_width" in r else None for r in rows],
+    )
+    return [0.0 if math.isnan(v) else float(v) for v in score(name, batch)]
