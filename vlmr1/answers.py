@@ -147,22 +147,22 @@ def _load_json(s: str) -> object | None:
     return value if isinstance(value, (list, dict)) else None
 
 
+_NUMBER_TYPES = (int, float)  # exact types: bool is an int subclass and is refused
+
+
 def _as_box(value: object) -> tuple[float, float, float, float] | None:
     """Four finite numbers (not booleans), else None."""
-    if not isinstance(value, (list, tuple)) or len(value) != 4:
+    if type(value) not in (list, tuple) or len(value) != 4:
         return None
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return None
-        try:
-            f = float(v)
-        except OverflowError:  # ints too large for a float
-            return None
-        if not math.isfinite(f):
-            return None
-        out.append(f)
-    return (out[0], out[1], out[2], out[3])
+    if not all(type(v) in _NUMBER_TYPES for v in value):
+        return None
+    try:
+        x1, y1, x2, y2 = (float(v) for v in value)
+    except OverflowError:  # ints too large for a float
+        return None
+    if not (math.isfinite(x1) and math.isfinite(y1) and math.isfinite(x2) and math.isfinite(y2)):
+        return None
+    return (x1, y1, x2, y2)
 
 
 def _box_of(obj: object) -> tuple[float, float, float, float] | None:

@@ -26,6 +26,7 @@ this); others are dropped here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -36,7 +37,6 @@ AREA_MAX = 1e5**2
 _MATCH_THRS = np.minimum(IOU_THRS, 1 - 1e-10)
 # Budget of padded cells (groups x detections x GT) per vectorised chunk.
 _CHUNK_CELLS = 400_000
-_CHUNK_DET_ROWS = 16_000  # groups x detections, bounds the recall-threshold search
 
 
 @dataclass(frozen=True)
@@ -54,58 +54,109 @@ def _xywh(boxes: np.ndarray) -> np.ndarray:
     return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 
-def _groups(cases: list[Case]) -> tuple[list[int], list[np.ndarray], list[np.ndarray]]:
-    owners, gts, dts = [], [], []
-    for i, case in enumerate(cases):
-        if not case.gt_labels:
-            continue
-        g_all = _xywh(case.gt_boxes)
-        d_all = _xywh(case.pred_boxes)
-        area = g_all[:, 2] * g_all[:, 3]
-        by_label: dict[str, tuple[list[int], list[int]]] = {}
-        for j, label in enumerate(case.gt_labels):
-            if 0 < area[j] <= AREA_MAX:
-                by_label.setdefault(label, ([], []))[0].append(j)
-        for j, label in enumerate(case.pred_labels):
-            entry = by_label.get(label)
-            if entry is not None and len(entry[1]) < MAX_DETS:
-                entry[1].append(j)
-        for g_idx, d_idx in by_label.values():
-            owners.append(i)
-            gts.append(g_all[g_idx])
-            dts.append(d_all[d_idx])
-    return owners, gts, dts
+def _rank_within(group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Position of each element among the elements of its group, in input order."""
+    order = np.argsort(group, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=n_groups))[:-1]])
+    rank = np.empty(len(group), np.int64)
+    rank[order] = np.arange(len(group)) - starts[group[order]]
+    return rank
 
 
-def _chunks(order: np.ndarray, nd: np.ndarray, ng: np.ndarray):
-    """Split groups (sorted by size) into chunks that fit the cell budget."""
-    start = 0
-    while start < len(order):
-        d_max = g_max = 1
-        end = start
-        while end < len(order):
-            k = order[end]
-            d2, g2 = max(d_max, nd[k]), max(g_max, ng[k])
-            rows = end - start + 1
-            if end > start and (rows * d2 * g2 > _CHUNK_CELLS or rows * d2 > _CHUNK_DET_ROWS):
-                break
-            d_max, g_max, end = d2, g2, end + 1
-        yield order[start:end], d_max, g_max
-        start = end
+def _plan_chunks(nd: np.ndarray, ng: np.ndarray) -> list[np.ndarray]:
+    """Groups bucketed by detection count, cut to fit the cell budget."""
+    chunks = []
+    for d in np.unique(nd):
+        members = np.flatnonzero(nd == d)
+        members = members[np.argsort(ng[members], kind="stable")]
+        d_eff = max(int(d), 1)
+        start = 0
+        while start < len(members):
+            g_max = max(int(ng[members[-1]]), 1)  # upper bound for the rest of this bucket
+            rows = max(1, _CHUNK_CELLS // (d_eff * g_max))
+            chunks.append(members[start : start + rows])
+            start += rows
+    return chunks
 
 
-def _precision(gts: list[np.ndarray], dts: list[np.ndarray], d_max: int, g_max: int) -> np.ndarray:
-    """Precision per group and IoU threshold, shape (groups, T)."""
-    c = len(gts)
-    gt = np.zeros((c, g_max, 4))
-    dt = np.zeros((c, d_max, 4))
-    g_valid = np.zeros((c, g_max), bool)
-    d_valid = np.zeros((c, d_max), bool)
-    for k, (g, d) in enumerate(zip(gts, dts)):
-        gt[k, : len(g)] = g
-        dt[k, : len(d)] = d
-        g_valid[k, : len(g)] = True
-        d_valid[k, : len(d)] = True
+def _scatter(chunk_of: np.ndarray, local: np.ndarray, rank: np.ndarray, boxes: np.ndarray, n_chunks: int):
+    """Per chunk: (local group index, rank, box) of the elements it holds."""
+    order = np.argsort(chunk_of, kind="stable")
+    bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1))
+    for k in range(n_chunks):
+        sel = order[bounds[k] : bounds[k + 1]]
+        yield local[sel], rank[sel], boxes[sel]
+
+
+def coco_ap_flat(
+    n_cases: int,
+    gt_case: np.ndarray,
+    gt_label: np.ndarray,
+    gt_box: np.ndarray,
+    dt_case: np.ndarray,
+    dt_label: np.ndarray,
+    dt_box: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mAP@[.5:.95], AP50) per case from flat arrays; NaN where a case has no GT.
+
+    ``*_case`` index the case, ``*_label`` are integer label ids (equal ids =
+    same category), boxes are xyxy; detections are in answer order.
+    """
+    gt_case, gt_label = np.asarray(gt_case, np.int64), np.asarray(gt_label, np.int64)
+    dt_case, dt_label = np.asarray(dt_case, np.int64), np.asarray(dt_label, np.int64)
+    g_xywh, d_xywh = _xywh(gt_box), _xywh(dt_box)
+    g_area = g_xywh[:, 2] * g_xywh[:, 3]
+    ok = (g_area > 0) & (g_area <= AREA_MAX)
+    gt_case, gt_label, g_xywh = gt_case[ok], gt_label[ok], g_xywh[ok]
+    nan = np.full(n_cases, np.nan)
+    if len(gt_case) == 0:
+        return nan, nan.copy()
+
+    n_labels = int(max(gt_label.max(initial=0), dt_label.max(initial=0))) + 1
+    groups, g_group = np.unique(gt_case * n_labels + gt_label, return_inverse=True)
+    n_groups = len(groups)
+    d_key = dt_case * n_labels + dt_label
+    pos = np.minimum(np.searchsorted(groups, d_key), n_groups - 1)
+    keep = groups[pos] == d_key  # detections of labels absent from the GT play no part
+    d_group, d_xywh = pos[keep], d_xywh[keep]
+    d_rank = _rank_within(d_group, n_groups)
+    under_cap = d_rank < MAX_DETS
+    d_group, d_xywh, d_rank = d_group[under_cap], d_xywh[under_cap], d_rank[under_cap]
+    g_rank = _rank_within(g_group, n_groups)
+    nd = np.bincount(d_group, minlength=n_groups)
+    ng = np.bincount(g_group, minlength=n_groups)
+
+    chunks = _plan_chunks(nd, ng)
+    chunk_id = np.empty(n_groups, np.int64)
+    local = np.empty(n_groups, np.int64)
+    for k, members in enumerate(chunks):
+        chunk_id[members] = k
+        local[members] = np.arange(len(members))
+    prec = np.empty((n_groups, len(IOU_THRS)))
+    gts = _scatter(chunk_id[g_group], local[g_group], g_rank, g_xywh, len(chunks))
+    dts = _scatter(chunk_id[d_group], local[d_group], d_rank, d_xywh, len(chunks))
+    for members, (gl, gr, gb), (dl, dr, db) in zip(chunks, gts, dts):
+        c, g_max, d_max = len(members), max(int(ng[members].max()), 1), max(int(nd[members].max()), 1)
+        gt = np.zeros((c, g_max, 4))
+        dt = np.zeros((c, d_max, 4))
+        g_valid = np.zeros((c, g_max), bool)
+        d_valid = np.zeros((c, d_max), bool)
+        gt[gl, gr], g_valid[gl, gr] = gb, True
+        dt[dl, dr], d_valid[dl, dr] = db, True
+        prec[members] = _precision(gt, g_valid, dt, d_valid)
+
+    owners = groups // n_labels
+    counts = np.bincount(owners, minlength=n_cases).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m_ap = np.bincount(owners, weights=prec.mean(1), minlength=n_cases) / counts
+        ap50 = np.bincount(owners, weights=prec[:, 0], minlength=n_cases) / counts
+    return m_ap, ap50
+
+
+def _precision(gt: np.ndarray, g_valid: np.ndarray, dt: np.ndarray, d_valid: np.ndarray) -> np.ndarray:
+    """Precision per group and IoU threshold, shape (groups, T), from padded xywh arrays."""
+    c, g_max, _ = gt.shape
+    d_max = dt.shape[1]
     n_gt = g_valid.sum(1).astype(np.float64)
 
     # IoU (c, d, g) the way pycocotools' bbIou computes it.
@@ -135,32 +186,49 @@ def _precision(gts: list[np.ndarray], dts: list[np.ndarray], d_max: int, g_max: 
     area = dt[:, :, 2] * dt[:, :, 3]
     out_of_range = (area < 0) | (area > AREA_MAX)
     counted = d_valid[:, None, :] & ~(~matched & out_of_range[:, None, :])
-    tp_sum = np.cumsum(matched & counted, axis=-1).astype(np.float64)
+    tp = matched & counted
+    tp_count = np.cumsum(tp, axis=-1)
+    tp_sum = tp_count.astype(np.float64)
     fp_sum = np.cumsum(~matched & counted, axis=-1).astype(np.float64)
-    rc = tp_sum / n_gt[:, None, None]
     pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
     envelope = np.maximum.accumulate(pr[..., ::-1], axis=-1)[..., ::-1]
-    first = (rc[..., None] < REC_THRS).sum(axis=-2)  # == searchsorted(rc, r, 'left')
-    q = np.take_along_axis(envelope, np.minimum(first, d_max - 1), -1)
-    q = np.where(first < d_max, q, 0.0)
-    return q.mean(-1)
+    # Recall only rises at true positives, so COCOeval's precision at recall
+    # threshold r is the envelope at the k-th TP, k = the least k with
+    # k / n_gt >= r (k = 0: the first detection). best[k] holds that value;
+    # recall levels never reached keep 0, as in COCOeval.
+    best = np.zeros((c, t, g_max + 1))
+    best[:, :, 0] = envelope[:, :, 0]
+    ci, ti, di = np.nonzero(tp)
+    best[ci, ti, tp_count[ci, ti, di]] = envelope[ci, ti, di]
+    weights = _recall_weights(g_max)[n_gt.astype(np.int64)]  # (c, g_max + 1)
+    return np.einsum("ctk,ck->ct", best, weights) / len(REC_THRS)
+
+
+@lru_cache(maxsize=None)
+def _recall_weights(g_max: int) -> np.ndarray:
+    """w[n, k]: how many of the 101 recall thresholds first reach recall k / n.
+
+    Computed with COCOeval's own float comparison (``rc = tp / npig`` against
+    ``recThrs``, searchsorted 'left'), so threshold edges land identically.
+    """
+    w = np.zeros((g_max + 1, g_max + 1))
+    for n in range(1, g_max + 1):
+        recalls = np.arange(n + 1, dtype=np.float64) / np.float64(n)
+        first_k = np.searchsorted(recalls, REC_THRS, side="left")
+        w[n] = np.bincount(first_k, minlength=g_max + 1)[: g_max + 1]
+    return w
 
 
 def coco_ap(cases: list[Case]) -> tuple[np.ndarray, np.ndarray]:
     """(mAP@[.5:.95], AP50) per case; NaN where a case has no GT (COCOeval's -1)."""
-    n = len(cases)
-    owners, gts, dts = _groups(cases)
-    if not owners:
-        return np.full(n, np.nan), np.full(n, np.nan)
-    nd = np.array([len(d) for d in dts])
-    ng = np.array([len(g) for g in gts])
-    order = np.lexsort((ng, nd))
-    prec = np.empty((len(owners), len(IOU_THRS)))
-    for idx, d_max, g_max in _chunks(order, nd, ng):
-        prec[idx] = _precision([gts[k] for k in idx], [dts[k] for k in idx], int(d_max), int(g_max))
-    owners_arr = np.asarray(owners)
-    counts = np.bincount(owners_arr, minlength=n).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m_ap = np.bincount(owners_arr, weights=prec.mean(1), minlength=n) / counts
-        ap50 = np.bincount(owners_arr, weights=prec[:, 0], minlength=n) / counts
-    return m_ap, ap50
+    ids: dict[str, int] = {}
+    gt_case, gt_label, dt_case, dt_label, gt_boxes, dt_boxes = [], [], [], [], [], []
+    for i, case in enumerate(cases):
+        gt_case += [i] * len(case.gt_labels)
+        gt_label += [ids.setdefault(label, len(ids)) for label in case.gt_labels]
+        dt_case += [i] * len(case.pred_labels)
+        dt_label += [ids.setdefault(label, len(ids)) for label in case.pred_labels]
+        gt_boxes.append(np.asarray(case.gt_boxes, np.float64).reshape(-1, 4))
+        dt_boxes.append(np.asarray(case.pred_boxes, np.float64).reshape(-1, 4))
+    stack = lambda parts: np.concatenate(parts) if parts else np.zeros((0, 4))  # noqa: E731
+    return coco_ap_flat(len(cases), gt_case, gt_label, stack(gt_boxes), dt_case, dt_label, stack(dt_boxes))

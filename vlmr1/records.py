@@ -63,6 +63,11 @@ class Target:
 
 def validate_box(bbox: Any, where: str) -> tuple[float, float, float, float]:
     """A finite xyxy box with positive area, else ValueError naming ``where``."""
+    if type(bbox) in (list, tuple) and len(bbox) == 4 and all(type(v) in (int, float) for v in bbox):
+        x1, y1, x2, y2 = bbox
+        # Fast path. NaN fails the comparisons; any infinity makes the area inf.
+        if x1 < x2 and y1 < y2 and (x2 - x1) * (y2 - y1) <= MAX_BOX_AREA:
+            return (float(x1), float(y1), float(x2), float(y2))
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         raise ValueError(f"{where}: bbox must be 4 numbers, got {bbox!r}")
     try:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from vlmr1.answers import parse_ovd, parse_rec_box, split_tags, normalize_label
 from vlmr1.boxes import BoxFrame, iou_pairwise
-from vlmr1.coco_ap import Case, coco_ap
+from vlmr1.coco_ap import coco_ap_flat
 from vlmr1.records import Target, parse_solution
 
 REWARD_VERSION = 1
@@ -64,7 +65,7 @@ class RewardBatch:
                 raise ValueError(f"{name} has {len(col)} rows, completions has {n}")
         return cls(
             completions=[completion_text(c) for c in completions],
-            solutions=[s if isinstance(s, tuple) else parse_solution(s, f"solution row {i}") for i, s in enumerate(solutions)],
+            solutions=[_solution(s, i) for i, s in enumerate(solutions)],
             widths=np.asarray(widths, dtype=np.float64),
             heights=np.asarray(heights, dtype=np.float64),
             tasks=list(tasks),
@@ -90,8 +91,36 @@ def completion_text(completion) -> str:
     return ""
 
 
-def _pred_to_original(batch: RewardBatch, i: int, boxes) -> np.ndarray:
-    return batch.frame.to_original(boxes, batch.widths[i], batch.heights[i], batch.resized[i])
+@lru_cache(maxsize=65_536)
+def _solution_from_json(text: str) -> tuple[Target, ...]:
+    return parse_solution(text, "solution")
+
+
+def _solution(value, row: int) -> tuple[Target, ...]:
+    """Parsed targets. JSON strings are cached: the G completions of a GRPO group share one."""
+    if isinstance(value, tuple):
+        return value
+    if isinstance(value, str):
+        try:
+            return _solution_from_json(value)
+        except ValueError as exc:
+            raise ValueError(f"solution row {row}: {exc}") from None
+    return parse_solution(value, f"solution row {row}")
+
+
+def _frame_scales(batch: RewardBatch, rows: np.ndarray) -> np.ndarray:
+    """Per row, the (4,) factors that take the model's frame to original pixels."""
+    if batch.frame.kind == "abs_original":
+        return np.ones((len(rows), 4))
+    extents = {}
+    out = np.empty((len(rows), 4))
+    for k, i in enumerate(rows):
+        key = (batch.widths[i], batch.heights[i], batch.resized[i])
+        if key not in extents:
+            fw, fh = batch.frame.extent(key[0], key[1], key[2])
+            extents[key] = (key[0] / fw, key[1] / fh, key[0] / fw, key[1] / fh)
+        out[k] = extents[key]
+    return out
 
 
 def _rec_ious(batch: RewardBatch, rows: np.ndarray) -> np.ndarray:
@@ -103,36 +132,42 @@ def _rec_ious(batch: RewardBatch, rows: np.ndarray) -> np.ndarray:
         box = parse_rec_box(answer) if answer is not None else None
         gts[k] = batch.solutions[i][0].bbox
         if box is not None:
-            preds[k] = _pred_to_original(batch, i, box)[0]
+            preds[k] = box
             parsed[k] = True
     with np.errstate(all="ignore"):
-        ious = iou_pairwise(preds, gts)
+        ious = iou_pairwise(preds * _frame_scales(batch, rows), gts)
     return np.where(parsed, np.clip(ious, 0.0, 1.0), 0.0)
 
 
 def _ovd_scores(batch: RewardBatch, rows: np.ndarray) -> dict[str, np.ndarray]:
     """map, ap50 and od_length for OVD rows, with VLM-R1's empty-answer rules."""
     n = len(rows)
-    cases, n_gt, n_pred = [], np.zeros(n), np.zeros(n)
+    n_gt, n_pred = np.zeros(n), np.zeros(n)
     parsed = np.zeros(n, bool)
+    ids: dict[str, int] = {}
+    gt_case, gt_label, gt_box, dt_case, dt_label, dt_box = [], [], [], [], [], []
     for k, i in enumerate(rows):
         sol = batch.solutions[i]
+        n_gt[k] = len(sol)
+        for t in sol:
+            gt_case.append(k)
+            gt_label.append(ids.setdefault(normalize_label(t.label), len(ids)))
+            gt_box.append(t.bbox)
         answer = split_tags(batch.completions[i]).answer
         ovd = parse_ovd(answer) if answer is not None else None
-        gt_boxes = np.array([t.bbox for t in sol], dtype=np.float64).reshape(-1, 4)
-        gt_labels = [normalize_label(t.label) for t in sol]
-        n_gt[k] = len(sol)
         if ovd is None:
-            cases.append(Case(gt_labels, gt_boxes, [], np.zeros((0, 4))))
             continue
         parsed[k] = True
         n_pred[k] = ovd.n_pred
-        boxes = np.array([d.bbox for d in ovd.detections], dtype=np.float64).reshape(-1, 4)
-        with np.errstate(all="ignore"):
-            boxes = _pred_to_original(batch, i, boxes)
-        cases.append(Case(gt_labels, gt_boxes, [d.label for d in ovd.detections], boxes))
+        for d in ovd.detections:
+            dt_case.append(k)
+            dt_label.append(ids.setdefault(d.label, len(ids)))
+            dt_box.append(d.bbox)
+    dt_boxes = np.array(dt_box, dtype=np.float64).reshape(-1, 4)
     with np.errstate(all="ignore"):
-        m_ap, ap50 = coco_ap(cases)
+        dt_boxes = dt_boxes * _frame_scales(batch, rows)[np.asarray(dt_case, np.int64)]
+        gt_boxes = np.array(gt_box, dtype=np.float64).reshape(-1, 4)
+        m_ap, ap50 = coco_ap_flat(n, gt_case, gt_label, gt_boxes, dt_case, dt_label, dt_boxes)
         penalty = np.where(n_pred > 0, np.minimum(1.0, n_gt / np.maximum(n_pred, 1)), 0.0)
     both_empty = parsed & (n_gt == 0) & (n_pred == 0)
     one_empty = ~both_empty & ((n_gt == 0) | (n_pred == 0))

@@ -1,4 +1,4 @@
-"""Straightforward reference implementations, to check the fast ones against.
+"""What the fast rewards are checked against: reference implementations and adversarial inputs.
 
 ``coco_ap_reference`` builds a pycocotools ``COCO`` and ``COCOeval`` for one
 image, as VLM-R1's OVD reward does per completion. Tests assert our batched
@@ -50,3 +50,17 @@ def coco_ap_reference(gt_labels, gt_boxes, pred_labels, pred_boxes) -> tuple[flo
         ev.accumulate()
         ev.summarize()
     return float(ev.stats[0]), float(ev.stats[1])
+
+
+def adversarial_completions(n_chars: int) -> list[str]:
+    """Completions of ``n_chars`` shaped to make naive parsers slow (backtracking, deep nesting, repair)."""
+    shapes = [
+        "<think>" + "[1," * (n_chars // 3),
+        "<answer>" + "[" * n_chars,
+        "<think></think><answer>" + "{" * (n_chars // 2) + "</answer>",
+        "<think>x</think><answer>[" + "9" * n_chars + ",1,1,1]</answer>",
+        "<think>x</think><answer>" + '{"bbox_2d": [1, 2, 3, 4], "label": "cat"},' * (n_chars // 42) + "</answer>",
+        "</think>" * (n_chars // 8),
+        "<think>x</think><answer>```json\n[" + '{"bbox_2d": [1, 2, 3, 4], "label": "c' * (n_chars // 40),
+    ]
+    return [s[:n_chars] for s in shapes]

@@ -1,0 +1,74 @@
+"""The `vlmr1` console script, run as a user runs it (a subprocess)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+VLMR1 = [str(Path(sys.executable).parent / "vlmr1")]
+
+
+def run(*args, stdin: str | None = None, cwd=None):
+    return subprocess.run(VLMR1 + list(args), input=stdin, capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_version():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.startswith("vlmr1-curate ")
+
+
+def test_rewards_score_reads_stdin_and_keeps_order():
+    sol = [{"label": "x", "bbox": [0, 0, 100, 100]}]
+    rows = [
+        {"completion": '<think>t</think><answer>{"bbox_2d": [0, 0, 100, 100]}</answer>', "solution": sol, "width": 200, "height": 200},
+        {"completion": "garbage", "solution": sol, "width": 200, "height": 200},
+        {"completion": '<think>t</think><answer>[0, 0, 100, 50]</answer>', "solution": sol, "width": 200, "height": 200},
+    ]
+    out = run("rewards", "score", "--reward", "iou", "--frame", "abs_original", stdin="".join(json.dumps(r) + "\n" for r in rows))
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["reward"] for line in out.stdout.splitlines()] == [1.0, 0.0, 0.5]
+
+
+def test_rewards_score_resized_frame_from_file(tmp_path):
+    """abs_resized answers are mapped back through the resized size the row gives."""
+    sol = [{"label": "x", "bbox": [100, 100, 200, 200]}]
+    row = {"completion": "<think>t</think><answer>[50, 50, 100, 100]</answer>", "solution": sol,
+           "width": 640, "height": 480, "resized_width": 320, "resized_height": 240}
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    out = run("rewards", "score", "--reward", "hit@0.5", "--frame", "abs_resized", str(path))
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"reward": 1.0}
+
+
+def test_rewards_score_ovd_with_fenced_json():
+    sol = [{"label": "cat", "bbox": [0, 0, 10, 10]}]
+    comp = '<think>t</think><answer>```json\n[{"bbox_2d": [0, 0, 10, 10], "label": "cat"}]\n```</answer>'
+    rows = [{"completion": comp, "solution": sol, "width": 50, "height": 50}, {"completion": comp, "solution": [], "width": 50, "height": 50}]
+    out = run("rewards", "score", "--reward", "od_length", stdin="".join(json.dumps(r) + "\n" for r in rows))
+    assert [round(json.loads(line)["reward"], 9) for line in out.stdout.splitlines()] == [1.0, 0.0]
+
+
+def test_bad_input_names_the_line_and_reason():
+    good = json.dumps({"completion": "", "solution": [], "width": 10, "height": 10})
+    bad = json.dumps({"completion": "", "solution": [{"label": "a", "bbox": [5, 5, 1, 1]}], "width": 10, "height": 10})
+    out = run("rewards", "score", "--reward", "iou", stdin=good + "\n" + bad + "\n")
+    assert out.returncode == 2
+    assert "<stdin>:2: solution[0]" in out.stderr and "no area" in out.stderr
+    out = run("rewards", "score", "--reward", "iou", stdin="{not json\n")
+    assert out.returncode == 2 and "<stdin>:1: not JSON" in out.stderr
+    out = run("rewards", "score", "--reward", "nope", stdin="")
+    assert out.returncode != 0 and "unknown reward" in out.stderr
+
+
+def test_demo_writes_samples_and_reward_inputs(tmp_path):
+    out = run("demo", "--out", str(tmp_path / "d"))
+    assert out.returncode == 0, out.stderr
+    table = pq.read_table(tmp_path / "d" / "samples.parquet")
+    assert table.num_rows == 3 and set(table.column("task").to_pylist()) == {"rec", "ovd"}
+    lines = (tmp_path / "d" / "reward_inputs.jsonl").read_text().splitlines()
+    scored = run("rewards", "score", "--reward", "format", str(tmp_path / "d" / "reward_inputs.jsonl"))
+    assert [json.loads(x)["reward"] for x in scored.stdout.splitlines()] == [1.0] * len(lines)
