@@ -111,6 +111,38 @@ def _reward_row(line: str, where: str) -> dict:
     return row
 
 
+ingest_app = typer.Typer(help="Ingest annotations into the catalog.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+
+
+@ingest_app.command("coco")
+def ingest_coco_cmd(
+    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="COCO instances json files."),
+    catalog: Path = typer.Option(..., "--catalog", help="The DuckDB catalog file (created if missing)."),
+    absent: int = typer.Option(3, help="Absent categories added to each OVD prompt."),
+    seed: int = typer.Option(0, help="Seed for the absent categories and their order."),
+) -> None:
+    """Ingest COCO files: one transaction per file; an unchanged file is skipped."""
+    from rich.console import Console
+    from rich.progress import track
+    from rich.table import Table
+
+    from curation.catalog import CatalogBusy
+    from curation.ingest.store import ingest_coco
+
+    table = Table("file", "status", "images", "annotations", "samples", "rejects by reason")
+    try:
+        for path in track(paths, description="ingesting"):
+            s = ingest_coco(catalog, path, absent=absent, seed=seed)
+            status = "unchanged, skipped" if s.skipped else ("replaced" if s.replaced else "new")
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.rejects_by_reason.items())) or "-"
+            table.add_row(str(path), status, *(str(s.counts.get(k, "-")) for k in ("images", "annotations", "samples")), reasons)
+    except CatalogBusy as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(3) from None
+    Console().print(table)
+
+
 @app.command()
 def demo(out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs.")) -> None:
     """Run the pipeline on the embedded default and say what it did."""

@@ -1,0 +1,149 @@
+"""The catalog: one DuckDB file, the single source of truth (ARCHITECTURE.md, "Catalog").
+
+DuckDB lets one process write a file at a time; ``connect`` waits a bounded
+time for the lock and then fails with the pid that holds it. Pass the path
+between tasks, never a connection. The schema is versioned: ``MIGRATIONS``
+run in order, each in its own transaction, and the version is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+
+_PID = re.compile(r"PID (\d+)")
+
+
+class CatalogBusy(RuntimeError):
+    """Another process holds the catalog's write lock."""
+
+
+# Each entry: (version, statements). Never edit a released entry: append one.
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (
+        1,
+        [
+            """CREATE TABLE sources (
+                file_id VARCHAR PRIMARY KEY,      -- sha256 of the file's bytes
+                kind VARCHAR NOT NULL,            -- coco | refcoco | d3 | jsonl
+                source VARCHAR NOT NULL,          -- sample source name, e.g. coco, refcocog
+                path VARCHAR NOT NULL,
+                size_bytes BIGINT NOT NULL,
+                n_records BIGINT NOT NULL,
+                n_samples BIGINT NOT NULL,
+                n_rejects BIGINT NOT NULL,
+                options JSON,
+                ingested_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+            )""",
+            """CREATE TABLE images (
+                file_id VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                image_id BIGINT NOT NULL,         -- id in the source file
+                image_key VARCHAR NOT NULL,       -- path relative to an image root
+                width INTEGER NOT NULL,
+                height INTEGER NOT NULL,
+                PRIMARY KEY (file_id, image_id)
+            )""",
+            """CREATE TABLE annotations (
+                file_id VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                ann_id BIGINT NOT NULL,
+                image_id BIGINT NOT NULL,
+                category_id BIGINT NOT NULL,
+                category VARCHAR NOT NULL,
+                x1 DOUBLE NOT NULL, y1 DOUBLE NOT NULL, x2 DOUBLE NOT NULL, y2 DOUBLE NOT NULL,
+                area DOUBLE,
+                iscrowd BOOLEAN NOT NULL,
+                PRIMARY KEY (file_id, ann_id)
+            )""",
+            """CREATE TABLE samples (
+                sample_id VARCHAR PRIMARY KEY,
+                file_id VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                split VARCHAR NOT NULL,
+                task VARCHAR NOT NULL,
+                image_key VARCHAR NOT NULL,
+                width INTEGER NOT NULL,
+                height INTEGER NOT NULL,
+                problem VARCHAR NOT NULL,
+                problem_raw VARCHAR,
+                solution JSON NOT NULL,
+                image_id BIGINT,
+                ann_id BIGINT,
+                ref_id BIGINT,
+                sent_id BIGINT,
+                category_ids BIGINT[],
+                source_sha256 VARCHAR
+            )""",
+            """CREATE TABLE rejects (
+                file_id VARCHAR NOT NULL,
+                path VARCHAR NOT NULL,
+                section VARCHAR NOT NULL,         -- images | annotations | categories | file ...
+                record_index BIGINT,              -- position in that section, NULL for the whole file
+                record_id VARCHAR,
+                reason VARCHAR NOT NULL
+            )""",
+        ],
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def _open(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path))
+        except duckdb.IOException as exc:
+            message = str(exc)
+            if "lock" not in message.lower():
+                raise
+            if time.monotonic() >= deadline:
+                m = _PID.search(message)
+                holder = f"pid {m.group(1)}" if m else "another process"
+                raise CatalogBusy(f"catalog {path} is in use by {holder} (waited {timeout:g} s)") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; return the version found before."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(f"catalog schema version {current} is newer than this code ({SCHEMA_VERSION}); upgrade vlmr1-curate")
+    for version, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        for sql in statements:
+            con.execute(sql)
+        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+        con.execute("COMMIT")
+    return current
+
+
+@contextmanager
+def connect(path: str | Path, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open (creating and migrating if needed) the catalog; close it on exit."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open(path, timeout)
+    try:
+        migrate(con)
+        yield con
+    finally:
+        con.close()
+
+
+def counts(path: str | Path) -> dict[str, int]:
+    """Rows per table: what a summary or a test wants to see."""
+    with connect(path) as con:
+        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()]
+        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in sorted(tables)}

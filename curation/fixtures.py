@@ -1,0 +1,77 @@
+"""Tiny, format-exact datasets with real JPEG files, for tests and ``make demo``.
+
+So far: COCO instances json. Each defect the ingest must survive is placed
+at a known record, and ``DEFECTS`` says where, so tests can name exactly
+what must be rejected and what must not.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+COCO_CATEGORIES = [(1, "person"), (2, "bicycle"), (3, "car"), (17, "cat"), (18, "dog"), (62, "chair")]
+
+# (section, record id, reason prefix) of the deliberate defects in make_coco().
+DEFECTS = [
+    ("images", "9001", "width/height must be positive integers"),
+    ("annotations", "7001", "bbox must be 4 finite numbers"),  # NaN in the box
+    ("annotations", "7002", "unknown image id"),
+    ("annotations", "7003", "bbox has no area"),  # negative width
+    ("annotations", "7004", "bbox must be 4 finite numbers"),  # a string where a number goes
+    ("annotations", "7005", "unknown category id"),
+]
+
+
+def write_jpeg(path: Path, width: int, height: int, seed: int) -> None:
+    rng = random.Random(seed)
+    img = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x, y = rng.randrange(width), rng.randrange(height)
+        draw.rectangle([x, y, x + rng.randrange(5, 60), y + rng.randrange(5, 60)], fill=tuple(rng.randrange(256) for _ in range(3)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, "JPEG", quality=85)
+
+
+def make_coco(root: Path, n_images: int = 12, split: str = "train2017", seed: int = 0) -> Path:
+    """Write ``root/annotations/instances_{split}.json`` and ``root/{split}/*.jpg``; return the json path."""
+    rng = random.Random(seed)
+    images, anns = [], []
+    ann_id = 1
+    for i in range(1, n_images + 1):
+        w, h = rng.choice([(320, 240), (240, 320), (400, 300)])
+        name = f"{split}/{i:012d}.jpg"
+        write_jpeg(root / name, w, h, seed * 1000 + i)
+        images.append({"id": i, "file_name": name, "width": w, "height": h, "license": 1, "date_captured": "2013-11-14 11:18:45"})
+        for _ in range(0 if i == n_images else rng.randrange(1, 4)):  # the last image has no boxes
+            cat = rng.choice(COCO_CATEGORIES)[0]
+            bw, bh = rng.randrange(10, w // 2), rng.randrange(10, h // 2)
+            x, y = rng.randrange(0, w - bw), rng.randrange(0, h - bh)
+            anns.append({"id": ann_id, "image_id": i, "category_id": cat, "bbox": [x + 0.5, y + 0.25, bw, bh], "area": bw * bh * 0.8,
+                         "iscrowd": 0, "segmentation": [[x, y, x + bw, y, x + bw, y + bh]]})
+            ann_id += 1
+    anns.append({"id": ann_id, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 60], "area": 2000, "iscrowd": 1,
+                 "segmentation": {"counts": [0, 10], "size": [240, 320]}})
+    images.append({"id": 9001, "file_name": f"{split}/broken.jpg", "width": -5, "height": 100})
+    anns += [
+        {"id": 7001, "image_id": 1, "category_id": 1, "bbox": [1, 2, float("nan"), 5], "area": 1, "iscrowd": 0},
+        {"id": 7002, "image_id": 424242, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0},
+        {"id": 7003, "image_id": 2, "category_id": 3, "bbox": [10, 10, -4, 5], "area": 20, "iscrowd": 0},
+        {"id": 7004, "image_id": 2, "category_id": 3, "bbox": [10, "10", 4, 5], "area": 20, "iscrowd": 0},
+        {"id": 7005, "image_id": 3, "category_id": 999, "bbox": [10, 10, 4, 5], "area": 20, "iscrowd": 0},
+    ]
+    data = {
+        "info": {"description": "vlmr1-curate fixture", "version": "1.0", "year": 2026},
+        "licenses": [{"id": 1, "name": "fixture", "url": ""}],
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": cid, "name": name, "supercategory": "thing"} for cid, name in COCO_CATEGORIES],
+    }
+    out = root / "annotations" / f"instances_{split}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, allow_nan=True))
+    return out
