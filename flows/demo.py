@@ -77,3 +77,23 @@ def run_demo(out: Path) -> None:
         fh.writelines(json.dumps(r) + "\n" for r in rows_out)
     console.print(f"[bold]4.[/] reward inputs for the CLI: {out / 'reward_inputs.jsonl'}\n"
                   f"   try: vlmr1 rewards score --reward iou {out / 'reward_inputs.jsonl'}")
+    _ingest_fixture(console, out)
+
+
+def _ingest_fixture(console: Console, out: Path) -> None:
+    """Stage 1 of the pipeline: a COCO fixture (real JPEGs, planted defects) into the catalog."""
+    from curation.catalog import connect
+    from curation.fixtures import make_coco
+    from curation.ingest.store import ingest_coco
+
+    db = out / "catalog.duckdb"
+    db.unlink(missing_ok=True)
+    coco = make_coco(out / "data" / "coco")
+    summary = ingest_coco(db, coco)
+    console.print(f"[bold]5.[/] ingested {coco} into {db}: {summary.counts}")
+    with connect(db) as con:
+        rows = con.execute("SELECT section, record_index, record_id, reason FROM rejects ORDER BY section, record_index").fetchall()
+    table = Table("section", "record index", "id", "reason", title="rejects ledger (the fixture's planted defects)")
+    for row in rows:
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
