@@ -76,46 +76,43 @@ def make_ovd(rng, n):
     return comps, sols
 
 
-def baseline_rec_iou(comps, sols):
+def _per_completion(comps, sols, parse, score_one):
+    """The straightforward loop: parse each answer, score it alone; unparseable scores 0."""
     out = []
     for c, s in zip(comps, sols):
-        s = json.loads(s)
         answer = split_tags(c).answer
-        box = parse_rec_box(answer) if answer is not None else None
-        if box is None:
-            out.append(0.0)
-            continue
-        gx1, gy1, gx2, gy2 = s[0]["bbox"]
-        px1, py1, px2, py2 = box
-        iw, ih = max(0.0, min(px2, gx2) - max(px1, gx1)), max(0.0, min(py2, gy2) - max(py1, gy1))
-        inter = iw * ih
-        union = max(0.0, px2 - px1) * max(0.0, py2 - py1) + (gx2 - gx1) * (gy2 - gy1) - inter
-        out.append(inter / union if union > 0 else 0.0)
+        parsed = parse(answer) if answer is not None else None
+        out.append(0.0 if parsed is None else score_one(parsed, json.loads(s)))
     return np.array(out)
+
+
+def _iou_one(box, sol):
+    gx1, gy1, gx2, gy2 = sol[0]["bbox"]
+    px1, py1, px2, py2 = box
+    iw, ih = max(0.0, min(px2, gx2) - max(px1, gx1)), max(0.0, min(py2, gy2) - max(py1, gy1))
+    inter = iw * ih
+    union = max(0.0, px2 - px1) * max(0.0, py2 - py1) + (gx2 - gx1) * (gy2 - gy1) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _od_length_one(ovd, sol):
+    """VLM-R1's way: a pycocotools COCO + COCOeval for this one completion."""
+    n_gt, n_pred = len(sol), ovd.n_pred
+    if n_gt == 0 or n_pred == 0:
+        return 1.0 if n_gt == n_pred else 0.0
+    m_ap, _ = coco_ap_reference(
+        [normalize_label(g["label"]) for g in sol], [g["bbox"] for g in sol],
+        [d.label for d in ovd.detections], [d.bbox for d in ovd.detections],
+    )
+    return min(1.0, n_gt / n_pred) * m_ap
+
+
+def baseline_rec_iou(comps, sols):
+    return _per_completion(comps, sols, parse_rec_box, _iou_one)
 
 
 def baseline_od_length(comps, sols):
-    out = []
-    for c, s in zip(comps, sols):
-        s = json.loads(s)
-        answer = split_tags(c).answer
-        ovd = parse_ovd(answer) if answer is not None else None
-        if ovd is None:
-            out.append(0.0)
-            continue
-        n_gt, n_pred = len(s), ovd.n_pred
-        if n_gt == 0 and n_pred == 0:
-            out.append(1.0)
-            continue
-        if n_gt == 0 or n_pred == 0:
-            out.append(0.0)
-            continue
-        m_ap, _ = coco_ap_reference(
-            [normalize_label(g["label"]) for g in s], [g["bbox"] for g in s],
-            [d.label for d in ovd.detections], [d.bbox for d in ovd.detections],
-        )
-        out.append(min(1.0, n_gt / n_pred) * m_ap)
-    return np.array(out)
+    return _per_completion(comps, sols, parse_ovd, _od_length_one)
 
 
 def _time(fn, *args, repeat=1):
