@@ -20,7 +20,7 @@ into None, which TRL skips), so one reward list serves mixed REC+OVD data.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Iterable, Sequence
 
@@ -45,6 +45,15 @@ class RewardBatch:
     tasks: list[str]
     frame: BoxFrame
     resized: list[tuple[int, int] | None]
+    # Parsed-and-scored intermediates shared by rewards of one batch (iou and
+    # hit@0.5; map, ap50 and od_length), so asking for several costs one pass.
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def memo(self, key: str, rows: np.ndarray, compute: Callable):
+        cache_key = (key, rows.tobytes())
+        if cache_key not in self._memo:
+            self._memo[cache_key] = compute(self, rows)
+        return self._memo[cache_key]
 
     @classmethod
     def build(
@@ -219,19 +228,19 @@ REGISTRY: dict[str, RewardSpec] = {
     spec.name: spec
     for spec in (
         RewardSpec("format", None, _format, "think/answer tags well formed and the answer parses for its task"),
-        RewardSpec("iou", "rec", _task_reward("rec", _rec_ious), "REC: IoU of the answer box with the target"),
+        RewardSpec("iou", "rec", _task_reward("rec", lambda b, r: b.memo("rec", r, _rec_ious)), "REC: IoU of the answer box with the target"),
         RewardSpec(
             "hit@0.5",
             "rec",
-            _task_reward("rec", lambda b, r: (_rec_ious(b, r) >= 0.5).astype(np.float64)),
+            _task_reward("rec", lambda b, r: (b.memo("rec", r, _rec_ious) >= 0.5).astype(np.float64)),
             "REC: 1 if IoU >= 0.5",
         ),
-        RewardSpec("map", "ovd", _task_reward("ovd", lambda b, r: _ovd_scores(b, r)["map"]), "OVD: COCO AP@[.5:.95]"),
-        RewardSpec("ap50", "ovd", _task_reward("ovd", lambda b, r: _ovd_scores(b, r)["ap50"]), "OVD: COCO AP50"),
+        RewardSpec("map", "ovd", _task_reward("ovd", lambda b, r: b.memo("ovd", r, _ovd_scores)["map"]), "OVD: COCO AP@[.5:.95]"),
+        RewardSpec("ap50", "ovd", _task_reward("ovd", lambda b, r: b.memo("ovd", r, _ovd_scores)["ap50"]), "OVD: COCO AP50"),
         RewardSpec(
             "od_length",
             "ovd",
-            _task_reward("ovd", lambda b, r: _ovd_scores(b, r)["od_length"]),
+            _task_reward("ovd", lambda b, r: b.memo("ovd", r, _ovd_scores)["od_length"]),
             "OVD: min(1, n_gt/n_pred) x mAP, VLM-R1's None rules",
         ),
     )

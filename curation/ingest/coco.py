@@ -21,7 +21,7 @@ from pathlib import Path
 import ijson
 
 from vlmr1.prompts import ovd_phrases
-from vlmr1.records import make_sample_id, solution_json
+from vlmr1.records import Target, make_sample_id, solution_json
 
 SECTIONS = ("categories", "images", "annotations")
 
@@ -156,9 +156,7 @@ def parse_coco(path: str | Path, *, source: str = "coco", split: str | None = No
     return out
 
 
-def _targets(rows: list[dict]):
-    from vlmr1.records import Target
-
+def _targets(rows: list[dict]) -> list[Target]:
     return [Target(r["category"], (r["x1"], r["y1"], r["x2"], r["y2"])) for r in rows]
 
 
