@@ -90,6 +90,23 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        [
+            """CREATE TABLE image_probes (        -- a cache of facts about image files, keyed by path
+                path VARCHAR PRIMARY KEY,         -- as resolved against an image root
+                size_bytes BIGINT,                -- with mtime_ns: the cache key (a changed file is probed again)
+                mtime_ns BIGINT,
+                width INTEGER, height INTEGER, format VARCHAR,
+                sha256 VARCHAR,                   -- of the bytes: exact duplicates
+                phash UBIGINT,                    -- 64-bit pHash: near duplicates, bit_count(xor(a, b))
+                error VARCHAR,                    -- NULL when usable; else "what: detail"
+                verified BOOLEAN NOT NULL,        -- fully decoded, not just the header
+                max_pixels BIGINT NOT NULL,
+                probed_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+            )""",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -99,7 +116,9 @@ def _open(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path))
+            con = duckdb.connect(str(path))
+            con.execute("SET enable_progress_bar = false")
+            return con
         except duckdb.IOException as exc:
             message = str(exc)
             if "lock" not in message.lower():

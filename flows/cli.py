@@ -128,7 +128,7 @@ def ingest_coco_cmd(
     from rich.table import Table
 
     from curation.catalog import CatalogBusy
-    from curation.ingest.store import ingest_coco
+    from curation.ingest import ingest_coco
 
     table = Table("file", "status", "images", "annotations", "samples", "rejects by reason")
     try:

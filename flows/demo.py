@@ -84,7 +84,7 @@ def _ingest_fixture(console: Console, out: Path) -> None:
     """Stage 1 of the pipeline: a COCO fixture (real JPEGs, planted defects) into the catalog."""
     from curation.catalog import connect
     from curation.fixtures import make_coco
-    from curation.ingest.store import ingest_coco
+    from curation.ingest import ingest_coco
 
     db = out / "catalog.duckdb"
     db.unlink(missing_ok=True)

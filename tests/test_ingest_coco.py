@@ -12,7 +12,7 @@ import pytest
 
 from curation import catalog
 from curation.fixtures import COCO_CATEGORIES, DEFECTS, make_coco
-from curation.ingest.store import ingest_coco
+from curation.ingest import ingest_coco
 
 
 @pytest.fixture()
@@ -121,15 +121,16 @@ import sys, time
 from pathlib import Path
 import curation.ingest.store as store
 calls = {"n": 0}
-real = store._table
+real = store._copy
 def paused(*args, **kwargs):
     calls["n"] += 1
     if calls["n"] == 3:  # images and annotations are inserted, the transaction is open
         Path(sys.argv[3]).write_text("in transaction")
         time.sleep(120)
     return real(*args, **kwargs)
-store._table = paused
-store.ingest_coco(sys.argv[1], sys.argv[2])
+store._copy = paused
+from curation.ingest import ingest_coco
+ingest_coco(sys.argv[1], sys.argv[2])
 """
 
 
@@ -173,3 +174,27 @@ def test_cli_ingest_prints_a_summary(coco, tmp_path):
     assert "new" in out.stdout and "unknown image id: 1" in out.stdout
     out = subprocess.run([vlmr1, "ingest", "coco", str(coco), "--catalog", str(db)], capture_output=True, text=True, timeout=120, env=env)
     assert "unchanged, skipped" in out.stdout
+
+
+def test_fast_and_exact_readers_agree(coco, tmp_path, monkeypatch):
+    """msgspec (clean files) and DuckDB JSON + SQL type rules (any file) must produce the same catalog."""
+    import curation.ingest.coco as reader
+    from vlmr1.records import make_sample_id
+
+    clean = json.loads(coco.read_text())
+    clean["annotations"] = [a for a in clean["annotations"] if str(a["id"]) not in {rid for _, rid, _ in DEFECTS}]
+    clean_path = tmp_path / "instances_val2017.json"
+    clean_path.write_text(json.dumps(clean))
+    tables = "SELECT * EXCLUDE (file_id) FROM {} ORDER BY ALL"
+    fast_db, exact_db = tmp_path / "fast.duckdb", tmp_path / "exact.duckdb"
+    calls = []
+    real = reader._load_typed_fast
+    monkeypatch.setattr(reader, "_load_typed_fast", lambda con, p: calls.append(real(con, p)) or calls[-1])
+    ingest_coco(fast_db, clean_path)
+    assert calls == [True]
+    monkeypatch.setattr(reader, "_load_typed_fast", lambda con, p: False)
+    ingest_coco(exact_db, clean_path)
+    for t in ("images", "annotations", "samples", "rejects"):
+        assert _rows(fast_db, tables.format(t)) == _rows(exact_db, tables.format(t)), t
+    ids = _rows(fast_db, "SELECT sample_id, image_id FROM samples")
+    assert ids and all(sid == make_sample_id("coco", ("val2017", image_id)) for sid, image_id in ids)

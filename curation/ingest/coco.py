@@ -1,56 +1,204 @@
 """COCO instances json -> images, annotations and one OVD sample per image.
 
-A broken (e.g. truncated) file still yields every record before the break,
-and the break itself becomes a reject (``load_sections``). Each bad record becomes a reject naming the file,
-section, index and reason; the rest of the file is ingested.
+Two readers fill the same typed tables, and one set of SQL value rules
+(finiteness, positive sizes, references, duplicates) decides what is kept:
+
+- fast: msgspec decodes the file against a typed schema (``_CocoFile``),
+  skipping the fields ingest does not use (segmentation polygons, most of the
+  bytes). It succeeds only when every record has the right JSON types.
+- exact: otherwise DuckDB's ``read_json`` reads every field as ``JSON`` and
+  SQL type rules name each bad record (a string "10" in a box is a reject,
+  never silently cast). A file DuckDB cannot read (truncated, not an object)
+  goes through Python: ``json.load``, then ijson salvage up to the break,
+  which itself becomes a reject.
+
+Each bad record becomes a reject with its section, index in that section, id
+and reason; the rest of the file is ingested.
 
 OVD samples: the prompt lists the categories present (non-crowd boxes) plus
-``absent`` categories not in the image at all, shuffled with a per-image
-seed, so the order never tells which are present. The solution holds every
-non-crowd box. Images with no box are kept as "None" samples.
+``absent`` categories not in the image at all, in an order that never tells
+which are present. Choice and order come from a 64-bit hash of (seed, split,
+image id, category name), so an image's prompt does not change when other
+images or categories are added. The solution holds every non-crowd box.
+Images with no box are kept as "None" samples.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import random
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import ijson
+from typing import Optional
 
-from vlmr1.prompts import ovd_phrases
-from vlmr1.records import Target, make_sample_id, solution_json
+import duckdb
+import msgspec
+import numpy as np
+import pyarrow as pa
 
-SECTIONS = ("categories", "images", "annotations")
+from curation.images import ImageCheck
+from curation.ingest.store import IngestSummary, Reject, add_rejects, ingest_file
+
+SECTIONS = {
+    "categories": ("raw_cats", ["id", "name"]),
+    "images": ("raw_images", ["id", "file_name", "width", "height"]),
+    "annotations": ("raw_anns", ["id", "image_id", "category_id", "bbox", "area", "iscrowd"]),
+}
+INT = "('BIGINT', 'UBIGINT')"
+NUM = "('BIGINT', 'UBIGINT', 'DOUBLE')"
 
 
-@dataclass
-class Reject:
-    section: str
-    record_index: int | None
-    record_id: str | None
-    reason: str
+def split_name(path: Path) -> str:
+    """``instances_train2017.json`` -> ``train2017``."""
+    stem = path.stem
+    return stem.split("instances_", 1)[1] if "instances_" in stem else stem
 
 
-@dataclass
-class CocoParse:
-    """What a COCO file holds once validated: rows ready for the catalog."""
+def stage_coco(con: duckdb.DuckDBPyConnection, path: Path, file_id: str, *, source: str = "coco", split: str | None = None,
+               absent: int = 3, seed: int = 0) -> int:
+    """Fill the staging tables from one COCO file; return its record count."""
+    split = split or split_name(path)
+    _load_typed(con, path)
+    n_records = sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TYPED)
+    _validate(con)
+    con.execute("INSERT INTO new_images SELECT image_id, image_key, width, height FROM imgs_ok")
+    con.execute("INSERT INTO new_anns SELECT ann_id, image_id, category_id, category, x1, y1, x2, y2, area, iscrowd FROM anns_ok")
+    _stage_samples(con, source, split, absent, seed, file_id)
+    for t in ("cats_ok", "imgs_ok", "anns_ok"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return n_records
 
-    images: list[dict] = field(default_factory=list)
-    annotations: list[dict] = field(default_factory=list)
-    samples: list[dict] = field(default_factory=list)
-    rejects: list[Reject] = field(default_factory=list)
-    n_records: int = 0
+
+# ---------------------------------------------------------------- reading
+
+class _Image(msgspec.Struct, gc=False):
+    id: int
+    file_name: str
+    width: int
+    height: int
+
+
+class _Annotation(msgspec.Struct, gc=False):
+    id: int
+    image_id: int
+    category_id: int
+    bbox: tuple[float, float, float, float]
+    area: Optional[float] = None
+    iscrowd: int = 0
+
+
+class _Category(msgspec.Struct, gc=False):
+    id: int
+    name: str
+
+
+class _CocoFile(msgspec.Struct):
+    """The fields ingest uses; msgspec skips the rest (segmentation polygons are most of the bytes) without building them."""
+
+    images: list[_Image] = []
+    annotations: list[_Annotation] = []
+    categories: list[_Category] = []
+
+
+TYPED = {
+    "typed_cats": "i BIGINT, id BIGINT, name VARCHAR, rid VARCHAR, reason VARCHAR",
+    "typed_images": "i BIGINT, id BIGINT, image_key VARCHAR, width BIGINT, height BIGINT, rid VARCHAR, reason VARCHAR",
+    "typed_anns": "i BIGINT, id BIGINT, image_id BIGINT, category_id BIGINT, x DOUBLE, y DOUBLE, w DOUBLE, h DOUBLE, area DOUBLE, "
+                  "iscrowd BOOLEAN, rid VARCHAR, reason VARCHAR",
+}
+
+
+def _load_typed(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """typed_cats / typed_images / typed_anns: one row per record, ``i`` = index in its section.
+
+    A record whose fields have the wrong JSON type carries its ``reason``
+    already; the value rules (``_validate``) apply to the rest.
+    """
+    for name, columns in TYPED.items():
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns})")
+    try:
+        if _load_typed_fast(con, path):
+            return
+    except OverflowError:  # an integer beyond int64: let the exact path name it
+        pass
+    for name, columns in TYPED.items():
+        con.execute(f"DELETE FROM {name}")
+    _load_raw(con, path)
+    _type_rules(con)
+
+
+def _load_typed_fast(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
+    """Decode with msgspec against the typed schema. False when any record breaks it (then the exact path runs)."""
+    try:
+        with open(path, "rb") as fh:
+            data = msgspec.json.decode(fh.read(), type=_CocoFile)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    cats, imgs, anns = data.categories, data.images, data.annotations
+    del data
+    tables = {
+        "typed_cats": {"id": [c.id for c in cats], "name": [c.name for c in cats]},
+        "typed_images": {"id": [m.id for m in imgs], "image_key": [m.file_name for m in imgs], "width": [m.width for m in imgs],
+                         "height": [m.height for m in imgs]},
+    }
+    box = np.array([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4)
+    tables["typed_anns"] = {
+        "id": np.fromiter((a.id for a in anns), np.int64, len(anns)),
+        "image_id": np.fromiter((a.image_id for a in anns), np.int64, len(anns)),
+        "category_id": np.fromiter((a.category_id for a in anns), np.int64, len(anns)),
+        "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
+        "area": pa.array([a.area for a in anns], pa.float64()),
+        "iscrowd": pa.array([a.iscrowd for a in anns], pa.int64()),
+    }
+    crowd_values = set(np.unique(tables["typed_anns"]["iscrowd"].to_numpy(zero_copy_only=False)).tolist()) if anns else set()
+    if not crowd_values <= {0, 1}:
+        return False
+    for name, cols in tables.items():
+        n = len(next(iter(cols.values())))
+        cols = {"i": np.arange(n, dtype=np.int64), **cols}
+        con.register("_typed", pa.table(cols))
+        con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _typed")
+        con.unregister("_typed")
+    return True
+
+
+def _load_raw(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """raw_cats / raw_images / raw_anns with every field as JSON: DuckDB's reader, or Python's for a broken file."""
+    columns = ", ".join(f"{section}: 'STRUCT({', '.join(f'{f} JSON' for f in fields)})[]'" for section, (_, fields) in SECTIONS.items())
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE raw_file AS SELECT * FROM read_json(?, columns = {{{columns}}}, format = 'unstructured', "
+            f"records = true, maximum_object_size = ?)",
+            [str(path), max(path.stat().st_size + 1, 1 << 24)],
+        )
+        if con.execute("SELECT count(*) FROM raw_file").fetchone()[0] != 1:
+            raise duckdb.InvalidInputException("top level is not one object")
+        for section, (table, fields) in SECTIONS.items():
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT generate_subscripts({section}, 1) - 1 AS i, "
+                        f"unnest({section}, recursive := true) FROM raw_file")
+        con.execute("DROP TABLE raw_file")
+    except (duckdb.Error, OverflowError):
+        con.execute("DROP TABLE IF EXISTS raw_file")
+        _load_raw_python(con, path)
+
+
+def _load_raw_python(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    rejects: list[Reject] = []
+    sections = load_sections(path, rejects)
+    add_rejects(con, rejects)
+    for section, (table, fields) in SECTIONS.items():
+        records = [json.dumps(r, allow_nan=True) for r in sections[section]]
+        con.register("_records", pa.table({"i": pa.array(range(len(records)), pa.int64()), "rec": pa.array(records, pa.string())}))
+        picks = ", ".join(f"rec::JSON -> '{f}' AS {f}" for f in fields)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT i, {picks} FROM _records")
+        con.unregister("_records")
 
 
 def load_sections(path: Path, rejects: list[Reject]) -> dict[str, list]:
-    """The file's top-level arrays.
+    """The file's top-level arrays, by Python (the fallback).
 
-    Whole-file ``json`` first (fast; accepts NaN, which COCO writers emit).
-    If the file is broken (truncated, say), each section is streamed with
-    ijson up to the break, and the break becomes a reject.
+    Whole-file ``json`` first (accepts NaN, which COCO writers emit). If the
+    file is broken (truncated, say), each section is streamed with ijson up
+    to the break, and the break becomes a reject.
     """
     try:
         with open(path, "rb") as fh:
@@ -73,6 +221,8 @@ def load_sections(path: Path, rejects: list[Reject]) -> dict[str, list]:
 
 def _stream(path: Path, section: str):
     """Records of one top-level array, up to the first parse error."""
+    import ijson
+
     try:
         with open(path, "rb") as fh:
             yield from ijson.items(fh, f"{section}.item", use_float=True)
@@ -80,113 +230,164 @@ def _stream(path: Path, section: str):
         return
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+# ---------------------------------------------------------------- validating
+
+def _type_rules(con: duckdb.DuckDBPyConnection) -> None:
+    """raw_* (fields as JSON) -> typed_*: a field of the wrong JSON type is a reason, never a silent cast ("10" is not 10)."""
+    rid = "CASE WHEN json_type(id) = 'VARCHAR' THEN id ->> '$' ELSE id::VARCHAR END"
+    int_or_null = lambda f: f"CASE WHEN json_type({f}) IN {INT} THEN TRY_CAST({f} AS BIGINT) END"  # noqa: E731
+    con.execute(f"""INSERT INTO typed_cats SELECT i, {int_or_null('id')}, name ->> '$', {rid},
+        CASE WHEN json_type(id) NOT IN {INT} OR json_type(name) IS DISTINCT FROM 'VARCHAR'
+             THEN 'category needs an integer id and a non-empty name' END FROM raw_cats""")
+    con.execute(f"""INSERT INTO typed_images SELECT i, {int_or_null('id')}, file_name ->> '$', {int_or_null('width')}, {int_or_null('height')}, {rid},
+        CASE WHEN json_type(id) NOT IN {INT} OR id IS NULL THEN 'image needs an integer id'
+             WHEN json_type(width) NOT IN {INT} OR json_type(height) NOT IN {INT}
+             THEN 'width/height must be positive integers: ' || coalesce(width::VARCHAR, 'missing') || 'x' || coalesce(height::VARCHAR, 'missing')
+             WHEN json_type(file_name) IS DISTINCT FROM 'VARCHAR' THEN 'file_name missing' END FROM raw_images""")
+    bbox_ok = (f"json_type(bbox) = 'ARRAY' AND json_array_length(bbox) = 4 "
+               f"AND list_bool_and(list_transform(json_type(bbox, ['$[0]', '$[1]', '$[2]', '$[3]']), lambda t: t IN {NUM}))")
+    con.execute(f"""INSERT INTO typed_anns
+        SELECT i, {int_or_null('id')}, {int_or_null('image_id')}, {int_or_null('category_id')}, b[1], b[2], b[3], b[4],
+            CASE WHEN json_type(area) IN {NUM} THEN area::DOUBLE END, coalesce(iscrowd::VARCHAR IN ('1', 'true'), false), {rid},
+            CASE WHEN json_type(id) NOT IN {INT} OR id IS NULL THEN 'annotation needs an integer id'
+                 WHEN json_type(image_id) NOT IN {INT} OR image_id IS NULL THEN 'unknown image id: ' || coalesce(image_id::VARCHAR, 'missing')
+                 WHEN json_type(category_id) NOT IN {INT} OR category_id IS NULL
+                      THEN 'unknown category id: ' || coalesce(category_id::VARCHAR, 'missing')
+                 WHEN b IS NULL THEN 'bbox must be 4 finite numbers: ' || coalesce(bbox::VARCHAR, 'missing')
+                 WHEN iscrowd IS NOT NULL AND iscrowd::VARCHAR NOT IN ('0', '1', 'true', 'false') THEN 'iscrowd must be 0 or 1: ' || iscrowd::VARCHAR
+            END
+        FROM (SELECT *, CASE WHEN {bbox_ok} THEN bbox::DOUBLE[] END AS b FROM raw_anns)""")
+    for t in ("raw_cats", "raw_images", "raw_anns"):
+        con.execute(f"DROP TABLE {t}")
 
 
-def _is_num(v) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+def _validate(con: duckdb.DuckDBPyConnection) -> None:
+    """Value rules over typed_* -> cats_ok / imgs_ok / anns_ok; every other record goes to new_rejects with its reason."""
+    con.execute("UPDATE typed_cats SET reason = 'category needs an integer id and a non-empty name' WHERE reason IS NULL AND trim(name) = ''")
+    _reject_and_dedupe(con, "typed_cats", "categories", "duplicate category id")
+    con.execute("CREATE OR REPLACE TEMP TABLE cats_ok AS SELECT id AS category_id, trim(name) AS name FROM typed_cats WHERE reason IS NULL")
+
+    con.execute("""UPDATE typed_images SET reason = CASE
+            WHEN width <= 0 OR height <= 0 OR width > 2147483647 OR height > 2147483647
+                THEN 'width/height must be positive integers: ' || width || 'x' || height
+            WHEN image_key = '' THEN 'file_name missing' END
+        WHERE reason IS NULL""")
+    _reject_and_dedupe(con, "typed_images", "images", "duplicate image id")
+    con.execute("CREATE OR REPLACE TEMP TABLE imgs_ok AS SELECT id AS image_id, image_key, width::INTEGER AS width, height::INTEGER AS height "
+                "FROM typed_images WHERE reason IS NULL")
+
+    con.execute("""CREATE OR REPLACE TEMP TABLE anns_checked AS
+        SELECT a.i, a.id, a.rid, im.image_id, a.category_id, c.name AS category, a.x, a.y, a.w, a.h, a.area, a.iscrowd,
+            coalesce(a.reason, CASE
+                WHEN im.image_id IS NULL THEN 'unknown image id: ' || a.image_id
+                WHEN c.name IS NULL THEN 'unknown category id: ' || a.category_id
+                WHEN NOT (isfinite(a.x) AND isfinite(a.y) AND isfinite(a.w) AND isfinite(a.h))
+                    THEN 'bbox must be 4 finite numbers: [' || a.x || ', ' || a.y || ', ' || a.w || ', ' || a.h || ']'
+                WHEN a.w <= 0 OR a.h <= 0 THEN 'bbox has no area: w=' || a.w || ', h=' || a.h
+            END) AS reason
+        FROM typed_anns a LEFT JOIN imgs_ok im ON im.image_id = a.image_id LEFT JOIN cats_ok c ON c.category_id = a.category_id""")
+    _reject_and_dedupe(con, "anns_checked", "annotations", "duplicate annotation id")
+    con.execute("""CREATE OR REPLACE TEMP TABLE anns_ok AS SELECT id AS ann_id, image_id, category_id, category,
+            x AS x1, y AS y1, x + w AS x2, y + h AS y2, CASE WHEN isfinite(area) THEN area ELSE w * h END AS area, iscrowd
+        FROM anns_checked WHERE reason IS NULL""")
+    for t in ("typed_cats", "typed_images", "typed_anns", "anns_checked"):
+        con.execute(f"DROP TABLE {t}")
 
 
-def split_name(path: Path) -> str:
-    """``instances_train2017.json`` -> ``train2017``."""
-    stem = path.stem
-    return stem.split("instances_", 1)[1] if "instances_" in stem else stem
+def _reject_and_dedupe(con: duckdb.DuckDBPyConnection, table: str, section: str, duplicate: str) -> None:
+    """Mark later copies of a valid id as duplicates, then move every invalid record to new_rejects."""
+    con.execute(f"""UPDATE {table} SET reason = '{duplicate}' WHERE reason IS NULL AND i IN (
+        SELECT i FROM {table} WHERE reason IS NULL QUALIFY row_number() OVER (PARTITION BY id ORDER BY i) > 1)""")
+    con.execute(f"INSERT INTO new_rejects SELECT '{section}', i, coalesce(rid, id::VARCHAR), reason FROM {table} WHERE reason IS NOT NULL")
 
 
-def parse_coco(path: str | Path, *, source: str = "coco", split: str | None = None, absent: int = 3, seed: int = 0,
-               file_sha256: str | None = None) -> CocoParse:
-    path = Path(path)
-    split = split or split_name(path)
-    out = CocoParse()
-    rej = out.rejects
+# ---------------------------------------------------------------- samples
 
-    sections = load_sections(path, rej)
-    categories: dict[int, str] = {}
-    for i, c in enumerate(sections["categories"]):
-        out.n_records += 1
-        if not isinstance(c, dict) or not _is_int(c.get("id")) or not isinstance(c.get("name"), str) or not c["name"].strip():
-            rej.append(Reject("categories", i, str(c.get("id")) if isinstance(c, dict) else None, "category needs an integer id and a non-empty name"))
-        elif c["id"] in categories:
-            rej.append(Reject("categories", i, str(c["id"]), "duplicate category id"))
-        else:
-            categories[c["id"]] = c["name"].strip()
+def _stage_samples(con: duckdb.DuckDBPyConnection, source: str, split: str, absent: int, seed: int, file_id: str) -> None:
+    image_ids = con.execute("SELECT image_id FROM imgs_ok ORDER BY image_id").fetchnumpy()["image_id"].astype(np.int64)
+    names = [r[0] for r in con.execute("SELECT DISTINCT name FROM cats_ok ORDER BY name").fetchall()]
+    pairs = con.execute("""SELECT a.image_id, n.col, bool_and(a.iscrowd) AS crowd_only FROM anns_ok a
+        JOIN (SELECT name, row_number() OVER (ORDER BY name) - 1 AS col FROM (SELECT DISTINCT name FROM cats_ok)) n ON n.name = a.category
+        GROUP BY ALL""").fetchnumpy()
+    rows = np.searchsorted(image_ids, pairs["image_id"].astype(np.int64))
+    problems = ovd_problems(image_ids, names, rows, pairs["col"].astype(np.int64), ~pairs["crowd_only"].astype(bool), absent, seed, split)
+    con.register("_problems", pa.table({"image_id": image_ids, "problem": problems}))
+    con.execute(f"""INSERT INTO new_samples BY NAME
+        SELECT left(sha256(?::VARCHAR || chr(31) || ?::VARCHAR || '/' || im.image_id), 24) AS sample_id, ?::VARCHAR AS source, ?::VARCHAR AS split,
+            'ovd' AS task, im.image_key, im.width, im.height, p.problem, NULL AS problem_raw,
+            coalesce(s.solution, '[]') AS solution, im.image_id, NULL AS ann_id, NULL AS ref_id, NULL AS sent_id,
+            coalesce(s.category_ids, []::BIGINT[]) AS category_ids, ?::VARCHAR AS source_sha256
+        FROM imgs_ok im JOIN _problems p USING (image_id)
+        LEFT JOIN (
+            SELECT image_id, to_json(list({{'label': category, 'bbox': [x1, y1, x2, y2]}} ORDER BY ann_id))::VARCHAR AS solution,
+                list_sort(list_distinct(list(category_id))) AS category_ids
+            FROM anns_ok WHERE NOT iscrowd GROUP BY image_id
+        ) s USING (image_id)""", [source, split, source, split, file_id])
+    con.unregister("_problems")
 
-    images: dict[int, dict] = {}
-    for i, im in _valid_images(sections["images"], rej, out):
-        if im["image_id"] in images:
-            rej.append(Reject("images", i, str(im["image_id"]), "duplicate image id"))
-            continue
-        images[im["image_id"]] = im
-    boxes: dict[int, list[dict]] = {k: [] for k in images}
-    seen_ann: set[int] = set()
-    for i, a in enumerate(sections["annotations"]):
-        out.n_records += 1
-        reason = _annotation_problem(a, images, categories, seen_ann)
-        if reason:
-            rid = str(a.get("id")) if isinstance(a, dict) else None
-            rej.append(Reject("annotations", i, rid, reason))
-            continue
-        x, y, w, h = (float(v) for v in a["bbox"])
-        seen_ann.add(a["id"])
-        row = {"ann_id": a["id"], "image_id": a["image_id"], "category_id": a["category_id"], "category": categories[a["category_id"]],
-               "x1": x, "y1": y, "x2": x + w, "y2": y + h, "area": float(a["area"]) if _is_num(a.get("area")) else w * h,
-               "iscrowd": bool(a.get("iscrowd", 0))}
-        out.annotations.append(row)
-        boxes[a["image_id"]].append(row)
 
-    out.images = list(images.values())
-    names = sorted(set(categories.values()))
-    for image_id, im in images.items():
-        anns = sorted(boxes[image_id], key=lambda r: r["ann_id"])
-        kept = [r for r in anns if not r["iscrowd"]]
-        present = sorted({r["category"] for r in kept})
-        in_image = {r["category"] for r in anns}
-        rng = random.Random(f"{seed}:{split}:{image_id}")
-        candidates = [n for n in names if n not in in_image]
-        phrases = present + rng.sample(candidates, min(absent, len(candidates)))
-        rng.shuffle(phrases)
-        solution = solution_json(_targets(kept))
-        out.samples.append({
-            "sample_id": make_sample_id(source, (split, image_id)), "source": source, "split": split, "task": "ovd",
-            "image_key": im["image_key"], "width": im["width"], "height": im["height"], "problem": ovd_phrases(phrases),
-            "problem_raw": None, "solution": solution, "image_id": image_id, "ann_id": None, "ref_id": None, "sent_id": None,
-            "category_ids": sorted({r["category_id"] for r in kept}), "source_sha256": file_sha256,
-        })
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A well-mixed 64-bit hash of each element (wrapping uint64 arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _name_hash(text: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+
+
+def ovd_problems(image_ids: np.ndarray, names: list[str], rows: np.ndarray, cols: np.ndarray, present: np.ndarray,
+                 absent: int, seed: int, split: str, chunk: int = 8192) -> list[str]:
+    """Phrase list per image: present categories plus ``absent`` sampled absent ones, in hashed order.
+
+    ``(rows[k], cols[k])`` says image ``rows[k]`` has category ``names[cols[k]]``;
+    ``present[k]`` is False when all its boxes are crowd (then it is neither
+    listed nor offered as absent).
+    """
+    n, m = len(image_ids), len(names)
+    out: list[str] = []
+    if m == 0:
+        return [""] * n
+    quoted = np.array([f"'{c}'" for c in names], dtype=object)
+    salt = np.uint64(_name_hash(f"{seed}\x1f{split}"))
+    col_hash = np.array([_name_hash(c) for c in names], dtype=np.uint64)
+    top = np.iinfo(np.uint64).max
+    order_rows = np.argsort(rows, kind="stable")
+    rows, cols, present = rows[order_rows], cols[order_rows], present[order_rows]
+    with np.errstate(over="ignore"):
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            lo, hi = np.searchsorted(rows, [start, stop])
+            r, c, p = rows[lo:hi] - start, cols[lo:hi], present[lo:hi]
+            ids = image_ids[start:stop].astype(np.uint64)
+            key = _splitmix64(salt ^ _splitmix64(ids)[:, None] ^ col_hash[None, :])
+            in_image = np.zeros((stop - start, m), bool)
+            in_image[r, c] = True
+            chosen = np.zeros_like(in_image)
+            chosen[r[p], c[p]] = True
+            if absent > 0:
+                cand = np.where(in_image, top, key)
+                k = min(absent, m)
+                pick = np.argpartition(cand, k - 1, axis=1)[:, :k] if k < m else np.broadcast_to(np.arange(m), (stop - start, m))
+                ok = np.take_along_axis(cand, pick, axis=1) != top
+                rr = np.broadcast_to(np.arange(stop - start)[:, None], pick.shape)
+                chosen[rr[ok], pick[ok]] = True
+            order_key = np.where(chosen, _splitmix64(key), top)
+            order = np.argsort(order_key, axis=1, kind="stable")
+            counts = chosen.sum(axis=1)
+            for j in range(stop - start):
+                out.append(", ".join(quoted[order[j, :counts[j]]]))
     return out
 
 
-def _targets(rows: list[dict]) -> list[Target]:
-    return [Target(r["category"], (r["x1"], r["y1"], r["x2"], r["y2"])) for r in rows]
-
-
-def _valid_images(records: list, rej: list[Reject], out: CocoParse):
-    for i, im in enumerate(records):
-        out.n_records += 1
-        if not isinstance(im, dict) or not _is_int(im.get("id")):
-            rej.append(Reject("images", i, None, "image needs an integer id"))
-            continue
-        w, h, name = im.get("width"), im.get("height"), im.get("file_name")
-        if not (_is_int(w) and _is_int(h)) or w <= 0 or h <= 0:
-            rej.append(Reject("images", i, str(im["id"]), f"width/height must be positive integers: {w!r}x{h!r}"))
-        elif not isinstance(name, str) or not name:
-            rej.append(Reject("images", i, str(im["id"]), "file_name missing"))
-        else:
-            yield i, {"image_id": im["id"], "image_key": name, "width": w, "height": h}
-
-
-def _annotation_problem(a, images: dict, categories: dict, seen: set) -> str | None:
-    if not isinstance(a, dict) or not _is_int(a.get("id")):
-        return "annotation needs an integer id"
-    if a["id"] in seen:
-        return "duplicate annotation id"
-    if a.get("image_id") not in images:
-        return f"unknown image id: {a.get('image_id')!r}"
-    if a.get("category_id") not in categories:
-        return f"unknown category id: {a.get('category_id')!r}"
-    bbox = a.get("bbox")
-    if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_num(v) for v in bbox):
-        return f"bbox must be 4 finite numbers: {bbox!r}"
-    if bbox[2] <= 0 or bbox[3] <= 0:
-        return f"bbox has no area: w={bbox[2]}, h={bbox[3]}"
-    return None
+def ingest_coco(catalog_path: str | Path, path: str | Path, *, source: str = "coco", split: str | None = None, absent: int = 3,
+                seed: int = 0, images: ImageCheck | None = None) -> IngestSummary:
+    """Ingest one COCO instances file: images, annotations, one OVD sample per image."""
+    path = Path(path)
+    options = {"source": source, "split": split, "absent": absent, "seed": seed}
+    return ingest_file(catalog_path, path, kind="coco", source=source, options=options, images=images,
+                       stage=lambda con, p, fid: stage_coco(con, p, fid, source=source, split=split, absent=absent, seed=seed))

@@ -1,9 +1,15 @@
-"""Write one parsed source file into the catalog: one transaction, idempotent.
+"""Write one source file into the catalog: one transaction, idempotent.
 
 A file is identified by the sha256 of its bytes. Ingesting the same bytes
 again adds nothing; a file at a known path with new bytes replaces exactly
 the rows of its previous version. A sample id already owned by another file
 becomes a reject instead of a silent overwrite or a failed transaction.
+
+Readers do not write catalog tables. They *stage* rows into the temp tables
+below (``STAGING``), either from Python rows (``stage_rows``) or straight
+from SQL (the COCO reader, for speed); ``ingest_file`` then probes the
+images and moves the staged rows into the catalog in one transaction. A
+crash before COMMIT leaves the catalog exactly as it was.
 """
 
 from __future__ import annotations
@@ -12,20 +18,48 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import duckdb
 import pyarrow as pa
 
 from curation import catalog
+from curation.images import ImageCheck
 
+# Staging tables: what a reader produces for one file (catalog columns minus file_id/source).
+STAGING = {
+    "new_images": "image_id BIGINT, image_key VARCHAR, width INTEGER, height INTEGER",
+    "new_anns": "ann_id BIGINT, image_id BIGINT, category_id BIGINT, category VARCHAR, "
+                "x1 DOUBLE, y1 DOUBLE, x2 DOUBLE, y2 DOUBLE, area DOUBLE, iscrowd BOOLEAN",
+    "new_samples": "sample_id VARCHAR, source VARCHAR, split VARCHAR, task VARCHAR, image_key VARCHAR, width INTEGER, height INTEGER, "
+                   "problem VARCHAR, problem_raw VARCHAR, solution VARCHAR, image_id BIGINT, ann_id BIGINT, ref_id BIGINT, "
+                   "sent_id BIGINT, category_ids BIGINT[], source_sha256 VARCHAR",
+    "new_rejects": "section VARCHAR, record_index BIGINT, record_id VARCHAR, reason VARCHAR",
+}
+# staging table -> catalog table it fills
+TARGETS = {"new_images": "images", "new_anns": "annotations", "new_samples": "samples", "new_rejects": "rejects"}
 OWNED_TABLES = ("images", "annotations", "samples", "rejects")
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+@dataclass
+class Reject:
+    """A record that was not ingested: where it is and why ("what: detail")."""
+
+    section: str
+    record_index: int | None
+    record_id: str | None
+    reason: str
+
+
+@dataclass
+class Staged:
+    """Rows a Python reader produced for one file."""
+
+    images: list[dict] = field(default_factory=list)
+    annotations: list[dict] = field(default_factory=list)
+    samples: list[dict] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    n_records: int = 0
 
 
 @dataclass
@@ -38,81 +72,106 @@ class IngestSummary:
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def _table(rows: list[dict], columns: list[str], file_id: str, source: str | None = None) -> pa.Table:
-    data = {c: [r.get(c) for r in rows] for c in columns}
-    data["file_id"] = [file_id] * len(rows)
-    if source is not None:
-        data["source"] = [source] * len(rows)
-    return pa.table(data)
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
-def store(catalog_path: Path, path: Path, file_id: str, kind: str, source: str, parsed, options: dict) -> IngestSummary:
-    """Commit ``parsed`` (images, annotations, samples, rejects) as the rows of file ``file_id``."""
+def create_staging(con: duckdb.DuckDBPyConnection) -> None:
+    for name, columns in STAGING.items():
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns})")
+
+
+def stage_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> int:
+    """Put a Python reader's rows into the staging tables; return its record count."""
+    rejects = [{"section": r.section, "record_index": r.record_index, "record_id": r.record_id, "reason": r.reason} for r in staged.rejects]
+    for name, rows in (("new_images", staged.images), ("new_anns", staged.annotations), ("new_samples", staged.samples), ("new_rejects", rejects)):
+        if rows:
+            columns = [c.split()[0] for c in STAGING[name].split(", ")]
+            arrow = pa.table({c: [r.get(c) for r in rows] for c in columns})
+            con.register("_rows", arrow)
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
+            con.unregister("_rows")
+    return staged.n_records
+
+
+def add_rejects(con: duckdb.DuckDBPyConnection, rejects: list[Reject]) -> None:
+    stage_rows(con, Staged(rejects=rejects))
+
+
+def _copy(con: duckdb.DuckDBPyConnection, staging: str, file_id: str, source: str, path: Path) -> None:
+    """Move one staging table into its catalog table, stamped with the owning file."""
+    target = TARGETS[staging]
+    extra = {"images": "?::VARCHAR AS source", "annotations": "?::VARCHAR AS source", "rejects": "?::VARCHAR AS path"}.get(target)
+    args = [file_id] + ([str(path) if target == "rejects" else source] if extra else [])
+    select = f"SELECT *, ?::VARCHAR AS file_id{', ' + extra if extra else ''} FROM {staging}"
+    if target == "samples":  # a sample id owned by another file is not overwritten (it became a reject)
+        select += " WHERE sample_id NOT IN (SELECT sample_id FROM samples)"
+    con.execute(f"INSERT INTO {target} BY NAME {select}", args)
+
+
+def _drop_duplicate_samples(con: duckdb.DuckDBPyConnection) -> None:
+    """Safety net under the readers: one file never stages one sample id twice."""
+    con.execute("INSERT INTO new_rejects SELECT 'samples', NULL, sample_id, 'duplicate sample id: ' || (count(*) - 1) || ' more with the same source key' "
+                "FROM new_samples GROUP BY sample_id HAVING count(*) > 1")
+    con.execute("DELETE FROM new_samples WHERE rowid NOT IN (SELECT min(rowid) FROM new_samples GROUP BY sample_id)")
+
+
+def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source: str, options: dict,
+                stage: Callable[[duckdb.DuckDBPyConnection, Path, str], int], images: ImageCheck | None = None) -> IngestSummary:
+    """Ingest one file: ``stage(con, path, file_id)`` fills the staging tables, then one transaction commits them.
+
+    ``images`` (an ``ImageCheck``) probes every image the file references and
+    turns missing, corrupt or mis-sized images into rejects.
+    """
+    catalog_path, path = Path(catalog_path), Path(path)
+    file_id = file_sha256(path)
     summary = IngestSummary(str(path), file_id)
+    if images is not None:
+        options = {**options, "images": images.describe()}
     with catalog.connect(catalog_path) as con:
         if con.execute("SELECT 1 FROM sources WHERE file_id = ?", [file_id]).fetchone():
             summary.skipped = True
             return summary
+        create_staging(con)
+        n_records = stage(con, path, file_id)
+        if images is not None:
+            images.apply(con)
+        _drop_duplicate_samples(con)
+        con.execute(
+            "INSERT INTO new_rejects SELECT 'samples', NULL, n.sample_id, 'sample id already ingested: from file ' || left(s.file_id, 12) "
+            "FROM new_samples n JOIN samples s USING (sample_id) WHERE s.file_id NOT IN (SELECT file_id FROM sources WHERE path = ? AND kind = ?)",
+            [str(path), kind],
+        )
         con.execute("BEGIN TRANSACTION")
         try:
-            old = con.execute("SELECT file_id FROM sources WHERE path = ? AND kind = ?", [str(path), kind]).fetchall()
-            for (old_id,) in old:
+            for (old_id,) in con.execute("SELECT file_id FROM sources WHERE path = ? AND kind = ?", [str(path), kind]).fetchall():
                 for t in OWNED_TABLES + ("sources",):
                     con.execute(f"DELETE FROM {t} WHERE file_id = ?", [old_id])
                 summary.replaced = old_id
-            images = _table(parsed.images, ["image_id", "image_key", "width", "height"], file_id, source)
-            anns = _table(parsed.annotations, ["ann_id", "image_id", "category_id", "category", "x1", "y1", "x2", "y2", "area", "iscrowd"], file_id, source)
-            con.register("new_images", images)
-            con.register("new_anns", anns)
-            if images.num_rows:
-                con.execute("INSERT INTO images BY NAME SELECT * FROM new_images")
-            if anns.num_rows:
-                con.execute("INSERT INTO annotations BY NAME SELECT * FROM new_anns")
-            rejects = [{"section": r.section, "record_index": r.record_index, "record_id": r.record_id, "reason": r.reason} for r in parsed.rejects]
-            if parsed.samples:
-                samples = _table(parsed.samples, list(parsed.samples[0].keys()), file_id)
-                con.register("new_samples", samples)
-                taken = con.execute(
-                    "SELECT n.sample_id, s.file_id FROM new_samples n JOIN samples s USING (sample_id)"
-                ).fetchall()
-                rejects += [{"section": "samples", "record_index": None, "record_id": sid, "reason": f"sample id already ingested from file {owner[:12]}"} for sid, owner in taken]
-                con.execute("INSERT INTO samples BY NAME SELECT * FROM new_samples WHERE sample_id NOT IN (SELECT sample_id FROM samples)")
-            if rejects:
-                rej = _table(rejects, ["section", "record_index", "record_id", "reason"], file_id)
-                rej = rej.append_column("path", pa.array([str(path)] * rej.num_rows))
-                con.register("new_rejects", rej)
-                con.execute("INSERT INTO rejects BY NAME SELECT * FROM new_rejects")
+            for staging in TARGETS:
+                _copy(con, staging, file_id, source, path)
             n_samples = con.execute("SELECT count(*) FROM samples WHERE file_id = ?", [file_id]).fetchone()[0]
+            n_rejects = con.execute("SELECT count(*) FROM new_rejects").fetchone()[0]
             con.execute(
                 "INSERT INTO sources (file_id, kind, source, path, size_bytes, n_records, n_samples, n_rejects, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [file_id, kind, source, str(path), path.stat().st_size, parsed.n_records, n_samples, len(rejects), json.dumps(options, sort_keys=True)],
+                [file_id, kind, source, str(path), path.stat().st_size, n_records, n_samples, n_rejects, json.dumps(options, sort_keys=True)],
             )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
-        summary.counts = {"images": images.num_rows, "annotations": anns.num_rows, "samples": n_samples, "rejects": len(rejects)}
-        for r in rejects:
-            key = r["reason"].split(":")[0]  # reasons read "what: detail"
-            summary.rejects_by_reason[key] = summary.rejects_by_reason.get(key, 0) + 1
+        summary.counts = {
+            "images": con.execute("SELECT count(*) FROM new_images").fetchone()[0],
+            "annotations": con.execute("SELECT count(*) FROM new_anns").fetchone()[0],
+            "samples": n_samples,
+            "rejects": n_rejects,
+        }
+        # reasons read "what: detail"; the summary groups by "what"
+        for reason, n in con.execute("SELECT split_part(reason, ':', 1), count(*) FROM new_rejects GROUP BY 1 ORDER BY 1").fetchall():
+            summary.rejects_by_reason[reason] = n
     return summary
 
-
-def is_ingested(catalog_path: str | Path, file_id: str) -> bool:
-    """Checked before parsing, so an unchanged file costs one hash and one query."""
-    with catalog.connect(catalog_path) as con:
-        return con.execute("SELECT 1 FROM sources WHERE file_id = ?", [file_id]).fetchone() is not None
-
-
-def ingest_coco(catalog_path: str | Path, path: str | Path, *, source: str = "coco", split: str | None = None, absent: int = 3,
-                seed: int = 0) -> IngestSummary:
-    """Ingest one COCO instances file (see ``curation.ingest.coco``)."""
-    from curation.ingest.coco import parse_coco
-
-    path = Path(path)
-    file_id = file_sha256(path)
-    if is_ingested(catalog_path, file_id):
-        return IngestSummary(str(path), file_id, skipped=True)
-    options = {"source": source, "split": split, "absent": absent, "seed": seed}
-    parsed = parse_coco(path, source=source, split=split, absent=absent, seed=seed, file_sha256=file_id)
-    return store(Path(catalog_path), path, file_id, "coco", source, parsed, options)

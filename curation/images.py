@@ -1,0 +1,184 @@
+"""Image probing: does each referenced image exist, what size is it, what are its hashes.
+
+Every image is probed once: the result is cached in the catalog's
+``image_probes`` table under (path, size, mtime), so a re-run reads no image
+it has seen. A probe reads the header for the size; the 64-bit pHash decodes
+a JPEG in draft mode (1/8 scale), which is cheap. ``verify=True`` decodes the
+full image as well, which finds truncated files the header does not show.
+Probes run on a thread pool: file reads, sha256 and PIL's decoders release
+the GIL, and threads need no pickling or fork of a process holding DuckDB.
+
+Missing, corrupt and oversized (decompression bomb) images, and images whose
+size differs from the annotated size, become rejects for the samples that
+use them; those samples are not stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (0.25 GiB of 24-bit pixels)
+MAX_FILE_BYTES = 256 << 20  # a bigger "image" is read by no training loader either
+
+
+@dataclass
+class Probe:
+    path: str
+    size_bytes: int | None
+    mtime_ns: int | None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    sha256: str | None = None
+    phash: int | None = None
+    error: str | None = None  # "what: detail", like reject reasons
+
+
+def phash64(img) -> int:
+    """64-bit perceptual hash (imagehash.phash) as an unsigned integer; Hamming distance = bit_count(a xor b)."""
+    import imagehash
+
+    return int(str(imagehash.phash(img)), 16)
+
+
+def probe(path: str | Path, *, verify: bool = False, max_pixels: int = MAX_PIXELS) -> Probe:
+    """Probe one file. Never raises for a bad image: the problem is in ``error``."""
+    from PIL import Image
+
+    path = str(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return Probe(path, None, None, error=f"image missing: {exc.strerror}")
+    out = Probe(path, st.st_size, st.st_mtime_ns)
+    if st.st_size > MAX_FILE_BYTES:
+        out.error = f"image too large: {st.st_size} bytes"
+        return out
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        out.sha256 = hashlib.sha256(data).hexdigest()
+        import io
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                out.width, out.height, out.format = img.width, img.height, img.format
+                if img.width * img.height > max_pixels:
+                    out.error = f"image too large: {img.width}x{img.height} pixels exceeds {max_pixels} (decompression bomb guard)"
+                    return out
+                if verify:
+                    img.load()
+                img.draft("L", (64, 64))
+                out.phash = phash64(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        out.error = f"image too large: {exc}"
+    except Exception as exc:  # PIL raises many types for bad bytes: all of them mean "unreadable"
+        out.error = f"image unreadable: {type(exc).__name__}: {exc}"
+    return out
+
+
+def probe_many(paths: list[str], *, verify: bool = False, max_pixels: int = MAX_PIXELS, workers: int | None = None) -> list[Probe]:
+    workers = workers or min(8, os.cpu_count() or 1)
+    if len(paths) < 2 * workers:
+        return [probe(p, verify=verify, max_pixels=max_pixels) for p in paths]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda p: probe(p, verify=verify, max_pixels=max_pixels), paths, chunksize=32))
+
+
+@dataclass
+class ImageCheck:
+    """Where images live and how hard to look at them; applied to one file's staged rows."""
+
+    roots: list[Path]
+    verify: bool = False
+    max_pixels: int = MAX_PIXELS
+    workers: int | None = None
+
+    def describe(self) -> dict:
+        return {"roots": [str(r) for r in self.roots], "verify": self.verify, "max_pixels": self.max_pixels}
+
+    def resolve(self, key: str) -> str:
+        """The first root holding ``key``; the first root's path when none does (then the probe says missing)."""
+        for root in self.roots:
+            candidate = Path(root) / key
+            if candidate.exists():
+                return str(candidate)
+        return str(Path(self.roots[0]) / key) if self.roots else key
+
+    def apply(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+        """Probe the staged samples' images (cache first) and reject the samples whose image is unusable."""
+        keys = [r[0] for r in con.execute("SELECT DISTINCT image_key FROM new_samples").fetchall()]
+        paths = {k: self.resolve(k) for k in keys}
+        probes = cached_probes(con, list(paths.values()), verify=self.verify, max_pixels=self.max_pixels, workers=self.workers)
+        con.execute("CREATE OR REPLACE TEMP TABLE staged_probes (image_key VARCHAR, path VARCHAR)")
+        _stage_paths(con, paths)
+        bad = """
+            SELECT s.sample_id, s.image_key,
+                CASE WHEN p.error IS NOT NULL THEN p.error || ' (' || s.image_key || ')'
+                     WHEN p.width <> s.width OR p.height <> s.height THEN
+                        'image size mismatch: ' || s.image_key || ' is ' || p.width || 'x' || p.height || ' on disk, annotated ' || s.width || 'x' || s.height
+                END AS reason
+            FROM new_samples s JOIN staged_probes k USING (image_key) JOIN image_probes p ON p.path = k.path
+        """
+        con.execute(f"CREATE OR REPLACE TEMP TABLE bad_images AS SELECT * FROM ({bad}) WHERE reason IS NOT NULL")
+        con.execute("INSERT INTO new_rejects SELECT 'samples', NULL, sample_id, reason FROM bad_images")
+        con.execute("DELETE FROM new_samples WHERE sample_id IN (SELECT sample_id FROM bad_images)")
+        return {"probed": probes, "images": len(paths)}
+
+
+def _stage_paths(con: duckdb.DuckDBPyConnection, paths: dict[str, str]) -> None:
+    import pyarrow as pa
+
+    con.register("_paths", pa.table({"image_key": list(paths), "path": list(paths.values())}))
+    con.execute("INSERT INTO staged_probes SELECT * FROM _paths")
+    con.unregister("_paths")
+
+
+def cached_probes(con: duckdb.DuckDBPyConnection, paths: list[str], *, verify: bool = False, max_pixels: int = MAX_PIXELS,
+                  workers: int | None = None) -> int:
+    """Make ``image_probes`` current for ``paths``; return how many files were actually probed.
+
+    A cached row is reused when the file's size and mtime still match and it
+    was probed at least as thoroughly (a verified probe serves an unverified
+    request, not the other way round).
+    """
+    cached = {}
+    if paths:
+        rows = con.execute("SELECT path, size_bytes, mtime_ns, verified, max_pixels FROM image_probes WHERE path IN (SELECT unnest(?))", [paths]).fetchall()
+        cached = {p: (s, m, v, mp) for p, s, m, v, mp in rows}
+    todo = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            key = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            key = (None, None)
+        hit = cached.get(p)
+        if hit is None or (hit[0], hit[1]) != key or (verify and not hit[2]) or hit[3] != max_pixels or key == (None, None):
+            todo.append(p)
+    if not todo:
+        return 0
+    results = probe_many(todo, verify=verify, max_pixels=max_pixels, workers=workers)
+    import pyarrow as pa
+
+    table = pa.table({
+        "path": [r.path for r in results], "size_bytes": [r.size_bytes for r in results], "mtime_ns": [r.mtime_ns for r in results],
+        "width": [r.width for r in results], "height": [r.height for r in results], "format": [r.format for r in results],
+        "sha256": [r.sha256 for r in results], "phash": pa.array([r.phash for r in results], pa.uint64()),
+        "error": [r.error for r in results], "verified": [verify] * len(results), "max_pixels": [max_pixels] * len(results),
+    })
+    con.register("_probes", table)
+    con.execute("BEGIN TRANSACTION")
+    con.execute("DELETE FROM image_probes WHERE path IN (SELECT path FROM _probes)")
+    con.execute("INSERT INTO image_probes BY NAME SELECT * FROM _probes")
+    con.execute("COMMIT")
+    con.unregister("_probes")
+    return len(todo)
