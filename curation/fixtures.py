@@ -1,14 +1,16 @@
 """Tiny, format-exact datasets with real JPEG files, for tests and ``make demo``.
 
-So far: COCO instances json. Each defect the ingest must survive is placed
-at a known record, and ``DEFECTS`` says where, so tests can name exactly
-what must be rejected and what must not.
+COCO instances json, the refer layout (Python 2 pickles + instances.json),
+D3 and VLM-R1 jsonl. Each defect the ingest must survive is placed at a
+known record, and the ``*_DEFECTS`` lists say where, so tests can name
+exactly what must be rejected and what must not.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import struct
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -137,3 +139,121 @@ def make_coco_scale(path: Path, n_images: int = 118_287, n_annotations: int = 86
         fh.write('], "categories": [' + ", ".join(
             f'{{"supercategory": "thing", "id": {c}, "name": "{n}"}}' for c, n in zip(cat_ids, names)) + "]}")
     return path
+
+
+def py2_pickle(obj) -> bytes:
+    """Protocol-2 pickle of plain data as Python 2 wrote it: ``str`` as byte strings (BINSTRING), no globals.
+
+    Python 3's pickler cannot write this (its bytes go through a
+    ``_codecs.encode`` call), and the refer pickles are Python 2 files.
+    """
+    out = bytearray(b"\x80\x02")
+
+    def emit(v) -> None:
+        if v is None:
+            out.extend(b"N")
+        elif v is True or v is False:
+            out.extend(b"\x88" if v else b"\x89")
+        elif isinstance(v, int):
+            if -(2 ** 31) <= v < 2 ** 31:
+                out.extend(b"J" + struct.pack("<i", v))
+            else:
+                raw = v.to_bytes((v.bit_length() + 8) // 8, "little", signed=True)
+                out.extend(b"\x8a" + bytes([len(raw)]) + raw)
+        elif isinstance(v, float):
+            out.extend(b"G" + struct.pack(">d", v))
+        elif isinstance(v, str):
+            raw = v.encode("utf-8")
+            out.extend(b"T" + struct.pack("<i", len(raw)) + raw)
+        elif isinstance(v, (list, tuple)):
+            out.extend(b"]" if isinstance(v, list) else b"(")
+            if isinstance(v, list):
+                out.extend(b"(")
+            for item in v:
+                emit(item)
+            out.extend(b"e" if isinstance(v, list) else b"t")
+        elif isinstance(v, dict):
+            out.extend(b"}(")
+            for k, item in v.items():
+                emit(k)
+                emit(item)
+            out.extend(b"u")
+        else:
+            raise TypeError(f"not plain data: {type(v).__name__}")
+
+    emit(obj)
+    out.extend(b".")
+    return bytes(out)
+
+
+# (section, record id, reason prefix) of the deliberate defects in make_refcoco().
+REFCOCO_DEFECTS = [
+    ("instances.json/annotations", "8001", "bbox has no area"),
+    ("refs", "900/9000", "unknown annotation id"),        # its ann is not in instances.json
+    ("refs", "901/9010", "unknown annotation id"),        # its ann was rejected there (ann 8001)
+    ("refs", "902/9021", "sentence 1 needs an integer sent_id and non-empty text"),
+    ("refs", "903", "ref has no sentences"),
+    ("refs", "904/9040", "image id mismatch"),
+]
+
+_EXPRESSIONS = ["man on the left", "woman in red", "the dog near the bench", "car behind the tree", "left most chair",
+                "person holding an umbrella", "the small cat", "blue car", "guy in black shirt", "bike on the right"]
+
+
+def make_refcoco(root: Path, dataset: str = "refcoco", split_by: str = "unc", n_images: int = 8, seed: int = 0,
+                 images_dir: Path | None = None) -> Path:
+    """Write ``root/<dataset>/refs(<split_by>).p`` + ``instances.json`` and train2014 JPEGs; return the pickle path.
+
+    Images go to ``images_dir`` (default ``root/train2014``) as
+    ``COCO_train2014_<id>.jpg``. Each ref has 1-3 sentences (raw text in
+    mixed case with extra spaces, ``sent`` normalised), splits drawn from
+    train/val/testA/testB (unc) or train/val/test (umd/google).
+    """
+    rng = random.Random(seed)
+    images_dir = images_dir or root / "train2014"
+    splits = ["train", "train", "val", "testA", "testB"] if split_by == "unc" else ["train", "train", "val", "test"]
+    images, anns, refs = [], [], []
+    ann_id, ref_id, sent_id = 100, 0, 0
+    for i in range(1, n_images + 1):
+        image_id = 500000 + i
+        w, h = rng.choice([(320, 240), (240, 320), (400, 300)])
+        name = f"COCO_train2014_{image_id:012d}.jpg"
+        write_jpeg(images_dir / name, w, h, seed * 7919 + image_id)
+        images.append({"license": 1, "file_name": name, "coco_url": "", "height": h, "width": w, "date_captured": "", "flickr_url": "", "id": image_id})
+        for _ in range(rng.randrange(1, 4)):
+            bw, bh = rng.randrange(10, w // 2), rng.randrange(10, h // 2)
+            x, y = rng.randrange(0, w - bw), rng.randrange(0, h - bh)
+            cat = rng.choice(COCO_CATEGORIES)[0]
+            anns.append({"segmentation": [[x, y, x + bw, y, x + bw, y + bh]], "area": bw * bh * 0.7, "iscrowd": 0, "image_id": image_id,
+                         "bbox": [x + 0.5, y + 0.5, bw, bh], "category_id": cat, "id": ann_id})
+            sentences = []
+            for _ in range(rng.randrange(1, 4)):
+                text = rng.choice(_EXPRESSIONS)
+                raw = "  ".join(w.upper() if rng.random() < 0.3 else w for w in text.split())
+                sentences.append({"tokens": text.split(), "raw": raw, "sent_id": sent_id, "sent": text})
+                sent_id += 1
+            refs.append({"sent_ids": [s["sent_id"] for s in sentences], "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg",
+                         "ann_id": ann_id, "ref_id": ref_id, "image_id": image_id, "split": rng.choice(splits), "sentences": sentences,
+                         "category_id": cat})
+            ann_id += 1
+            ref_id += 1
+    first = images[0]["id"]
+    anns.append({"segmentation": [], "area": 0, "iscrowd": 0, "image_id": first, "bbox": [5, 5, 0, 7], "category_id": 1, "id": 8001})
+    sent = lambda k, text: {"tokens": text.split(), "raw": text, "sent_id": k, "sent": text}  # noqa: E731
+    refs += [
+        {"ann_id": 424242, "ref_id": 900, "image_id": first, "split": "train", "sentences": [sent(9000, "ghost")], "category_id": 1},
+        {"ann_id": 8001, "ref_id": 901, "image_id": first, "split": "train", "sentences": [sent(9010, "flat box")], "category_id": 1},
+        {"ann_id": 100, "ref_id": 902, "image_id": first, "split": "val", "sentences": [sent(9020, "kept sentence"), sent(9021, "   ")],
+         "category_id": 1},
+        {"ann_id": 100, "ref_id": 903, "image_id": first, "split": "val", "sentences": [], "category_id": 1},
+        {"ann_id": 100, "ref_id": 904, "image_id": images[1]["id"], "split": "val", "sentences": [sent(9040, "wrong image")], "category_id": 1},
+    ]
+    folder = root / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "instances.json").write_text(json.dumps({
+        "info": {"description": f"{dataset} fixture"}, "licenses": [], "images": images, "annotations": anns,
+        "categories": [{"supercategory": "thing", "id": cid, "name": name} for cid, name in COCO_CATEGORIES],
+    }))
+    out = folder / f"refs({split_by}).p"
+    out.write_bytes(py2_pickle(refs))
+    return out

@@ -1,5 +1,6 @@
 """Readers that fill the catalog, one per source format. Each ``ingest_*`` ingests one file in one transaction."""
 
 from curation.ingest.coco import ingest_coco
+from curation.ingest.refcoco import ingest_refcoco
 
-__all__ = ["ingest_coco"]
+__all__ = ["ingest_coco", "ingest_refcoco"]

@@ -121,14 +121,19 @@ def _drop_duplicate_samples(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source: str, options: dict,
-                stage: Callable[[duckdb.DuckDBPyConnection, Path, str], int], images: ImageCheck | None = None) -> IngestSummary:
+                stage: Callable[[duckdb.DuckDBPyConnection, Path, str], int], images: ImageCheck | None = None,
+                companions: list[Path] = ()) -> IngestSummary:
     """Ingest one file: ``stage(con, path, file_id)`` fills the staging tables, then one transaction commits them.
 
     ``images`` (an ``ImageCheck``) probes every image the file references and
-    turns missing, corrupt or mis-sized images into rejects.
+    turns missing, corrupt or mis-sized images into rejects. ``companions``
+    are files read along with ``path`` (RefCOCO's instances.json): their
+    bytes are part of the file's identity, so changing one re-ingests.
     """
     catalog_path, path = Path(catalog_path), Path(path)
     file_id = file_sha256(path)
+    if companions:
+        file_id = hashlib.sha256("\x1f".join([file_id, *(file_sha256(Path(c)) for c in companions)]).encode()).hexdigest()
     summary = IngestSummary(str(path), file_id)
     if images is not None:
         options = {**options, "images": images.describe()}
