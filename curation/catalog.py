@@ -105,6 +105,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 max_pixels BIGINT NOT NULL,
                 probed_at TIMESTAMP NOT NULL DEFAULT current_timestamp
             )""",
+            # an evaluation-only pool (D3) must never reach a training shard
+            "ALTER TABLE samples ADD COLUMN eval_only BOOLEAN NOT NULL DEFAULT false",
+            # source facts that have no column of their own, e.g. {"absence": true, "group_id": 3} for D3
+            "ALTER TABLE samples ADD COLUMN attributes JSON",
         ],
     ),
 ]

@@ -257,3 +257,61 @@ def make_refcoco(root: Path, dataset: str = "refcoco", split_by: str = "unc", n_
     out = folder / f"refs({split_by}).p"
     out.write_bytes(py2_pickle(refs))
     return out
+
+
+# (section, record id, reason prefix) of the deliberate defects in make_d3().
+D3_DEFECTS = [
+    ("annotations", "6001", "unknown category id"),
+    ("groups", "2/image 777", "unknown image id"),
+    ("groups", "2/sent 999", "unknown sentence id"),
+]
+
+_D3_GROUPS = {
+    1: ("dogs in a park", [(1, "a dog not held by a leash", True), (2, "a dog catching a frisbee", False), (3, "a person walking a dog", False)]),
+    2: ("kitchen", [(4, "a cup that is not on the table", True), (5, "a person cutting vegetables", False)]),
+}
+
+
+def make_d3(root: Path, images_per_group: int = 3, seed: int = 0) -> Path:
+    """Write the d-cube layout under ``root`` (d3_images/, d3_json/d3_full_annotations.json, d3_pkl/); return the json path.
+
+    Each image is annotated for some of its group's descriptions and not
+    others, so the intra-group protocol yields both positive and no-target
+    pairs; one description per group is an absence description.
+    """
+    import pickle
+
+    rng = random.Random(seed)
+    images, anns, groups, sentences = [], [], {}, {}
+    image_id, ann_id = 1, 1
+    for gid, (gname, sents) in _D3_GROUPS.items():
+        img_ids = []
+        for _ in range(images_per_group):
+            w, h = rng.choice([(320, 240), (400, 300)])
+            name = f"d3_{image_id:06d}.jpg"
+            write_jpeg(root / "d3_images" / name, w, h, seed * 31 + image_id)
+            images.append({"id": image_id, "file_name": name, "height": h, "width": w, "license": "cc", "flickr_url": ""})
+            img_ids.append(image_id)
+            for sid, _, _ in sents:
+                for _ in range(rng.choice([0, 0, 1, 2])):
+                    bw, bh = rng.randrange(10, w // 2), rng.randrange(10, h // 2)
+                    x, y = rng.randrange(0, w - bw), rng.randrange(0, h - bh)
+                    anns.append({"id": ann_id, "image_id": image_id, "category_id": sid, "bbox": [x, y, bw, bh], "area": bw * bh,
+                                 "iscrowd": 0, "segmentation": {"size": [h, w], "counts": "PQ1"}})
+                    ann_id += 1
+            image_id += 1
+        groups[gid] = {"id": gid, "pos_sent_id": [s for s, _, _ in sents], "inner_sent_id": [s for s, _, _ in sents], "outer_sent_id": [],
+                       "img_id": img_ids, "scene": [gname], "group_name": gname, "group_name_zh": ""}
+        for sid, text, negative in sents:
+            sentences[sid] = {"id": sid, "anno_id": [], "group_id": [gid], "is_negative": negative, "raw_sent": text, "raw_sent_zh": ""}
+    groups[2]["img_id"].append(777)
+    groups[2]["inner_sent_id"].append(999)
+    anns.append({"id": 6001, "image_id": 1, "category_id": 4242, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0})
+    categories = [{"id": sid, "name": text, "supercategory": gname} for gname, sents in _D3_GROUPS.values() for sid, text, _ in sents]
+    out = root / "d3_json" / "d3_full_annotations.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+    (root / "d3_pkl").mkdir(exist_ok=True)
+    (root / "d3_pkl" / "sentences.pkl").write_bytes(pickle.dumps(sentences, protocol=4))
+    (root / "d3_pkl" / "groups.pkl").write_bytes(pickle.dumps(groups, protocol=4))
+    return out

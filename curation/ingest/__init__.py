@@ -1,6 +1,7 @@
 """Readers that fill the catalog, one per source format. Each ``ingest_*`` ingests one file in one transaction."""
 
 from curation.ingest.coco import ingest_coco
+from curation.ingest.d3 import ingest_d3
 from curation.ingest.refcoco import ingest_refcoco
 
-__all__ = ["ingest_coco", "ingest_refcoco"]
+__all__ = ["ingest_coco", "ingest_d3", "ingest_refcoco"]

@@ -33,7 +33,7 @@ STAGING = {
                 "x1 DOUBLE, y1 DOUBLE, x2 DOUBLE, y2 DOUBLE, area DOUBLE, iscrowd BOOLEAN",
     "new_samples": "sample_id VARCHAR, source VARCHAR, split VARCHAR, task VARCHAR, image_key VARCHAR, width INTEGER, height INTEGER, "
                    "problem VARCHAR, problem_raw VARCHAR, solution VARCHAR, image_id BIGINT, ann_id BIGINT, ref_id BIGINT, "
-                   "sent_id BIGINT, category_ids BIGINT[], source_sha256 VARCHAR",
+                   "sent_id BIGINT, category_ids BIGINT[], source_sha256 VARCHAR, eval_only BOOLEAN DEFAULT false, attributes VARCHAR",
     "new_rejects": "section VARCHAR, record_index BIGINT, record_id VARCHAR, reason VARCHAR",
 }
 # staging table -> catalog table it fills
@@ -90,7 +90,7 @@ def stage_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> int:
     rejects = [{"section": r.section, "record_index": r.record_index, "record_id": r.record_id, "reason": r.reason} for r in staged.rejects]
     for name, rows in (("new_images", staged.images), ("new_anns", staged.annotations), ("new_samples", staged.samples), ("new_rejects", rejects)):
         if rows:
-            columns = [c.split()[0] for c in STAGING[name].split(", ")]
+            columns = [c.split()[0] for c in STAGING[name].split(", ") if c.split()[0] in rows[0]]  # absent: the column default
             arrow = pa.table({c: [r.get(c) for r in rows] for c in columns})
             con.register("_rows", arrow)
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
