@@ -105,6 +105,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 max_pixels BIGINT NOT NULL,
                 probed_at TIMESTAMP NOT NULL DEFAULT current_timestamp
             )""",
+            # sources.file_id became the identity of (bytes, companions, kind, options); the bytes' own hash:
+            "ALTER TABLE sources ADD COLUMN content_sha256 VARCHAR",
             # an evaluation-only pool (D3) must never reach a training shard
             "ALTER TABLE samples ADD COLUMN eval_only BOOLEAN NOT NULL DEFAULT false",
             # source facts that have no column of their own, e.g. {"absence": true, "group_id": 3} for D3

@@ -315,3 +315,63 @@ def make_d3(root: Path, images_per_group: int = 3, seed: int = 0) -> Path:
     (root / "d3_pkl" / "sentences.pkl").write_bytes(pickle.dumps(sentences, protocol=4))
     (root / "d3_pkl" / "groups.pkl").write_bytes(pickle.dumps(groups, protocol=4))
     return out
+
+
+# (record id, reason prefix) of the deliberate defects in make_vlmr1_jsonl(); None = the line that is not JSON.
+JSONL_DEFECTS = [
+    (None, "line is not JSON"),
+    ("6", "answer unreadable"),            # three numbers
+    ("7", "multi-image record"),
+    ("8", "image missing"),
+    ("9", "image unreadable"),             # bytes that are no image
+    ("10", "image size mismatch"),         # the line says 999x999
+    ("11", "image too large"),             # a 90-megapixel PNG of 11 kB: decompression bomb
+    ("12", "answer box invalid"),          # NaN in the box
+    ("13", "answer box invalid"),          # a detection without a label
+    ("0", "duplicate sample id"),          # line 14 repeats id 0
+]
+
+
+def make_vlmr1_jsonl(root: Path, seed: int = 0) -> Path:
+    """Write ``root/vlmr1_rec_ovd.jsonl`` in VLM-R1's format, and its images under ``root/images``; return the jsonl path."""
+    from PIL import Image
+
+    from vlmr1.prompts import OVD_QUESTION, REC_QUESTION
+
+    img = root / "images"
+    sizes = {"a.jpg": (320, 240), "b.jpg": (240, 320), "c.jpg": (400, 300), "d.jpg": (320, 240), "e.jpg": (320, 240)}
+    for k, (name, (w, h)) in enumerate(sizes.items()):
+        write_jpeg(img / name, w, h, seed * 101 + k)
+    (img / "not_an_image.jpg").write_bytes(b"this is not a JPEG at all\n" * 20)
+    Image.new("1", (10000, 9000)).save(img / "bomb.png")
+
+    def rec(i, image, expr, box, **extra):
+        return {"id": i, "image": image, "conversations": [
+            {"from": "human", "value": "<image>" + REC_QUESTION.format(expression=expr)}, {"from": "gpt", "value": json.dumps(box)}], **extra}
+
+    def ovd(i, image, cats, answer):
+        q = OVD_QUESTION.format(categories=", ".join(f"'{c}'" for c in cats))
+        return {"id": i, "image": image, "conversations": [{"from": "human", "value": "<image>" + q}, {"from": "gpt", "value": answer}]}
+
+    dets = [{"bbox_2d": [10, 20, 110, 140], "label": "dog"}, {"bbox_2d": [150.5, 30, 300, 200], "label": "person"}]
+    lines = [
+        rec(0, "a.jpg", "the man on the left", [10, 20, 100, 120]),
+        rec(1, ["b.jpg"], "red car", [5.5, 6.5, 200, 300]),
+        ovd(2, "c.jpg", ["dog", "person", "cat"], "```json\n" + json.dumps(dets) + "\n```"),
+        ovd(3, "d.jpg", ["giraffe", "boat"], "None"),
+        rec(4, "e.jpg", "the cup", [1, 1, 50, 60], width=320, height=240),
+        '{"id": 5, "image": "a.jpg", "conversations": [',
+        rec(6, "a.jpg", "three numbers", [1, 2, 3]),
+        rec(7, ["a.jpg", "b.jpg"], "two images", [1, 2, 3, 4]),
+        rec(8, "missing.jpg", "nothing there", [1, 2, 3, 4]),
+        rec(9, "not_an_image.jpg", "garbage bytes", [1, 2, 3, 4]),
+        rec(10, "a.jpg", "wrong size", [1, 2, 3, 4], width=999, height=999),
+        rec(11, "bomb.png", "bomb", [1, 2, 3, 4]),
+        {"id": 12, "image": "a.jpg", "conversations": [{"from": "human", "value": "<image>" + REC_QUESTION.format(expression="nan")},
+                                                        {"from": "gpt", "value": "[1, 2, NaN, 4]"}]},
+        ovd(13, "c.jpg", ["dog"], json.dumps([{"bbox_2d": [1, 2, 30, 40]}])),
+        rec(0, "b.jpg", "same id as line 0", [1, 2, 3, 4]),
+    ]
+    out = root / "vlmr1_rec_ovd.jsonl"
+    out.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return out

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import duckdb
 
+from curation.staging import REC_REF
+
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (0.25 GiB of 24-bit pixels)
 MAX_FILE_BYTES = 256 << 20  # a bigger "image" is read by no training loader either
 
@@ -121,7 +123,7 @@ class ImageCheck:
         con.execute("CREATE OR REPLACE TEMP TABLE staged_probes (image_key VARCHAR, path VARCHAR)")
         _stage_paths(con, paths)
         bad = """
-            SELECT s.sample_id, s.image_key,
+            SELECT s.sample_id, s.image_key, s.rec_section, s.rec_index, s.rec_id,
                 CASE WHEN p.error IS NOT NULL THEN p.error || ' (' || s.image_key || ')'
                      WHEN p.width <> s.width OR p.height <> s.height THEN
                         'image size mismatch: ' || s.image_key || ' is ' || p.width || 'x' || p.height || ' on disk, annotated ' || s.width || 'x' || s.height
@@ -129,7 +131,7 @@ class ImageCheck:
             FROM new_samples s JOIN staged_probes k USING (image_key) JOIN image_probes p ON p.path = k.path
         """
         con.execute(f"CREATE OR REPLACE TEMP TABLE bad_images AS SELECT * FROM ({bad}) WHERE reason IS NOT NULL")
-        con.execute("INSERT INTO new_rejects SELECT 'samples', NULL, sample_id, reason FROM bad_images")
+        con.execute(f"INSERT INTO new_rejects SELECT {REC_REF}, reason FROM bad_images")
         con.execute("DELETE FROM new_samples WHERE sample_id IN (SELECT sample_id FROM bad_images)")
         return {"probed": probes, "images": len(paths)}
 
@@ -162,7 +164,7 @@ def cached_probes(con: duckdb.DuckDBPyConnection, paths: list[str], *, verify: b
         except OSError:
             key = (None, None)
         hit = cached.get(p)
-        if hit is None or (hit[0], hit[1]) != key or (verify and not hit[2]) or hit[3] != max_pixels or key == (None, None):
+        if hit is None or (hit[0], hit[1]) != key or (verify and not hit[2]) or hit[3] != max_pixels:
             todo.append(p)
     if not todo:
         return 0

@@ -117,7 +117,7 @@ def answer_text(text: object, require_tags: bool = True) -> str | None:
     return None if require_tags else bound(text)
 
 
-def _strip_fence(s: str) -> str:
+def strip_fence(s: str) -> str:
     """Content of the first ```json (or ```) fence, else ``s`` itself."""
     start = s.find("```")
     if start < 0:
@@ -188,7 +188,7 @@ def parse_rec_box(answer: object) -> tuple[float, float, float, float] | None:
     anywhere in the text.
     """
     s = bound(answer)
-    data = _load_json(_strip_fence(s))
+    data = _load_json(strip_fence(s))
     if data is not None:
         box = _box_of(data)
         if box is not None:
@@ -218,7 +218,7 @@ def parse_ovd(answer: object) -> OvdAnswer | None:
     s = bound(answer)
     if is_none_answer(s):
         return OvdAnswer(none=True)
-    body = _strip_fence(s)
+    body = strip_fence(s)
     if is_none_answer(body):
         return OvdAnswer(none=True)
     data = _load_json(body)

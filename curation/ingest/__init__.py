@@ -2,6 +2,7 @@
 
 from curation.ingest.coco import ingest_coco
 from curation.ingest.d3 import ingest_d3
+from curation.ingest.jsonl import ingest_jsonl
 from curation.ingest.refcoco import ingest_refcoco
 
-__all__ = ["ingest_coco", "ingest_d3", "ingest_refcoco"]
+__all__ = ["ingest_coco", "ingest_d3", "ingest_jsonl", "ingest_refcoco"]

@@ -53,7 +53,7 @@ def split_name(path: Path) -> str:
     return stem.split("instances_", 1)[1] if "instances_" in stem else stem
 
 
-def stage_coco(con: duckdb.DuckDBPyConnection, path: Path, file_id: str, *, source: str = "coco", split: str | None = None,
+def stage_coco(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *, source: str = "coco", split: str | None = None,
                absent: int = 3, seed: int = 0) -> int:
     """Fill the staging tables from one COCO file; return its record count."""
     split = split or split_name(path)
@@ -62,7 +62,7 @@ def stage_coco(con: duckdb.DuckDBPyConnection, path: Path, file_id: str, *, sour
     _validate(con)
     con.execute("INSERT INTO new_images SELECT image_id, image_key, width, height FROM imgs_ok")
     con.execute("INSERT INTO new_anns SELECT ann_id, image_id, category_id, category, x1, y1, x2, y2, area, iscrowd FROM anns_ok")
-    _stage_samples(con, source, split, absent, seed, file_id)
+    _stage_samples(con, source, split, absent, seed, content_sha256)
     for t in ("cats_ok", "imgs_ok", "anns_ok"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return n_records
@@ -303,7 +303,7 @@ def _reject_and_dedupe(con: duckdb.DuckDBPyConnection, table: str, section: str,
 
 # ---------------------------------------------------------------- samples
 
-def _stage_samples(con: duckdb.DuckDBPyConnection, source: str, split: str, absent: int, seed: int, file_id: str) -> None:
+def _stage_samples(con: duckdb.DuckDBPyConnection, source: str, split: str, absent: int, seed: int, content_sha256: str) -> None:
     image_ids = con.execute("SELECT image_id FROM imgs_ok ORDER BY image_id").fetchnumpy()["image_id"].astype(np.int64)
     names = [r[0] for r in con.execute("SELECT DISTINCT name FROM cats_ok ORDER BY name").fetchall()]
     pairs = con.execute("""SELECT a.image_id, n.col, bool_and(a.iscrowd) AS crowd_only FROM anns_ok a
@@ -316,13 +316,14 @@ def _stage_samples(con: duckdb.DuckDBPyConnection, source: str, split: str, abse
         SELECT left(sha256(?::VARCHAR || chr(31) || ?::VARCHAR || '/' || im.image_id), 24) AS sample_id, ?::VARCHAR AS source, ?::VARCHAR AS split,
             'ovd' AS task, im.image_key, im.width, im.height, p.problem, NULL AS problem_raw,
             coalesce(s.solution, '[]') AS solution, im.image_id, NULL AS ann_id, NULL AS ref_id, NULL AS sent_id,
-            coalesce(s.category_ids, []::BIGINT[]) AS category_ids, ?::VARCHAR AS source_sha256
+            coalesce(s.category_ids, []::BIGINT[]) AS category_ids, ?::VARCHAR AS source_sha256,
+            'images' AS rec_section, NULL AS rec_index, im.image_id::VARCHAR AS rec_id
         FROM imgs_ok im JOIN _problems p USING (image_id)
         LEFT JOIN (
             SELECT image_id, to_json(list({{'label': category, 'bbox': [x1, y1, x2, y2]}} ORDER BY ann_id))::VARCHAR AS solution,
                 list_sort(list_distinct(list(category_id))) AS category_ids
             FROM anns_ok WHERE NOT iscrowd GROUP BY image_id
-        ) s USING (image_id)""", [source, split, source, split, file_id])
+        ) s USING (image_id)""", [source, split, source, split, content_sha256])
     con.unregister("_problems")
 
 
@@ -390,4 +391,4 @@ def ingest_coco(catalog_path: str | Path, path: str | Path, *, source: str = "co
     path = Path(path)
     options = {"source": source, "split": split, "absent": absent, "seed": seed}
     return ingest_file(catalog_path, path, kind="coco", source=source, options=options, images=images,
-                       stage=lambda con, p, fid: stage_coco(con, p, fid, source=source, split=split, absent=absent, seed=seed))
+                       stage=lambda con, p, sha: stage_coco(con, p, sha, source=source, split=split, absent=absent, seed=seed))

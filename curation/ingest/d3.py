@@ -67,7 +67,7 @@ def pairs_from_groups(groups, sentences, image_ids: set[int], category_names: di
     return rows
 
 
-def stage_d3(con: duckdb.DuckDBPyConnection, path: Path, file_id: str, *, pkl_dir: Path | None) -> int:
+def stage_d3(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *, pkl_dir: Path | None) -> int:
     sentences = groups = None
     if pkl_dir is not None:
         sentences, groups = load_plain(pkl_dir / "sentences.pkl"), load_plain(pkl_dir / "groups.pkl")
@@ -95,14 +95,15 @@ def stage_d3(con: duckdb.DuckDBPyConnection, path: Path, file_id: str, *, pkl_di
     con.execute("""INSERT INTO new_samples BY NAME
         SELECT p.sample_id, 'd3' AS source, 'all' AS split, 'ovd' AS task, im.image_key, im.width, im.height, p.problem, p.text AS problem_raw,
             coalesce(s.solution, '[]') AS solution, p.image_id, NULL AS ann_id, NULL AS ref_id, p.sent_id,
-            [p.sent_id] AS category_ids, ?::VARCHAR AS source_sha256, true AS eval_only, p.attributes
+            [p.sent_id] AS category_ids, ?::VARCHAR AS source_sha256, true AS eval_only, p.attributes,
+            'images' AS rec_section, NULL AS rec_index, p.image_id || '/sent ' || p.sent_id AS rec_id
         FROM _pairs p JOIN imgs_ok im USING (image_id)
         LEFT JOIN (
             SELECT a.image_id, a.category_id AS sent_id,
                 to_json(list({'label': p2.text, 'bbox': [a.x1, a.y1, a.x2, a.y2]} ORDER BY a.ann_id))::VARCHAR AS solution
             FROM anns_ok a JOIN (SELECT DISTINCT sent_id, text FROM _pairs) p2 ON p2.sent_id = a.category_id
             WHERE NOT a.iscrowd GROUP BY ALL
-        ) s USING (image_id, sent_id)""", [file_id])
+        ) s USING (image_id, sent_id)""", [content_sha256])
     con.unregister("_pairs")
     for t in ("cats_ok", "imgs_ok", "anns_ok"):
         con.execute(f"DROP TABLE {t}")
@@ -118,4 +119,4 @@ def ingest_d3(catalog_path: str | Path, path: str | Path, *, pkl_dir: str | Path
     companions = [pkl_dir / "sentences.pkl", pkl_dir / "groups.pkl"] if pkl_dir else []
     options = {"pkl_dir": str(pkl_dir) if pkl_dir else None, "pairs": "intra-group (with negatives)" if pkl_dir else "annotated only"}
     return ingest_file(catalog_path, path, kind="d3", source="d3", options=options, images=images, companions=companions,
-                       stage=lambda con, p, fid: stage_d3(con, p, fid, pkl_dir=pkl_dir))
+                       stage=lambda con, p, sha: stage_d3(con, p, sha, pkl_dir=pkl_dir))

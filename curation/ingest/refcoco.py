@@ -89,7 +89,7 @@ def flatten_refs(refs, source: str, by: str, rejects: list[Reject]) -> list[dict
     return rows
 
 
-def stage_refcoco(con: duckdb.DuckDBPyConnection, path: Path, file_id: str, *, instances: Path, source: str) -> int:
+def stage_refcoco(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *, instances: Path, source: str) -> int:
     """Fill the staging tables from a refs pickle and its instances.json; return the record count."""
     by = split_by(path)
     refs = load_plain(path)  # raises before anything is staged when the pickle is refused
@@ -116,8 +116,9 @@ def stage_refcoco(con: duckdb.DuckDBPyConnection, path: Path, file_id: str, *, i
     con.execute("""INSERT INTO new_samples BY NAME
         SELECT sample_id, ?::VARCHAR AS source, split, 'rec' AS task, image_key, width, height, problem, problem_raw,
             to_json([{'label': problem, 'bbox': [x1, y1, x2, y2]}])::VARCHAR AS solution, image_id, ann_id, ref_id, sent_id,
-            [category_id] AS category_ids, ?::VARCHAR AS source_sha256
-        FROM sentences WHERE known_ann AND ann_image = image_id""", [source, file_id])
+            [category_id] AS category_ids, ?::VARCHAR AS source_sha256, 'refs' AS rec_section, ref_index AS rec_index,
+            ref_id || '/' || sent_id AS rec_id
+        FROM sentences WHERE known_ann AND ann_image = image_id""", [source, content_sha256])
     for t in ("sentences", "cats_ok", "imgs_ok", "anns_ok"):
         con.execute(f"DROP TABLE {t}")
     return n_records
@@ -131,4 +132,4 @@ def ingest_refcoco(catalog_path: str | Path, path: str | Path, *, instances: str
     source = source or path.parent.name.lower()
     options = {"source": source, "instances": str(instances)}
     return ingest_file(catalog_path, path, kind="refcoco", source=source, options=options, images=images, companions=[instances],
-                       stage=lambda con, p, fid: stage_refcoco(con, p, fid, instances=instances, source=source))
+                       stage=lambda con, p, sha: stage_refcoco(con, p, sha, instances=instances, source=source))

@@ -25,21 +25,7 @@ import pyarrow as pa
 
 from curation import catalog
 from curation.images import ImageCheck
-
-# Staging tables: what a reader produces for one file (catalog columns minus file_id/source).
-STAGING = {
-    "new_images": "image_id BIGINT, image_key VARCHAR, width INTEGER, height INTEGER",
-    "new_anns": "ann_id BIGINT, image_id BIGINT, category_id BIGINT, category VARCHAR, "
-                "x1 DOUBLE, y1 DOUBLE, x2 DOUBLE, y2 DOUBLE, area DOUBLE, iscrowd BOOLEAN",
-    "new_samples": "sample_id VARCHAR, source VARCHAR, split VARCHAR, task VARCHAR, image_key VARCHAR, width INTEGER, height INTEGER, "
-                   "problem VARCHAR, problem_raw VARCHAR, solution VARCHAR, image_id BIGINT, ann_id BIGINT, ref_id BIGINT, "
-                   "sent_id BIGINT, category_ids BIGINT[], source_sha256 VARCHAR, eval_only BOOLEAN DEFAULT false, attributes VARCHAR",
-    "new_rejects": "section VARCHAR, record_index BIGINT, record_id VARCHAR, reason VARCHAR",
-}
-# staging table -> catalog table it fills
-TARGETS = {"new_images": "images", "new_anns": "annotations", "new_samples": "samples", "new_rejects": "rejects"}
-OWNED_TABLES = ("images", "annotations", "samples", "rejects")
-
+from curation.staging import REC_REF, STAGING, TARGETS, create_staging
 
 @dataclass
 class Reject:
@@ -80,11 +66,6 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def create_staging(con: duckdb.DuckDBPyConnection) -> None:
-    for name, columns in STAGING.items():
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns})")
-
-
 def stage_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> int:
     """Put a Python reader's rows into the staging tables; return its record count."""
     rejects = [{"section": r.section, "record_index": r.record_index, "record_id": r.record_id, "reason": r.reason} for r in staged.rejects]
@@ -107,7 +88,8 @@ def _copy(con: duckdb.DuckDBPyConnection, staging: str, file_id: str, source: st
     target = TARGETS[staging]
     extra = {"images": "?::VARCHAR AS source", "annotations": "?::VARCHAR AS source", "rejects": "?::VARCHAR AS path"}.get(target)
     args = [file_id] + ([str(path) if target == "rejects" else source] if extra else [])
-    select = f"SELECT *, ?::VARCHAR AS file_id{', ' + extra if extra else ''} FROM {staging}"
+    columns = "* EXCLUDE (rec_section, rec_index, rec_id)" if target == "samples" else "*"
+    select = f"SELECT {columns}, ?::VARCHAR AS file_id{', ' + extra if extra else ''} FROM {staging}"
     if target == "samples":  # a sample id owned by another file is not overwritten (it became a reject)
         select += " WHERE sample_id NOT IN (SELECT sample_id FROM samples)"
     con.execute(f"INSERT INTO {target} BY NAME {select}", args)
@@ -115,15 +97,20 @@ def _copy(con: duckdb.DuckDBPyConnection, staging: str, file_id: str, source: st
 
 def _drop_duplicate_samples(con: duckdb.DuckDBPyConnection) -> None:
     """Safety net under the readers: one file never stages one sample id twice."""
-    con.execute("INSERT INTO new_rejects SELECT 'samples', NULL, sample_id, 'duplicate sample id: ' || (count(*) - 1) || ' more with the same source key' "
-                "FROM new_samples GROUP BY sample_id HAVING count(*) > 1")
-    con.execute("DELETE FROM new_samples WHERE rowid NOT IN (SELECT min(rowid) FROM new_samples GROUP BY sample_id)")
+    later = "rowid NOT IN (SELECT min(rowid) FROM new_samples GROUP BY sample_id)"
+    con.execute(f"INSERT INTO new_rejects SELECT {REC_REF}, 'duplicate sample id: same source key as an earlier record' FROM new_samples WHERE {later}")
+    con.execute(f"DELETE FROM new_samples WHERE {later}")
 
 
 def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source: str, options: dict,
                 stage: Callable[[duckdb.DuckDBPyConnection, Path, str], int], images: ImageCheck | None = None,
                 companions: list[Path] = ()) -> IngestSummary:
-    """Ingest one file: ``stage(con, path, file_id)`` fills the staging tables, then one transaction commits them.
+    """Ingest one file: ``stage(con, path, content_sha256)`` fills the staging tables, then one transaction commits them.
+
+    The file's identity (``file_id``) is the sha256 of its bytes, its
+    companions' bytes, its kind and the options it is read with: the same
+    bytes read the same way are skipped; new bytes or new options at a known
+    path replace that path's rows.
 
     ``images`` (an ``ImageCheck``) probes every image the file references and
     turns missing, corrupt or mis-sized images into rejects. ``companions``
@@ -131,30 +118,30 @@ def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source
     bytes are part of the file's identity, so changing one re-ingests.
     """
     catalog_path, path = Path(catalog_path), Path(path)
-    file_id = file_sha256(path)
-    if companions:
-        file_id = hashlib.sha256("\x1f".join([file_id, *(file_sha256(Path(c)) for c in companions)]).encode()).hexdigest()
-    summary = IngestSummary(str(path), file_id)
+    content = file_sha256(path)
     if images is not None:
         options = {**options, "images": images.describe()}
+    identity = [content, *(file_sha256(Path(c)) for c in companions), kind, json.dumps(options, sort_keys=True)]
+    file_id = hashlib.sha256("\x1f".join(identity).encode()).hexdigest()
+    summary = IngestSummary(str(path), file_id)
     with catalog.connect(catalog_path) as con:
         if con.execute("SELECT 1 FROM sources WHERE file_id = ?", [file_id]).fetchone():
             summary.skipped = True
             return summary
         create_staging(con)
-        n_records = stage(con, path, file_id)
+        n_records = stage(con, path, content)
         if images is not None:
             images.apply(con)
         _drop_duplicate_samples(con)
         con.execute(
-            "INSERT INTO new_rejects SELECT 'samples', NULL, n.sample_id, 'sample id already ingested: from file ' || left(s.file_id, 12) "
-            "FROM new_samples n JOIN samples s USING (sample_id) WHERE s.file_id NOT IN (SELECT file_id FROM sources WHERE path = ? AND kind = ?)",
+            f"INSERT INTO new_rejects SELECT {REC_REF.replace('rec_', 'n.rec_').replace('sample_id', 'n.sample_id')}, "
+            "'sample id already ingested: from file ' || left(s.file_id, 12) FROM new_samples n JOIN samples s USING (sample_id) WHERE s.file_id NOT IN (SELECT file_id FROM sources WHERE path = ? AND kind = ?)",
             [str(path), kind],
         )
         con.execute("BEGIN TRANSACTION")
         try:
             for (old_id,) in con.execute("SELECT file_id FROM sources WHERE path = ? AND kind = ?", [str(path), kind]).fetchall():
-                for t in OWNED_TABLES + ("sources",):
+                for t in ("images", "annotations", "samples", "rejects", "sources"):
                     con.execute(f"DELETE FROM {t} WHERE file_id = ?", [old_id])
                 summary.replaced = old_id
             for staging in TARGETS:
@@ -162,8 +149,9 @@ def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source
             n_samples = con.execute("SELECT count(*) FROM samples WHERE file_id = ?", [file_id]).fetchone()[0]
             n_rejects = con.execute("SELECT count(*) FROM new_rejects").fetchone()[0]
             con.execute(
-                "INSERT INTO sources (file_id, kind, source, path, size_bytes, n_records, n_samples, n_rejects, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [file_id, kind, source, str(path), path.stat().st_size, n_records, n_samples, n_rejects, json.dumps(options, sort_keys=True)],
+                "INSERT INTO sources (file_id, kind, source, path, size_bytes, n_records, n_samples, n_rejects, options, content_sha256) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [file_id, kind, source, str(path), path.stat().st_size, n_records, n_samples, n_rejects, json.dumps(options, sort_keys=True), content],
             )
             con.execute("COMMIT")
         except BaseException:

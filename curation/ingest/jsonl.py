@@ -1,0 +1,165 @@
+"""VLM-R1 jsonl -> REC / OVD samples.
+
+A line: ``{"id"?, "image": str | [str], "conversations": [{"from": "human",
+"value": "<image>question"}, {"from": "gpt", "value": answer}], "width"?,
+"height"?}``. The task follows from the answer: a JSON list of 4 numbers is
+REC (original pixels); a ```json fenced (or bare) list of ``{"bbox_2d" |
+"bbox", "label"}`` or the word None is OVD. Ground truth is parsed strictly
+(no JSON repair: a broken label is a reject, not a guess).
+
+The question is matched against VLM-R1's REC/OVD question texts to recover
+the expression or the phrase list; an unrecognised question is kept whole
+as the problem. Images are resolved against the image roots; a record
+without width/height takes the probed size, so a jsonl file needs
+``--images`` unless its lines carry sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+
+from curation.images import ImageCheck, cached_probes
+from curation.ingest.store import IngestSummary, Reject, Staged, ingest_file, stage_rows
+from vlmr1.answers import strip_fence, is_none_answer
+from vlmr1.records import Target, make_sample_id, solution_json, validate_box
+
+_REC = re.compile(r"^Please provide the bounding box coordinate of the region this sentence describes: (.+?)\.?$", re.S)
+_OVD = re.compile(r"detect the following objects: \[(.*?)\]\.", re.S)
+
+
+class RecordError(ValueError):
+    """One line is unusable; the message is the reject reason ("what: detail")."""
+
+
+def _question(conversations) -> str:
+    if not isinstance(conversations, list) or len(conversations) < 2:
+        raise RecordError("conversations missing: need a human turn and a gpt turn")
+    human = next((t for t in conversations if isinstance(t, dict) and t.get("from") == "human"), None)
+    if human is None or not isinstance(human.get("value"), str):
+        raise RecordError("conversations missing: no human turn with text")
+    return human["value"].replace("<image>", "").strip()
+
+
+def _answer(conversations) -> str:
+    gpt = next((t for t in conversations if isinstance(t, dict) and t.get("from") == "gpt"), None)
+    if gpt is None or not isinstance(gpt.get("value"), str):
+        raise RecordError("conversations missing: no gpt turn with an answer")
+    return gpt["value"].strip()
+
+
+def parse_ground_truth(answer: str, where: str) -> tuple[str, tuple[Target, ...] | tuple[float, ...]]:
+    """("rec", box) or ("ovd", targets), strictly; RecordError otherwise."""
+    if is_none_answer(answer) or is_none_answer(strip_fence(answer)):
+        return "ovd", ()
+    try:
+        value = json.loads(strip_fence(answer).strip())
+    except ValueError:
+        raise RecordError(f"answer unreadable: not JSON and not None: {answer[:80]!r}") from None
+    if isinstance(value, list) and len(value) == 4 and all(type(v) in (int, float) for v in value):
+        try:
+            return "rec", validate_box(value, where)
+        except ValueError as exc:
+            raise RecordError(f"answer box invalid: {exc}") from None
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        targets = []
+        for k, item in enumerate(value):
+            label, box = item.get("label"), item.get("bbox_2d", item.get("bbox"))
+            if not isinstance(label, str) or not label.strip():
+                raise RecordError(f"answer box invalid: item {k} has no label")
+            try:
+                targets.append(Target(label.strip(), validate_box(box, f"{where} item {k}")))
+            except ValueError as exc:
+                raise RecordError(f"answer box invalid: {exc}") from None
+        return "ovd", tuple(targets)
+    raise RecordError(f"answer unreadable: neither a 4-number box nor a list of detections: {answer[:80]!r}")
+
+
+def parse_line(line: str, index: int, *, source: str, split: str, stem: str, content_sha256: str | None = None) -> dict:
+    """One jsonl line -> a sample row (width/height may be None until probed)."""
+    try:
+        rec = json.loads(line)
+    except ValueError as exc:
+        raise RecordError(f"line is not JSON: {exc}") from None
+    if not isinstance(rec, dict):
+        raise RecordError("line is not a JSON object")
+    image = rec.get("image")
+    if isinstance(image, list):
+        if len(image) != 1:
+            raise RecordError(f"multi-image record: {len(image)} images (one image per sample is supported)")
+        image = image[0]
+    if not isinstance(image, str) or not image:
+        raise RecordError("image missing: no image path in the record")
+    question = _question(rec.get("conversations"))
+    task, truth = parse_ground_truth(_answer(rec["conversations"]), f"line {index + 1}")
+    w, h = rec.get("width"), rec.get("height")
+    if w is not None or h is not None:
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (w, h)):
+            raise RecordError(f"width/height must be positive integers: {w!r}x{h!r}")
+    key = rec.get("id", index)
+    if task == "rec":
+        m = _REC.match(question)
+        problem = m.group(1).strip() if m else question
+        targets = (Target(problem, truth),)
+    else:
+        m = _OVD.search(question)
+        problem = m.group(1).strip() if m else question
+        targets = truth
+    return {
+        "sample_id": make_sample_id(source, (stem, key)), "source": source, "split": split, "task": task, "image_key": image,
+        "width": w, "height": h, "problem": problem, "problem_raw": question, "solution": solution_json(targets),
+        "image_id": None, "ann_id": None, "ref_id": None, "sent_id": None, "category_ids": None, "source_sha256": content_sha256,
+        "rec_section": "lines", "rec_index": index, "rec_id": None if key == index and "id" not in rec else str(key),
+    }
+
+
+def stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *, source: str, split: str, images: ImageCheck | None) -> int:
+    staged = Staged()
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for index, line in enumerate(fh):
+            if not line.strip():
+                continue
+            staged.n_records += 1
+            try:
+                rows.append(parse_line(line, index, source=source, split=split, stem=path.stem, content_sha256=content_sha256))
+            except RecordError as exc:
+                staged.rejects.append(Reject("lines", index, _line_id(line), str(exc)))
+    unsized = [r for r in rows if r["width"] is None]
+    if unsized and images is not None:
+        paths = {r["image_key"]: images.resolve(r["image_key"]) for r in unsized}
+        cached_probes(con, sorted(set(paths.values())), verify=images.verify, max_pixels=images.max_pixels, workers=images.workers)
+        sizes = dict(((p, (w, h)) for p, w, h in con.execute(
+            "SELECT path, width, height FROM image_probes WHERE path IN (SELECT unnest(?))", [sorted(set(paths.values()))]).fetchall()))
+        for r in unsized:
+            r["width"], r["height"] = sizes.get(paths[r["image_key"]], (None, None))
+    for r in rows:
+        if r["width"] is None:
+            # sized by its probe or not at all: a missing image is named as such by the image check
+            if images is None:
+                staged.rejects.append(Reject("lines", r["rec_index"], r["rec_id"], "image size unknown: the line has no width/height and no image root was given"))
+                continue
+            r["width"] = r["height"] = 0  # the image check rejects it with the probe's reason
+        staged.samples.append(r)
+    return stage_rows(con, staged)
+
+
+def _line_id(line: str) -> str | None:
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return None
+    return str(value["id"]) if isinstance(value, dict) and "id" in value else None
+
+
+def ingest_jsonl(catalog_path: str | Path, path: str | Path, *, source: str | None = None, split: str = "train",
+                 images: ImageCheck | None = None) -> IngestSummary:
+    """Ingest one VLM-R1 jsonl file; ``source`` defaults to the file's stem."""
+    path = Path(path)
+    source = source or path.stem
+    options = {"source": source, "split": split}
+    return ingest_file(catalog_path, path, kind="jsonl", source=source, options=options, images=images,
+                       stage=lambda con, p, sha: stage_jsonl(con, p, sha, source=source, split=split, images=images))
