@@ -28,6 +28,24 @@ DEFECTS = [
 ]
 
 
+# Records that ingest must keep but the quality rules (issue 4) must catch: kind -> ids.
+# COCO: annotation ids, and image ids whose files duplicate another image's. RefCOCO: (ref_id, sent_id).
+QUALITY_CASES = {
+    "coco_degenerate_box": [7101],      # w = 0.5 px
+    "coco_out_of_bounds": [7102],       # 40 px past the right edge
+    "coco_tiny_box": [7103],            # 2 x 2 px
+    "coco_huge_box": [7104],            # the whole image
+    "coco_extreme_aspect": [7105],      # 150 x 1.5 px
+    "coco_crowd": [7100],               # the one iscrowd=1 annotation
+    "coco_exact_duplicate_image": [10],  # same bytes as image 2
+    "coco_near_duplicate_image": [11],   # image 3 re-encoded at quality 60
+    "refcoco_non_ascii": [(950, 9500)],
+    "refcoco_one_token": [(951, 9510)],
+    "refcoco_too_long": [(952, 9520)],
+    "refcoco_non_unique": [(953, 9530), (954, 9540)],  # one expression, two different objects, one image
+}
+
+
 def write_jpeg(path: Path, width: int, height: int, seed: int) -> None:
     rng = random.Random(seed)
     img = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
@@ -41,13 +59,24 @@ def write_jpeg(path: Path, width: int, height: int, seed: int) -> None:
 
 def make_coco(root: Path, n_images: int = 12, split: str = "train2017", seed: int = 0) -> Path:
     """Write ``root/annotations/instances_{split}.json`` and ``root/{split}/*.jpg``; return the json path."""
+    from PIL import Image
+
     rng = random.Random(seed)
     images, anns = [], []
     ann_id = 1
+    dims = {}
     for i in range(1, n_images + 1):
         w, h = rng.choice([(320, 240), (240, 320), (400, 300)])
         name = f"{split}/{i:012d}.jpg"
-        write_jpeg(root / name, w, h, seed * 1000 + i)
+        if i == 10 and n_images >= 11:  # exact duplicate of image 2 (QUALITY_CASES)
+            (w, h), source = dims[2], root / f"{split}/{2:012d}.jpg"
+            (root / name).write_bytes(source.read_bytes())
+        elif i == 11 and n_images >= 11:  # near duplicate of image 3
+            (w, h) = dims[3]
+            Image.open(root / f"{split}/{3:012d}.jpg").save(root / name, "JPEG", quality=60)
+        else:
+            write_jpeg(root / name, w, h, seed * 1000 + i)
+        dims[i] = (w, h)
         images.append({"id": i, "file_name": name, "width": w, "height": h, "license": 1, "date_captured": "2013-11-14 11:18:45"})
         for _ in range(0 if i == n_images else rng.randrange(1, 4)):  # the last image has no boxes
             cat = rng.choice(COCO_CATEGORIES)[0]
@@ -56,9 +85,16 @@ def make_coco(root: Path, n_images: int = 12, split: str = "train2017", seed: in
             anns.append({"id": ann_id, "image_id": i, "category_id": cat, "bbox": [x + 0.5, y + 0.25, bw, bh], "area": bw * bh * 0.8,
                          "iscrowd": 0, "segmentation": [[x, y, x + bw, y, x + bw, y + bh]]})
             ann_id += 1
-    anns.append({"id": ann_id, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 60], "area": 2000, "iscrowd": 1,
+    anns.append({"id": 7100, "image_id": 1, "category_id": 1, "bbox": [0, 0, 50, 60], "area": 2000, "iscrowd": 1,
                  "segmentation": {"counts": [0, 10], "size": [240, 320]}})
     images.append({"id": 9001, "file_name": f"{split}/broken.jpg", "width": -5, "height": 100})
+    if n_images >= 6:  # valid records with quality problems (QUALITY_CASES)
+        (w4, h4), (w5, h5) = dims[4], dims[5]
+        for ann in ({"id": 7101, "image_id": 4, "bbox": [20, 20, 0.5, 30]}, {"id": 7102, "image_id": 4, "bbox": [w4 - 20, 10, 60, 40]},
+                    {"id": 7103, "image_id": 5, "bbox": [30, 30, 2, 2]}, {"id": 7104, "image_id": 5, "bbox": [0, 0, w5, h5]},
+                    {"id": 7105, "image_id": 6, "bbox": [10, 100, 150, 1.5]}):
+            x, y, bw, bh = ann["bbox"]
+            anns.append({**ann, "category_id": 3, "area": bw * bh, "iscrowd": 0, "segmentation": [[x, y, x + bw, y, x + bw, y + bh]]})
     anns += [
         {"id": 7001, "image_id": 1, "category_id": 1, "bbox": [1, 2, float("nan"), 5], "area": 1, "iscrowd": 0},
         {"id": 7002, "image_id": 424242, "category_id": 1, "bbox": [1, 2, 3, 4], "area": 12, "iscrowd": 0},
@@ -240,6 +276,11 @@ def make_refcoco(root: Path, dataset: str = "refcoco", split_by: str = "unc", n_
     first = images[0]["id"]
     anns.append({"segmentation": [], "area": 0, "iscrowd": 0, "image_id": first, "bbox": [5, 5, 0, 7], "category_id": 1, "id": 8001})
     sent = lambda k, text: {"tokens": text.split(), "raw": text, "sent_id": k, "sent": text}  # noqa: E731
+    anns.append({"segmentation": [], "area": 400, "iscrowd": 0, "image_id": first, "bbox": [60, 60, 20, 20], "category_id": 1, "id": 8002})
+    long_text = " ".join(["the person standing next to the tall lamp"] * 5)
+    for ref, ann, sid, text in ((950, 100, 9500, "le chien à gauche"), (951, 100, 9510, "dog"), (952, 100, 9520, long_text),
+                                (953, 100, 9530, "the man"), (954, 8002, 9540, "the man")):
+        refs.append({"ann_id": ann, "ref_id": ref, "image_id": first, "split": "train", "sentences": [sent(sid, text)], "category_id": 1})
     refs += [
         {"ann_id": 424242, "ref_id": 900, "image_id": first, "split": "train", "sentences": [sent(9000, "ghost")], "category_id": 1},
         {"ann_id": 8001, "ref_id": 901, "image_id": first, "split": "train", "sentences": [sent(9010, "flat box")], "category_id": 1},

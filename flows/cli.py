@@ -115,32 +115,115 @@ ingest_app = typer.Typer(help="Ingest annotations into the catalog.", no_args_is
 app.add_typer(ingest_app, name="ingest")
 
 
+CatalogOpt = typer.Option(..., "--catalog", help="The DuckDB catalog file (created if missing).")
+ImagesOpt = typer.Option(None, "--images", help="Image root; repeat for several. Images are probed (size, hashes); bad ones become rejects.")
+VerifyOpt = typer.Option(False, "--verify-images", help="Fully decode each image (finds truncated files; slower).")
+
+
+def _image_check(images: Optional[list[Path]], verify: bool):
+    from curation.images import ImageCheck
+
+    return ImageCheck([Path(p) for p in images], verify=verify) if images else None
+
+
+def _run_ingest(paths: list[Path], ingest_one) -> None:
+    """Ingest each file with a progress bar; print one summary row per file. A file that cannot be read is reported, the rest go on."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    import pickle
+
+    from curation.catalog import CatalogBusy
+
+    console = Console()
+    table = Table("file", "status", "samples", "images", "annotations", "rejects", "rejects by reason", title="ingest summary")
+    failed = 0
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("ingesting", total=len(paths))
+        for path in paths:
+            progress.update(task, description=f"ingesting {path.name}")
+            try:
+                s = ingest_one(path)
+            except CatalogBusy as exc:
+                typer.echo(str(exc), err=True)
+                raise typer.Exit(3) from None
+            except (ValueError, OSError, pickle.UnpicklingError) as exc:  # the file itself is unreadable (refused pickle, missing companion ...)
+                failed += 1
+                table.add_row(str(path), "[red]failed[/]", "-", "-", "-", "-", str(exc))
+                progress.advance(task)
+                continue
+            status = "unchanged, skipped" if s.skipped else ("replaced" if s.replaced else "new")
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.rejects_by_reason.items())) or "-"
+            table.add_row(str(path), status, *(str(s.counts.get(k, "-")) for k in ("samples", "images", "annotations", "rejects")), reasons)
+            progress.advance(task)
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
 @ingest_app.command("coco")
 def ingest_coco_cmd(
     paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="COCO instances json files."),
-    catalog: Path = typer.Option(..., "--catalog", help="The DuckDB catalog file (created if missing)."),
+    catalog: Path = CatalogOpt,
+    images: Optional[list[Path]] = ImagesOpt,
+    verify_images: bool = VerifyOpt,
     absent: int = typer.Option(3, help="Absent categories added to each OVD prompt."),
     seed: int = typer.Option(0, help="Seed for the absent categories and their order."),
+    source: str = typer.Option("coco", help="Source name of the samples."),
 ) -> None:
-    """Ingest COCO files: one transaction per file; an unchanged file is skipped."""
-    from rich.console import Console
-    from rich.progress import track
-    from rich.table import Table
-
-    from curation.catalog import CatalogBusy
+    """COCO instances json: images, annotations, one OVD sample per image."""
     from curation.ingest import ingest_coco
 
-    table = Table("file", "status", "images", "annotations", "samples", "rejects by reason")
-    try:
-        for path in track(paths, description="ingesting"):
-            s = ingest_coco(catalog, path, absent=absent, seed=seed)
-            status = "unchanged, skipped" if s.skipped else ("replaced" if s.replaced else "new")
-            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.rejects_by_reason.items())) or "-"
-            table.add_row(str(path), status, *(str(s.counts.get(k, "-")) for k in ("images", "annotations", "samples")), reasons)
-    except CatalogBusy as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(3) from None
-    Console().print(table)
+    check = _image_check(images, verify_images)
+    _run_ingest(paths, lambda p: ingest_coco(catalog, p, source=source, absent=absent, seed=seed, images=check))
+
+
+@ingest_app.command("refcoco")
+def ingest_refcoco_cmd(
+    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="refs(<splitBy>).p files (instances.json beside each)."),
+    catalog: Path = CatalogOpt,
+    images: Optional[list[Path]] = ImagesOpt,
+    verify_images: bool = VerifyOpt,
+    source: Optional[str] = typer.Option(None, help="Source name (default: the folder name, e.g. refcocog)."),
+) -> None:
+    """RefCOCO / RefCOCO+ / RefCOCOg: one REC sample per sentence. Pickles are loaded as plain data only."""
+    from curation.ingest import ingest_refcoco
+
+    check = _image_check(images, verify_images)
+    _run_ingest(paths, lambda p: ingest_refcoco(catalog, p, source=source, images=check))
+
+
+@ingest_app.command("d3")
+def ingest_d3_cmd(
+    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="d3_full_annotations.json (d3_pkl/ found beside d3_json/)."),
+    catalog: Path = CatalogOpt,
+    images: Optional[list[Path]] = ImagesOpt,
+    verify_images: bool = VerifyOpt,
+    pkl_dir: Optional[Path] = typer.Option(None, help="Folder with sentences.pkl and groups.pkl."),
+) -> None:
+    """D3: one evaluation-only sample per (image, description of its group), no-target pairs included."""
+    from curation.ingest import ingest_d3
+
+    check = _image_check(images, verify_images)
+    _run_ingest(paths, lambda p: ingest_d3(catalog, p, pkl_dir=pkl_dir, images=check))
+
+
+@ingest_app.command("jsonl")
+def ingest_jsonl_cmd(
+    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="VLM-R1 jsonl files."),
+    catalog: Path = CatalogOpt,
+    images: Optional[list[Path]] = ImagesOpt,
+    verify_images: bool = VerifyOpt,
+    source: Optional[str] = typer.Option(None, help="Source name (default: the file's stem)."),
+    split: str = typer.Option("train", help="Split of the samples."),
+) -> None:
+    """VLM-R1 jsonl: REC or OVD per line, task from the answer. Without --images, lines need width/height."""
+    from curation.ingest import ingest_jsonl
+
+    check = _image_check(images, verify_images)
+    _run_ingest(paths, lambda p: ingest_jsonl(catalog, p, source=source, split=split, images=check))
 
 
 @app.command()

@@ -81,19 +81,34 @@ def run_demo(out: Path) -> None:
 
 
 def _ingest_fixture(console: Console, out: Path) -> None:
-    """Stage 1 of the pipeline: a COCO fixture (real JPEGs, planted defects) into the catalog."""
+    """Stage 1 of the pipeline: fixtures of all four formats (real JPEGs, planted defects) into the catalog, images probed."""
     from curation.catalog import connect
-    from curation.fixtures import make_coco
-    from curation.ingest import ingest_coco
+    from curation.fixtures import make_coco, make_d3, make_refcoco, make_vlmr1_jsonl
+    from curation.images import ImageCheck
+    from curation.ingest import ingest_coco, ingest_d3, ingest_jsonl, ingest_refcoco
 
     db = out / "catalog.duckdb"
     db.unlink(missing_ok=True)
-    coco = make_coco(out / "data" / "coco")
-    summary = ingest_coco(db, coco)
-    console.print(f"[bold]5.[/] ingested {coco} into {db}: {summary.counts}")
+    data = out / "data"
+    coco = make_coco(data / "coco")
+    refs = make_refcoco(data / "refer")
+    d3 = make_d3(data / "d3")
+    jsonl = make_vlmr1_jsonl(data / "vlmr1")
+    runs = [
+        ("coco", lambda: ingest_coco(db, coco, images=ImageCheck([data / "coco"]))),
+        ("refcoco", lambda: ingest_refcoco(db, refs, images=ImageCheck([data / "refer" / "train2014"]))),
+        ("d3", lambda: ingest_d3(db, d3, images=ImageCheck([data / "d3" / "d3_images"]))),
+        ("jsonl", lambda: ingest_jsonl(db, jsonl, images=ImageCheck([data / "vlmr1" / "images"]))),
+    ]
+    summary = Table("format", "samples", "images", "annotations", "rejects", title=f"5. ingested four fixtures into {db}")
+    for name, run in runs:
+        s = run()
+        summary.add_row(name, *(str(s.counts[k]) for k in ("samples", "images", "annotations", "rejects")))
+    console.print(summary)
     with connect(db) as con:
-        rows = con.execute("SELECT section, record_index, record_id, reason FROM rejects ORDER BY section, record_index").fetchall()
-    table = Table("section", "record index", "id", "reason", title="rejects ledger (the fixture's planted defects)")
+        rows = con.execute("SELECT s.kind, r.section, r.record_index, r.record_id, r.reason FROM rejects r JOIN sources s USING (file_id) "
+                           "ORDER BY s.kind, r.section, r.record_index").fetchall()
+    table = Table("format", "section", "record index", "id", "reason", title="rejects ledger (the fixtures' planted defects)")
     for row in rows:
         table.add_row(*(str(v) for v in row))
     console.print(table)

@@ -168,7 +168,7 @@ def test_truncated_file_keeps_records_before_the_break(coco, tmp_path):
 def test_cli_ingest_prints_a_summary(coco, tmp_path):
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")
     db = tmp_path / "c.duckdb"
-    env = {**os.environ, "COLUMNS": "250"}  # one table row per line
+    env = {**os.environ, "COLUMNS": "400"}  # one table row per line
     out = subprocess.run([vlmr1, "ingest", "coco", str(coco), "--catalog", str(db)], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert "new" in out.stdout and "unknown image id: 1" in out.stdout
@@ -198,3 +198,23 @@ def test_fast_and_exact_readers_agree(coco, tmp_path, monkeypatch):
         assert _rows(fast_db, tables.format(t)) == _rows(exact_db, tables.format(t)), t
     ids = _rows(fast_db, "SELECT sample_id, image_id FROM samples")
     assert ids and all(sid == make_sample_id("coco", ("val2017", image_id)) for sid, image_id in ids)
+
+
+def test_quality_cases_are_kept_and_images_probe_clean(coco, tmp_path):
+    """Records with quality problems (not format problems) are ingested; issue 4's rules decide about them."""
+    from curation.fixtures import QUALITY_CASES
+    from curation.images import ImageCheck
+
+    db = tmp_path / "c.duckdb"
+    summary = ingest_coco(db, coco, images=ImageCheck([coco.parent.parent]))
+    assert summary.counts["rejects"] == len(DEFECTS) and summary.counts["samples"] == 12
+    kept = {r[0] for r in _rows(db, "SELECT ann_id FROM annotations")}
+    for kind, ids in QUALITY_CASES.items():
+        if kind.startswith("coco_") and "image" not in kind:
+            assert set(ids) <= kept, kind
+    probes = dict(_rows(db, "SELECT path, sha256 FROM image_probes"))
+    root = coco.parent.parent / "train2017"
+    assert probes[str(root / f"{10:012d}.jpg")] == probes[str(root / f"{2:012d}.jpg")]
+    near = _rows(db, "SELECT bit_count(xor(a.phash, b.phash)) FROM image_probes a, image_probes b WHERE a.path = ? AND b.path = ?",
+                 str(root / f"{11:012d}.jpg"), str(root / f"{3:012d}.jpg"))[0][0]
+    assert near <= 6

@@ -34,7 +34,7 @@ def test_samples_equal_the_refs_sentences_one_to_one(tmp_path, dataset, by):
     refs_path = make_refcoco(tmp_path, dataset=dataset, split_by=by)
     db = tmp_path / "c.duckdb"
     summary = ingest_refcoco(db, refs_path)
-    refs = pickle.loads(refs_path.read_bytes(), encoding="latin1")  # our own fixture: trusted
+    refs = load_plain(refs_path)  # its decoding is tested against pickle itself below
     instances = json.loads((refs_path.parent / "instances.json").read_text())
     boxes = {a["id"]: a["bbox"] for a in instances["annotations"]}
     bad_refs = {int(rid.split("/")[0]) for section, rid, _ in REFCOCO_DEFECTS if section == "refs"}
