@@ -111,6 +111,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE samples ADD COLUMN eval_only BOOLEAN NOT NULL DEFAULT false",
             # source facts that have no column of their own, e.g. {"absence": true, "group_id": 3} for D3
             "ALTER TABLE samples ADD COLUMN attributes JSON",
+            # the image file the sample was checked against (NULL when ingested without image roots): joins image_probes
+            "ALTER TABLE samples ADD COLUMN image_path VARCHAR",
+            """CREATE TABLE quality_flags (       -- what each recipe's rules said about each sample
+                sample_id VARCHAR NOT NULL,
+                rule VARCHAR NOT NULL,
+                recipe_hash VARCHAR NOT NULL,
+                action VARCHAR NOT NULL,          -- drop | flag
+                PRIMARY KEY (recipe_hash, rule, sample_id)
+            )""",
+            """CREATE TABLE recipes (             -- every recipe evaluated on this catalog, by hash
+                recipe_hash VARCHAR PRIMARY KEY,
+                name VARCHAR NOT NULL,
+                content JSON NOT NULL,            -- canonical: resolved SQL of every rule, selection settings
+                evaluated_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+            )""",
         ],
     ),
 ]

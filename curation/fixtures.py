@@ -46,7 +46,8 @@ QUALITY_CASES = {
 }
 
 
-def write_jpeg(path: Path, width: int, height: int, seed: int) -> None:
+def write_jpeg(path: Path, width: int, height: int, seed: int | str) -> None:
+    """A small real JPEG; distinct seeds give distinct pictures (fixtures prefix theirs, so they never collide)."""
     rng = random.Random(seed)
     img = Image.new("RGB", (width, height), tuple(rng.randrange(256) for _ in range(3)))
     draw = ImageDraw.Draw(img)
@@ -75,7 +76,7 @@ def make_coco(root: Path, n_images: int = 12, split: str = "train2017", seed: in
             (w, h) = dims[3]
             Image.open(root / f"{split}/{3:012d}.jpg").save(root / name, "JPEG", quality=60)
         else:
-            write_jpeg(root / name, w, h, seed * 1000 + i)
+            write_jpeg(root / name, w, h, f"coco:{seed}:{split}:{i}")
         dims[i] = (w, h)
         images.append({"id": i, "file_name": name, "width": w, "height": h, "license": 1, "date_captured": "2013-11-14 11:18:45"})
         for _ in range(0 if i == n_images else rng.randrange(1, 4)):  # the last image has no boxes
@@ -254,8 +255,10 @@ def make_refcoco(root: Path, dataset: str = "refcoco", split_by: str = "unc", n_
         image_id = 500000 + i
         w, h = rng.choice([(320, 240), (240, 320), (400, 300)])
         name = f"COCO_train2014_{image_id:012d}.jpg"
-        write_jpeg(images_dir / name, w, h, seed * 7919 + image_id)
+        write_jpeg(images_dir / name, w, h, f"refcoco:{seed}:{image_id}")
         images.append({"license": 1, "file_name": name, "coco_url": "", "height": h, "width": w, "date_captured": "", "flickr_url": "", "id": image_id})
+        image_split = rng.choice(splits)  # RefCOCO splits by image: no image is in two splits
+        unused = rng.sample(_EXPRESSIONS, len(_EXPRESSIONS))
         for _ in range(rng.randrange(1, 4)):
             bw, bh = rng.randrange(10, w // 2), rng.randrange(10, h // 2)
             x, y = rng.randrange(0, w - bw), rng.randrange(0, h - bh)
@@ -264,30 +267,31 @@ def make_refcoco(root: Path, dataset: str = "refcoco", split_by: str = "unc", n_
                          "bbox": [x + 0.5, y + 0.5, bw, bh], "category_id": cat, "id": ann_id})
             sentences = []
             for _ in range(rng.randrange(1, 4)):
-                text = rng.choice(_EXPRESSIONS)
+                text = unused.pop()  # unique within the image: non-unique references are planted on purpose only
                 raw = "  ".join(w.upper() if rng.random() < 0.3 else w for w in text.split())
                 sentences.append({"tokens": text.split(), "raw": raw, "sent_id": sent_id, "sent": text})
                 sent_id += 1
             refs.append({"sent_ids": [s["sent_id"] for s in sentences], "file_name": f"COCO_train2014_{image_id:012d}_{ann_id}.jpg",
-                         "ann_id": ann_id, "ref_id": ref_id, "image_id": image_id, "split": rng.choice(splits), "sentences": sentences,
+                         "ann_id": ann_id, "ref_id": ref_id, "image_id": image_id, "split": image_split, "sentences": sentences,
                          "category_id": cat})
             ann_id += 1
             ref_id += 1
     first = images[0]["id"]
+    first_split = next(r["split"] for r in refs if r["image_id"] == first)
     anns.append({"segmentation": [], "area": 0, "iscrowd": 0, "image_id": first, "bbox": [5, 5, 0, 7], "category_id": 1, "id": 8001})
     sent = lambda k, text: {"tokens": text.split(), "raw": text, "sent_id": k, "sent": text}  # noqa: E731
     anns.append({"segmentation": [], "area": 400, "iscrowd": 0, "image_id": first, "bbox": [60, 60, 20, 20], "category_id": 1, "id": 8002})
     long_text = " ".join(["the person standing next to the tall lamp"] * 5)
     for ref, ann, sid, text in ((950, 100, 9500, "le chien à gauche"), (951, 100, 9510, "dog"), (952, 100, 9520, long_text),
                                 (953, 100, 9530, "the man"), (954, 8002, 9540, "the man")):
-        refs.append({"ann_id": ann, "ref_id": ref, "image_id": first, "split": "train", "sentences": [sent(sid, text)], "category_id": 1})
+        refs.append({"ann_id": ann, "ref_id": ref, "image_id": first, "split": first_split, "sentences": [sent(sid, text)], "category_id": 1})
     refs += [
-        {"ann_id": 424242, "ref_id": 900, "image_id": first, "split": "train", "sentences": [sent(9000, "ghost")], "category_id": 1},
-        {"ann_id": 8001, "ref_id": 901, "image_id": first, "split": "train", "sentences": [sent(9010, "flat box")], "category_id": 1},
-        {"ann_id": 100, "ref_id": 902, "image_id": first, "split": "val", "sentences": [sent(9020, "kept sentence"), sent(9021, "   ")],
+        {"ann_id": 424242, "ref_id": 900, "image_id": first, "split": first_split, "sentences": [sent(9000, "ghost")], "category_id": 1},
+        {"ann_id": 8001, "ref_id": 901, "image_id": first, "split": first_split, "sentences": [sent(9010, "flat box")], "category_id": 1},
+        {"ann_id": 100, "ref_id": 902, "image_id": first, "split": first_split, "sentences": [sent(9020, "kept sentence"), sent(9021, "   ")],
          "category_id": 1},
-        {"ann_id": 100, "ref_id": 903, "image_id": first, "split": "val", "sentences": [], "category_id": 1},
-        {"ann_id": 100, "ref_id": 904, "image_id": images[1]["id"], "split": "val", "sentences": [sent(9040, "wrong image")], "category_id": 1},
+        {"ann_id": 100, "ref_id": 903, "image_id": first, "split": first_split, "sentences": [], "category_id": 1},
+        {"ann_id": 100, "ref_id": 904, "image_id": images[1]["id"], "split": first_split, "sentences": [sent(9040, "wrong image")], "category_id": 1},
     ]
     folder = root / dataset
     folder.mkdir(parents=True, exist_ok=True)
@@ -330,7 +334,7 @@ def make_d3(root: Path, images_per_group: int = 3, seed: int = 0) -> Path:
         for _ in range(images_per_group):
             w, h = rng.choice([(320, 240), (400, 300)])
             name = f"d3_{image_id:06d}.jpg"
-            write_jpeg(root / "d3_images" / name, w, h, seed * 31 + image_id)
+            write_jpeg(root / "d3_images" / name, w, h, f"d3:{seed}:{image_id}")
             images.append({"id": image_id, "file_name": name, "height": h, "width": w, "license": "cc", "flickr_url": ""})
             img_ids.append(image_id)
             for sid, _, _ in sents:
@@ -382,7 +386,7 @@ def make_vlmr1_jsonl(root: Path, seed: int = 0) -> Path:
     img = root / "images"
     sizes = {"a.jpg": (320, 240), "b.jpg": (240, 320), "c.jpg": (400, 300), "d.jpg": (320, 240), "e.jpg": (320, 240)}
     for k, (name, (w, h)) in enumerate(sizes.items()):
-        write_jpeg(img / name, w, h, seed * 101 + k)
+        write_jpeg(img / name, w, h, f"jsonl:{seed}:{k}")
     (img / "not_an_image.jpg").write_bytes(b"this is not a JPEG at all\n" * 20)
     Image.new("1", (10000, 9000)).save(img / "bomb.png")
 

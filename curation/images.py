@@ -101,11 +101,12 @@ class ImageCheck:
 
     roots: list[Path]
     verify: bool = False
+    reject: bool = True  # False: keep samples with bad images and let the quality rules (image_*) flag them
     max_pixels: int = MAX_PIXELS
     workers: int | None = None
 
     def describe(self) -> dict:
-        return {"roots": [str(r) for r in self.roots], "verify": self.verify, "max_pixels": self.max_pixels}
+        return {"roots": [str(r) for r in self.roots], "verify": self.verify, "max_pixels": self.max_pixels, "reject": self.reject}
 
     def resolve(self, key: str) -> str:
         """The first root holding ``key``; the first root's path when none does (then the probe says missing)."""
@@ -123,16 +124,18 @@ class ImageCheck:
         con.execute("CREATE OR REPLACE TEMP TABLE staged_probes (image_key VARCHAR, path VARCHAR)")
         _stage_paths(con, paths)
         bad = """
-            SELECT s.sample_id, s.image_key, s.rec_section, s.rec_index, s.rec_id,
+            SELECT s.sample_id, s.image_key, s.width, s.rec_section, s.rec_index, s.rec_id,
                 CASE WHEN p.error IS NOT NULL THEN p.error || ' (' || s.image_key || ')'
                      WHEN p.width <> s.width OR p.height <> s.height THEN
                         'image size mismatch: ' || s.image_key || ' is ' || p.width || 'x' || p.height || ' on disk, annotated ' || s.width || 'x' || s.height
                 END AS reason
             FROM new_samples s JOIN staged_probes k USING (image_key) JOIN image_probes p ON p.path = k.path
         """
-        con.execute(f"CREATE OR REPLACE TEMP TABLE bad_images AS SELECT * FROM ({bad}) WHERE reason IS NOT NULL")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE bad_images AS SELECT * FROM ({bad}) WHERE reason IS NOT NULL"
+                    + ("" if self.reject else " AND width = 0"))  # keep mode: only samples with no size at all go
         con.execute(f"INSERT INTO new_rejects SELECT {REC_REF}, reason FROM bad_images")
         con.execute("DELETE FROM new_samples WHERE sample_id IN (SELECT sample_id FROM bad_images)")
+        con.execute("UPDATE new_samples SET image_path = k.path FROM staged_probes k WHERE k.image_key = new_samples.image_key")
         return {"probed": probes, "images": len(paths)}
 
 

@@ -19,7 +19,7 @@ STAGING = {
                    "problem VARCHAR, problem_raw VARCHAR, solution VARCHAR, image_id BIGINT, ann_id BIGINT, ref_id BIGINT, "
                    "sent_id BIGINT, category_ids BIGINT[], source_sha256 VARCHAR, eval_only BOOLEAN DEFAULT false, attributes VARCHAR, "
                    # where the sample came from in its file, so later rejects (image, duplicate) name the record
-                   "rec_section VARCHAR, rec_index BIGINT, rec_id VARCHAR",
+                   "rec_section VARCHAR, rec_index BIGINT, rec_id VARCHAR, image_path VARCHAR",
     "new_rejects": "section VARCHAR, record_index BIGINT, record_id VARCHAR, reason VARCHAR",
 }
 # staging table -> catalog table it fills

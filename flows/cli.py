@@ -118,12 +118,13 @@ app.add_typer(ingest_app, name="ingest")
 CatalogOpt = typer.Option(..., "--catalog", help="The DuckDB catalog file (created if missing).")
 ImagesOpt = typer.Option(None, "--images", help="Image root; repeat for several. Images are probed (size, hashes); bad ones become rejects.")
 VerifyOpt = typer.Option(False, "--verify-images", help="Fully decode each image (finds truncated files; slower).")
+KeepOpt = typer.Option(False, "--keep-bad-images", help="Keep samples whose image is bad (the quality rules flag them) instead of rejecting.")
 
 
-def _image_check(images: Optional[list[Path]], verify: bool):
+def _image_check(images: Optional[list[Path]], verify: bool, keep_bad: bool = False):
     from curation.images import ImageCheck
 
-    return ImageCheck([Path(p) for p in images], verify=verify) if images else None
+    return ImageCheck([Path(p) for p in images], verify=verify, reject=not keep_bad) if images else None
 
 
 def _run_ingest(paths: list[Path], ingest_one) -> None:
@@ -169,6 +170,7 @@ def ingest_coco_cmd(
     catalog: Path = CatalogOpt,
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
+    keep_bad_images: bool = KeepOpt,
     absent: int = typer.Option(3, help="Absent categories added to each OVD prompt."),
     seed: int = typer.Option(0, help="Seed for the absent categories and their order."),
     source: str = typer.Option("coco", help="Source name of the samples."),
@@ -176,7 +178,7 @@ def ingest_coco_cmd(
     """COCO instances json: images, annotations, one OVD sample per image."""
     from curation.ingest import ingest_coco
 
-    check = _image_check(images, verify_images)
+    check = _image_check(images, verify_images, keep_bad_images)
     _run_ingest(paths, lambda p: ingest_coco(catalog, p, source=source, absent=absent, seed=seed, images=check))
 
 
@@ -186,12 +188,13 @@ def ingest_refcoco_cmd(
     catalog: Path = CatalogOpt,
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
+    keep_bad_images: bool = KeepOpt,
     source: Optional[str] = typer.Option(None, help="Source name (default: the folder name, e.g. refcocog)."),
 ) -> None:
     """RefCOCO / RefCOCO+ / RefCOCOg: one REC sample per sentence. Pickles are loaded as plain data only."""
     from curation.ingest import ingest_refcoco
 
-    check = _image_check(images, verify_images)
+    check = _image_check(images, verify_images, keep_bad_images)
     _run_ingest(paths, lambda p: ingest_refcoco(catalog, p, source=source, images=check))
 
 
@@ -201,12 +204,13 @@ def ingest_d3_cmd(
     catalog: Path = CatalogOpt,
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
+    keep_bad_images: bool = KeepOpt,
     pkl_dir: Optional[Path] = typer.Option(None, help="Folder with sentences.pkl and groups.pkl."),
 ) -> None:
     """D3: one evaluation-only sample per (image, description of its group), no-target pairs included."""
     from curation.ingest import ingest_d3
 
-    check = _image_check(images, verify_images)
+    check = _image_check(images, verify_images, keep_bad_images)
     _run_ingest(paths, lambda p: ingest_d3(catalog, p, pkl_dir=pkl_dir, images=check))
 
 
@@ -216,13 +220,14 @@ def ingest_jsonl_cmd(
     catalog: Path = CatalogOpt,
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
+    keep_bad_images: bool = KeepOpt,
     source: Optional[str] = typer.Option(None, help="Source name (default: the file's stem)."),
     split: str = typer.Option("train", help="Split of the samples."),
 ) -> None:
     """VLM-R1 jsonl: REC or OVD per line, task from the answer. Without --images, lines need width/height."""
     from curation.ingest import ingest_jsonl
 
-    check = _image_check(images, verify_images)
+    check = _image_check(images, verify_images, keep_bad_images)
     _run_ingest(paths, lambda p: ingest_jsonl(catalog, p, source=source, split=split, images=check))
 
 

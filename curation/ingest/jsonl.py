@@ -142,7 +142,7 @@ def stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str,
             if images is None:
                 staged.rejects.append(Reject("lines", r["rec_index"], r["rec_id"], "image size unknown: the line has no width/height and no image root was given"))
                 continue
-            r["width"] = r["height"] = 0  # the image check rejects it with the probe's reason
+            r["width"] = r["height"] = 0  # the image check rejects it with the probe's reason (in either mode)
         staged.samples.append(r)
     return stage_rows(con, staged)
 

@@ -1,0 +1,1 @@
+"""Annotation-quality rules as versioned SQL recipes over the catalog (features, rules, recipes, funnel)."""

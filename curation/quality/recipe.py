@@ -1,0 +1,167 @@
+"""A recipe: a YAML file of quality rules plus the selection settings later stages use.
+
+Validated by pydantic; an error names the file, the line and the field
+(``RecipeError``). The recipe hash is the sha256 of its canonical content,
+with every rule resolved to the SQL it runs, so editing a comment changes
+nothing and changing a built-in rule's SQL in code changes the hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from curation.quality.features import DEFAULT_EVAL_SPLITS
+from curation.quality.rules import BUILTIN, render
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+Param = Union[bool, int, float, str]
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be used; the message names file, line and field."""
+
+
+class RuleSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rule: Optional[str] = Field(None, description="a built-in rule (curation.quality.rules.BUILTIN)")
+    sql: Optional[str] = Field(None, description="a custom predicate over sample_features")
+    name: Optional[str] = None
+    params: dict[str, Param] = Field(default_factory=dict)
+    action: Literal["drop", "flag"] = "drop"
+    why: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "RuleSpec":
+        if (self.rule is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'rule' (a built-in) or 'sql' (a custom predicate)")
+        if self.rule is not None:
+            if self.rule not in BUILTIN:
+                raise ValueError(f"unknown built-in rule {self.rule!r}; known: {', '.join(sorted(BUILTIN))}")
+            unknown = set(self.params) - set(BUILTIN[self.rule].params)
+            if unknown:
+                raise ValueError(f"rule {self.rule!r} has no parameter {', '.join(sorted(unknown))}; it takes {sorted(BUILTIN[self.rule].params) or 'none'}")
+        if self.name is None:
+            if self.rule is None:
+                raise ValueError("a custom rule needs a 'name'")
+            self.name = self.rule
+        return self
+
+    def resolved_sql(self) -> str:
+        if self.rule is not None:
+            spec = BUILTIN[self.rule]
+            return render(spec.sql, {**spec.params, **self.params})
+        try:
+            return render(self.sql, self.params)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise RecipeError(f"rule {self.name!r}: placeholder without a parameter: {exc}") from None
+
+
+class Difficulty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_pass_rate: float = Field(0.0, ge=0.0, le=1.0)
+    max_pass_rate: float = Field(1.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Difficulty":
+        if self.min_pass_rate > self.max_pass_rate:
+            raise ValueError(f"min_pass_rate {self.min_pass_rate} is above max_pass_rate {self.max_pass_rate}")
+        return self
+
+
+class Selection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    difficulty: Difficulty = Field(default_factory=Difficulty)
+    caps: dict[str, int] = Field(default_factory=dict, description="max samples per source")
+    balance_by: Optional[str] = Field(None, description="a sample_features column to balance over, e.g. source or task")
+    pool_size: Optional[int] = Field(None, gt=0)
+    seed: int = 0
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    eval_splits: list[str] = Field(default_factory=lambda: list(DEFAULT_EVAL_SPLITS),
+                                   description="glob patterns over split; with eval_only samples they define the evaluation images")
+    rules: list[RuleSpec] = Field(default_factory=list)
+    selection: Selection = Field(default_factory=Selection)
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_names(cls, rules: list[RuleSpec]) -> list[RuleSpec]:
+        seen = set()
+        for r in rules:
+            if r.name in seen:
+                raise ValueError(f"two rules are named {r.name!r}")
+            seen.add(r.name)
+        return rules
+
+    def resolved(self) -> list[tuple[str, str, str]]:
+        """(name, SQL predicate, action) per rule, in recipe order."""
+        return [(r.name, r.resolved_sql(), r.action) for r in self.rules]
+
+    def near_dup_max(self) -> int:
+        values = [int({**BUILTIN[r.rule].params, **r.params}["max_distance"]) for r in self.rules if r.rule == "near_duplicate_image"]
+        return max(values, default=4)
+
+    def canonical(self) -> dict:
+        return {"name": self.name, "eval_splits": sorted(self.eval_splits), "near_dup_max": self.near_dup_max(),
+                "rules": [{"name": n, "sql": s, "action": a} for n, s, a in self.resolved()], "selection": self.selection.model_dump()}
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    """1-based line of the YAML node at pydantic's error location (the deepest node that exists)."""
+    node, line = root, (root.start_mark.line + 1 if root is not None else None)
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            match = node.value[key]
+        else:
+            match = None
+        if match is None:
+            break
+        node, line = match, match.start_mark.line + 1
+    return line
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe; a bare name (``default``) means a shipped recipe."""
+    path = Path(path)
+    if not path.exists() and (RECIPES_DIR / f"{path.name}.yaml").exists():
+        path = RECIPES_DIR / f"{path.name}.yaml"
+    text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a mapping with at least 'name' and 'rules'")
+    try:
+        recipe = Recipe.model_validate(data)
+        recipe.resolved()
+        return recipe
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = ".".join(str(p) for p in loc) or "(top level)"
+            lines.append(f"{path}:{_line_of(root, loc)}: {field}: {err['msg']}")
+        raise RecipeError("\n".join(lines)) from None
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None

@@ -1,0 +1,200 @@
+"""Quality rules on the deliberately defective fixtures: each built-in rule flags exactly the samples it must."""
+
+import json
+import shutil
+
+import pytest
+
+from curation import catalog
+from curation.fixtures import make_coco, make_d3, make_refcoco, write_jpeg
+from curation.images import ImageCheck
+from curation.ingest import ingest_coco, ingest_d3, ingest_jsonl, ingest_refcoco
+from curation.ingest.safe_pickle import load_plain
+from curation.quality.apply import RuleError, diff, evaluate, flagged_ids
+from curation.quality.recipe import Recipe, RecipeError, RuleSpec, load_recipe
+from curation.quality.rules import BUILTIN
+from vlmr1.prompts import REC_QUESTION
+from vlmr1.records import make_sample_id
+
+
+def coco17(i):
+    return make_sample_id("coco", ("train2017", i))
+
+
+def coco14(i):
+    return make_sample_id("coco", ("train2014", i))
+
+
+def ref(ref_id, sent_id):
+    return make_sample_id("refcoco", ("unc", ref_id, sent_id))
+
+
+def line(key):
+    return make_sample_id("quality_lines", ("quality_lines", key))
+
+
+@pytest.fixture(scope="module")
+def qcat(tmp_path_factory):
+    """A catalog with every kind of defect: COCO 2017, RefCOCO, COCO 2014 over RefCOCO's images, D3, and jsonl with bad images kept."""
+    root = tmp_path_factory.mktemp("quality")
+    db = root / "c.duckdb"
+    ingest_coco(db, make_coco(root / "coco"), images=ImageCheck([root / "coco"]))
+    refs_path = make_refcoco(root / "refer")
+    train2014 = root / "refer" / "train2014"
+    ingest_refcoco(db, refs_path, images=ImageCheck([train2014]))
+    # COCO train2014 annotations of the same images RefCOCO uses: RefCOCO val/test images are COCO train images
+    inst = json.loads((refs_path.parent / "instances.json").read_text())
+    inst["annotations"] = [a for a in inst["annotations"] if a["bbox"][2] > 0]
+    coco14_path = root / "coco2014" / "instances_train2014.json"
+    coco14_path.parent.mkdir()
+    coco14_path.write_text(json.dumps(inst))
+    ingest_coco(db, coco14_path, images=ImageCheck([train2014]))
+    d3 = make_d3(root / "d3")
+    ingest_d3(db, d3, images=ImageCheck([root / "d3" / "d3_images"]))
+    # jsonl whose bad images are kept for the rules (each line carries its size)
+    img = root / "lines"
+    write_jpeg(img / "good.jpg", 320, 240, "lines:good")
+    (img / "garbage.jpg").write_bytes(b"not an image" * 10)
+    from PIL import Image
+
+    Image.new("1", (10000, 9000)).save(img / "bomb.png")
+    shutil.copy(root / "d3" / "d3_images" / "d3_000001.jpg", img / "from_d3.jpg")  # a D3 (evaluation) image in training data
+    d3_size = Image.open(img / "from_d3.jpg").size
+    rows = [("good", "good.jpg", 320, 240), ("missing", "missing.jpg", 320, 240), ("garbage", "garbage.jpg", 320, 240),
+            ("bomb", "bomb.png", 10000, 9000), ("mismatch", "good.jpg", 999, 999), ("leak", "from_d3.jpg", *d3_size)]
+    jl = root / "quality_lines.jsonl"
+    jl.write_text("".join(json.dumps({"id": k, "image": image, "width": w, "height": h, "conversations": [
+        {"from": "human", "value": "<image>" + REC_QUESTION.format(expression=f"the thing in {k}")},
+        {"from": "gpt", "value": "[10, 10, 100, 100]"}]}) + "\n" for k, image, w, h in rows))
+    ingest_jsonl(db, jl, images=ImageCheck([img], reject=False))
+    refs = load_plain(refs_path)
+    return {"db": db, "refs": refs, "inst": inst}
+
+
+def _flags(db, rule, **params):
+    recipe = Recipe(name=f"only-{rule}", rules=[RuleSpec(rule=rule, params=params)])
+    return flagged_ids(db, evaluate(db, recipe).recipe_hash, rule)
+
+
+def _eval_images(qcat):
+    rejected = {900, 901, 903, 904}  # REFCOCO_DEFECTS: these refs produced no sample
+    return {r["image_id"] for r in qcat["refs"] if r["split"] != "train" and r["ref_id"] not in rejected}
+
+
+EXPECTED = {
+    "degenerate_box": lambda q: {coco17(4)},
+    "box_out_of_bounds": lambda q: {coco17(4)},
+    "tiny_box": lambda q: {coco17(4), coco17(5), line("bomb")},  # 0.5x30 px, 2x2 px, 90x90 px in 90 megapixels
+    "huge_box": lambda q: {coco17(5)},
+    "extreme_aspect": lambda q: {coco17(4), coco17(6)},  # 0.5x30 (1:60) and 150x1.5 (100:1)
+    "crowd": lambda q: {coco17(1)},
+    "expr_too_short": lambda q: {ref(951, 9510)},
+    "expr_too_long": lambda q: {ref(952, 9520)},
+    "non_ascii_or_empty": lambda q: {ref(950, 9500)},
+    "non_unique_ref": lambda q: {ref(953, 9530), ref(954, 9540)},
+    "ambiguous_target": lambda q: set(),                 # no image has more than 3 same-category distractors
+    "image_missing": lambda q: {line("missing")},
+    "image_unreadable": lambda q: {line("garbage"), line("bomb")},
+    "image_size_mismatch": lambda q: {line("mismatch")},
+    "exact_duplicate_image": lambda q: {coco17(10), line("leak")},
+    "near_duplicate_image": lambda q: {coco17(10), coco17(11), line("leak")},
+    "eval_leakage": lambda q: {coco14(i) for i in _eval_images(q)} | {line("leak")},
+}
+
+
+def test_every_builtin_rule_has_expectations():
+    assert set(EXPECTED) == set(BUILTIN)
+
+
+@pytest.mark.parametrize("rule", sorted(EXPECTED))
+def test_builtin_rule_flags_exactly_its_samples(qcat, rule):
+    expected = EXPECTED[rule](qcat)
+    got = _flags(qcat["db"], rule)
+    assert got == expected, f"{rule}: extra {sorted(got - expected)}, missing {sorted(expected - got)}"
+
+
+def test_distractors_count_same_category_boxes_in_the_image(qcat):
+    anns = [a for a in qcat["inst"]["annotations"] if a["bbox"][2] > 0]
+    expected = set()
+    for r in qcat["refs"]:
+        target = next((a for a in anns if a["id"] == r["ann_id"]), None)
+        if target is None or target["image_id"] != r["image_id"]:
+            continue
+        if any(a["id"] != target["id"] and a["image_id"] == target["image_id"] and a["category_id"] == target["category_id"] for a in anns):
+            expected |= {ref(r["ref_id"], s["sent_id"]) for s in r["sentences"] if s["sent_id"] not in (9021,)}
+    got = _flags(qcat["db"], "ambiguous_target", max_distractors=0)
+    assert expected and got == expected
+
+
+def test_recipes_have_independent_flags_and_rerunning_is_idempotent(qcat):
+    db = qcat["db"]
+    default, strict = load_recipe("default"), load_recipe("strict")
+    evaluate(db, default)
+    evaluate(db, strict)
+    with catalog.connect(db) as con:
+        before = con.execute("SELECT recipe_hash, rule, sample_id, action FROM quality_flags ORDER BY ALL").fetchall()
+    again = evaluate(db, default)
+    with catalog.connect(db) as con:
+        after = con.execute("SELECT recipe_hash, rule, sample_id, action FROM quality_flags ORDER BY ALL").fetchall()
+    assert before == after
+    with catalog.connect(db) as con:
+        dropped = {h: {r[0] for r in con.execute("SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'", [h]).fetchall()}
+                   for h in (default.hash, strict.hash)}
+    assert default.hash != strict.hash and dropped[default.hash] < dropped[strict.hash]  # strict drops what default only flags
+    assert again.funnel[-1].kept_after == again.kept < again.total
+    none = evaluate(db, load_recipe("none"))
+    assert none.kept == none.total and flagged_ids(db, none.recipe_hash) == set()
+
+
+def test_funnel_counts_are_consistent(qcat):
+    r = evaluate(qcat["db"], load_recipe("default"))
+    drops = set()
+    for row in r.funnel:
+        ids = flagged_ids(qcat["db"], r.recipe_hash, row.rule)
+        assert row.flagged == len(ids)
+        if row.action == "drop":
+            drops |= ids
+        assert row.kept_after == r.total - len(drops)
+
+
+def test_invalid_custom_rule_fails_with_its_name_before_any_work(qcat):
+    recipe = Recipe(name="broken", rules=[RuleSpec(rule="crowd"), RuleSpec(name="my_rule", sql="no_such_column > 3")])
+    with pytest.raises(RuleError, match=r"rule 'my_rule'.*no_such_column"):
+        evaluate(qcat["db"], recipe)
+    with catalog.connect(qcat["db"]) as con:
+        assert con.execute("SELECT count(*) FROM quality_flags WHERE recipe_hash = ?", [recipe.hash]).fetchone()[0] == 0
+
+
+def test_custom_rule_with_parameters(qcat):
+    recipe = Recipe(name="custom", rules=[RuleSpec(name="long_rec", sql="task = 'rec' AND expr_tokens >= {n}", params={"n": 30})])
+    assert flagged_ids(qcat["db"], evaluate(qcat["db"], recipe).recipe_hash) == {ref(952, 9520)}
+
+
+def test_recipe_errors_name_file_line_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nrules:\n  - rule: tiny_box\n    params: {min_frac: 0.1}\n  - rule: huge_box\n    params: {nope: 1}\n")
+    with pytest.raises(RecipeError, match=r"bad\.yaml:5: rules\.1: .*huge_box' has no parameter nope"):
+        load_recipe(bad)
+    bad.write_text("name: bad\nrules:\n  - rule: tiny_box\n    action: delete\n")
+    with pytest.raises(RecipeError, match=r"bad\.yaml:4: rules\.0\.action: "):
+        load_recipe(bad)
+    bad.write_text("name: bad\nrules:\n  - rule: not_a_rule\n")
+    with pytest.raises(RecipeError, match="unknown built-in rule 'not_a_rule'"):
+        load_recipe(bad)
+
+
+def test_recipe_hash_is_canonical(tmp_path):
+    a = tmp_path / "a.yaml"
+    a.write_text("name: x\nrules:\n  - rule: tiny_box  # comment\n")
+    b = tmp_path / "b.yaml"
+    b.write_text("# other comment\nname: x\nrules:\n  - {rule: tiny_box, params: {min_frac: 0.0005}, action: drop}\n")
+    assert load_recipe(a).hash == load_recipe(b).hash
+    b.write_text("name: x\nrules:\n  - {rule: tiny_box, params: {min_frac: 0.001}}\n")
+    assert load_recipe(a).hash != load_recipe(b).hash
+
+
+def test_diff_names_the_rules_the_recipes_disagree_on(qcat):
+    d = diff(qcat["db"], load_recipe("default"), load_recipe("strict"))
+    assert d.only_a_drops == {}  # strict drops everything default drops
+    assert set(d.only_b_drops) <= {r.name for r in load_recipe("strict").rules} and d.only_b_drops
+    assert all(who == "strict" for _, who, _ in d.examples)
