@@ -232,6 +232,51 @@ def ingest_jsonl_cmd(
 
 
 @app.command()
+def quality(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML, or the name of a shipped one (default, strict, none)."),
+    catalog: Path = CatalogOpt,
+    diff: Optional[tuple[str, str]] = typer.Option(None, "--diff", help="Two recipes: show the samples they disagree on, by rule."),
+    out: Optional[Path] = typer.Option(None, help="Report folder (default: reports/quality/<recipe>-<hash> beside the catalog)."),
+) -> None:
+    """Evaluate a quality recipe: flags per rule in the catalog, a funnel table, markdown + PNG report."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+    from rich.table import Table
+
+    from curation.catalog import CatalogBusy
+    from curation.quality.apply import RuleError, diff as recipe_diff, evaluate
+    from curation.quality.recipe import RecipeError, load_recipe
+    from curation.quality.report import diff_markdown, write_report
+
+    console = Console()
+    try:
+        if diff:
+            d = recipe_diff(catalog, load_recipe(diff[0]), load_recipe(diff[1]))
+            text = diff_markdown(d)
+            folder = out or catalog.parent / "reports" / "quality" / f"diff-{d.a.recipe.name}-{d.b.recipe.name}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "diff.md").write_text(text)
+            console.print(Markdown(text))
+            console.print(f"written: {folder / 'diff.md'}")
+            return
+        if recipe is None:
+            raise typer.BadParameter("give a RECIPE, or --diff A B")
+        r = evaluate(catalog, load_recipe(recipe))
+    except (RecipeError, RuleError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    except CatalogBusy as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(3) from None
+    table = Table("rule", "action", "flagged", "unique to rule", "kept after", title=f"quality funnel: {r.recipe.name} ({r.recipe_hash}), {r.total} samples")
+    for f in r.funnel:
+        table.add_row(f.rule, f.action, str(f.flagged), str(f.unique), str(f.kept_after))
+    console.print(table)
+    md, png = write_report(r, out or catalog.parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
+    console.print(f"kept {r.kept} of {r.total} ({r.eval_samples} evaluation samples are never trained on); written: {md}, {png}")
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs.")) -> None:
     """Run the pipeline on the embedded default and say what it did."""
     from flows.demo import run_demo

@@ -198,3 +198,60 @@ def test_diff_names_the_rules_the_recipes_disagree_on(qcat):
     assert d.only_a_drops == {}  # strict drops everything default drops
     assert set(d.only_b_drops) <= {r.name for r in load_recipe("strict").rules} and d.only_b_drops
     assert all(who == "strict" for _, who, _ in d.examples)
+
+
+def test_cli_quality_funnel_report_and_diff(qcat, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
+    env = {**os.environ, "COLUMNS": "200"}
+    out = subprocess.run([vlmr1, "quality", "default", "--catalog", str(qcat["db"]), "--out", str(tmp_path / "rep")],
+                         capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "eval_leakage" in out.stdout and "kept after" in out.stdout
+    md = (tmp_path / "rep" / "funnel.md").read_text()
+    assert "| crowd | drop | 1 |" in md
+    assert (tmp_path / "rep" / "funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = subprocess.run([vlmr1, "quality", "--diff", "default", "strict", "--catalog", str(qcat["db"]), "--out", str(tmp_path / "d")],
+                         capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "tiny_box" in (tmp_path / "d" / "diff.md").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nrules:\n  - {name: oops, sql: 'nonexistent_feature'}\n")
+    out = subprocess.run([vlmr1, "quality", str(bad), "--catalog", str(qcat["db"])], capture_output=True, text=True, timeout=180, env=env)
+    assert out.returncode == 2 and "rule 'oops'" in out.stderr
+
+
+@pytest.mark.parametrize("distance", [0, 2, 4, 6])
+def test_banded_near_duplicate_search_equals_brute_force(distance, monkeypatch):
+    """Every band plan the cost model may pick finds exactly the pairs an all-pairs comparison finds."""
+    import duckdb
+    import numpy as np
+
+    from curation.quality import features
+
+    rng = np.random.default_rng(distance)
+    base = rng.integers(0, 2**63, 400, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, 400, dtype=np.uint64)
+    flips = [np.uint64(sum(1 << int(b) for b in rng.choice(64, k, replace=False))) for k in rng.integers(0, 8, 200)]
+    hashes = np.concatenate([base, base[:200] ^ np.array(flips, dtype=np.uint64)])
+    paths = [f"img{i:04d}" for i in range(len(hashes))]
+    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1)
+    dist = (bits[:, None, :] != bits[None, :, :]).sum(axis=2)
+    expected = {}
+    for i in range(len(paths)):
+        smaller = [dist[i, j] for j in range(len(paths)) if paths[j] < paths[i] and dist[i, j] <= distance]
+        if smaller:
+            expected[paths[i]] = int(min(smaller))
+    plans = {(m, distance // m) for m in range(1, 9) if distance // m <= 2}
+    assert plans
+    for plan in plans:
+        con = duckdb.connect()
+        con.execute("CREATE TABLE p (path VARCHAR, phash UBIGINT)")
+        con.executemany("INSERT INTO p VALUES (?, ?)", [(p, int(h)) for p, h in zip(paths, hashes)])
+        monkeypatch.setattr(features, "band_plan", lambda n, d, plan=plan: plan)
+        features.near_duplicates(con, "p", distance)
+        got = dict(con.execute("SELECT path, distance FROM _near_dup").fetchall())
+        assert got == expected, f"plan {plan}"
