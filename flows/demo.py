@@ -112,3 +112,19 @@ def _ingest_fixture(console: Console, out: Path) -> None:
     for row in rows:
         table.add_row(*(str(v) for v in row))
     console.print(table)
+    _quality(console, db, out)
+
+
+def _quality(console: Console, db: Path, out: Path) -> None:
+    """Stage 2: the default and strict recipes over the catalog, funnel and diff written as reports."""
+    from curation.quality.apply import evaluate
+    from curation.quality.recipe import load_recipe
+    from curation.quality.report import write_report
+
+    for name in ("default", "strict"):
+        r = evaluate(db, load_recipe(name))
+        md, png = write_report(r, out / "reports" / f"quality-{name}")
+        table = Table("rule", "action", "flagged", "unique", "kept after", title=f"6. quality recipe {name} ({r.recipe_hash}): {md}, {png}")
+        for f in r.funnel:
+            table.add_row(f.rule, f.action, str(f.flagged), str(f.unique), str(f.kept_after))
+        console.print(table)
