@@ -120,6 +120,37 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 action VARCHAR NOT NULL,          -- drop | flag
                 PRIMARY KEY (recipe_hash, rule, sample_id)
             )""",
+            """CREATE TABLE scorers (             -- a difficulty scorer: model, family/resize, template, sampling, rewards, k
+                scorer_key VARCHAR PRIMARY KEY,
+                spec JSON NOT NULL,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+            )""",
+            """CREATE TABLE rollouts (            -- every completion a scorer generated, with its rewards
+                scorer_key VARCHAR NOT NULL,
+                sample_id VARCHAR NOT NULL,
+                k_index INTEGER NOT NULL,
+                completion VARCHAR NOT NULL,
+                n_tokens INTEGER NOT NULL,
+                reward DOUBLE NOT NULL,           -- the task's continuous reward (iou for rec, map for ovd)
+                format DOUBLE NOT NULL,
+                passed BOOLEAN NOT NULL,          -- reward >= the scorer's pass threshold
+                PRIMARY KEY (scorer_key, sample_id, k_index)
+            )""",
+            """CREATE TABLE difficulty (          -- per sample and scorer: how often the base model solves it
+                scorer_key VARCHAR NOT NULL,
+                sample_id VARCHAR NOT NULL,
+                k INTEGER NOT NULL,
+                n_pass INTEGER NOT NULL,
+                pass_rate DOUBLE NOT NULL,
+                pass_at_1 DOUBLE NOT NULL,        -- unbiased estimators (Chen et al. 2021) from the k samples
+                pass_at_k DOUBLE NOT NULL,
+                reward_mean DOUBLE NOT NULL,
+                reward_std DOUBLE NOT NULL,       -- 0: a GRPO group with no learning signal
+                format_rate DOUBLE NOT NULL,
+                band VARCHAR NOT NULL,            -- zero_std | all_fail | mixed | all_pass
+                suspect_annotation BOOLEAN NOT NULL,  -- never passes although the answers are well formed
+                PRIMARY KEY (scorer_key, sample_id)
+            )""",
             """CREATE TABLE recipes (             -- every recipe evaluated on this catalog, by hash
                 recipe_hash VARCHAR PRIMARY KEY,
                 name VARCHAR NOT NULL,

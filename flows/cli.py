@@ -277,6 +277,67 @@ def quality(
 
 
 @app.command()
+def score(
+    recipe: str = typer.Argument(..., help="Recipe YAML or shipped name: its kept training candidates are scored."),
+    catalog: Path = CatalogOpt,
+    model: str = typer.Option(..., "--model", help="Model path (hf, vllm) or served model name (openai)."),
+    engine: str = typer.Option("hf", "--engine", help="hf | vllm | openai"),
+    k: int = typer.Option(8, "--k", help="Completions per sample."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
+    family: Optional[str] = typer.Option(None, help="Model family (default: from the model's config; required for openai)."),
+    base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai engine: server URL."),
+    temperature: float = typer.Option(1.0),
+    top_p: float = typer.Option(1.0),
+    max_new_tokens: int = typer.Option(256),
+    seed: int = typer.Option(0),
+    threshold: float = typer.Option(0.5, help="A completion passes when its task reward is at least this."),
+    batch_size: int = typer.Option(8, help="hf engine: requests per generate call."),
+    partition_size: int = typer.Option(64, help="Samples per partition (the unit of resume)."),
+) -> None:
+    """Difficulty by pass@k: k rollouts per sample, rewards, pass rates; resumable, never scores a sample twice."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from curation.difficulty import band_counts, score_recipe, write_report
+    from curation.quality.recipe import RecipeError, load_recipe
+    from vlmr1.families import get_family
+    from vlmr1.rollout import Sampling, make_engine
+
+    console = Console()
+    try:
+        r = load_recipe(recipe)
+        options = {"family": get_family(family)} if family else {}
+        if engine == "openai":
+            options = {"family": family or "qwen2_5_vl", "base_url": base_url}
+        elif engine == "hf":
+            options["batch_size"] = batch_size
+        eng = make_engine(engine, model, **options)
+    except (RecipeError, ValueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    sampling = Sampling(n=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("score", total=None, rate="")
+
+        def update(done: int, total: int, s) -> None:
+            secs = max(s.wall_seconds, 1e-9)
+            progress.update(task, completed=done, total=total, rate=f"{done / secs:.2f} samples/s, {s.tokens / secs:.0f} tokens/s")
+
+        summary = score_recipe(catalog, r, eng, sampling=sampling, threshold=threshold, limit=limit, partition_size=partition_size, progress=update)
+    console.print(f"scorer {summary.scorer_key}: {summary.candidates} candidates, {summary.already_scored} already scored, "
+                  f"{summary.scored_now} scored now ({summary.completions} completions, {summary.tokens} tokens) in {summary.wall_seconds:.1f} s; "
+                  f"{summary.outside_generate_share:.0%} of the time outside generate")
+    table = Table("source", "task", "band", "samples", "suspect annotation", title="difficulty bands")
+    for row in band_counts(catalog, summary.scorer_key):
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    md, png = write_report(catalog, summary.scorer_key, catalog.parent / "reports" / "difficulty" / summary.scorer_key)
+    console.print(f"written: {md}, {png}")
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs.")) -> None:
     """Run the pipeline on the embedded default and say what it did."""
     from flows.demo import run_demo

@@ -128,3 +128,19 @@ def diff(catalog_path: str | Path, a: Recipe, b: Recipe, n_examples: int = 20) -
             FROM da FULL JOIN db USING (sample_id) WHERE da.sample_id IS NULL OR db.sample_id IS NULL ORDER BY 1 LIMIT ?""",
             [ra.recipe_hash, rb.recipe_hash, b.name, a.name, n_examples]).fetchall()
         return RecipeDiff(ra, rb, only(ra.recipe_hash, rb.recipe_hash), only(rb.recipe_hash, ra.recipe_hash), examples)
+
+
+def is_evaluated(catalog_path: str | Path, recipe: Recipe) -> bool:
+    with catalog.connect(catalog_path) as con:
+        return con.execute("SELECT 1 FROM recipes WHERE recipe_hash = ?", [recipe.hash]).fetchone() is not None
+
+
+def training_candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[dict]:
+    """Samples the recipe keeps that may be trained on (not eval-only, not in an evaluation split), in sample-id order."""
+    in_eval = " OR ".join(["s.eval_only"] + [f"s.split GLOB '{p.replace(chr(39), chr(39) * 2)}'" for p in recipe.eval_splits])
+    rows = con.execute(f"""SELECT s.sample_id, s.source, s.split, s.task, s.problem, s.solution, s.width, s.height, s.image_path
+        FROM samples s WHERE NOT ({in_eval}) AND s.sample_id NOT IN (
+            SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop')
+        ORDER BY s.sample_id""", [recipe.hash])
+    columns = [d[0] for d in rows.description]
+    return [dict(zip(columns, r)) for r in rows.fetchall()]

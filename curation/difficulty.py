@@ -1,0 +1,251 @@
+"""Difficulty by pass@k of the base model, with exactly the prompt, resize and reward training will use.
+
+A ``ScorerSpec`` fixes everything that changes the outcome: model identity,
+family (frame, min/max pixels), prompt template, sampling, the reward per
+task with its version, k and the pass threshold. Its hash is the scorer key;
+a sample scored under a key is never scored again.
+
+Work goes in partitions: a fixed chunking of the recipe's candidates in
+sample-id order, each with its own seed. A partition's rollouts are written
+to a parquet file first, then merged (rollouts + difficulty) in one catalog
+transaction, then the file is removed. A run killed anywhere resumes with
+exactly the unscored samples: leftover files are merged first, torn files
+are never renamed into place, and the partitions (and so the seeds) are the
+same as an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from curation import catalog
+from curation.quality.apply import evaluate, is_evaluated, training_candidates
+from curation.quality.recipe import Recipe
+from vlmr1.prompts import build_messages, get_template
+from vlmr1.rewards import REGISTRY, RewardBatch, score
+from vlmr1.rollout.base import Engine, Request, Sampling
+
+TASK_REWARD = {"rec": "iou", "ovd": "map"}
+ROLLOUT_SCHEMA = pa.schema([("scorer_key", pa.string()), ("sample_id", pa.string()), ("k_index", pa.int32()), ("completion", pa.string()),
+                            ("n_tokens", pa.int32()), ("reward", pa.float64()), ("format", pa.float64()), ("passed", pa.bool_())])
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    model: dict                  # engine.describe(): path and content hash (or server and model name)
+    family: dict                 # Family.key(): frame and resize
+    template: str = "vlmr1"
+    sampling: Sampling = Sampling()
+    threshold: float = 0.5       # reward >= threshold is a pass
+    rewards: dict = field(default_factory=lambda: dict(TASK_REWARD))
+
+    def canonical(self) -> dict:
+        model = {k: v for k, v in self.model.items() if k != "engine"}  # hf and vllm on the same weights share scores
+        return {"model": model, "family": self.family, "template": get_template(self.template).key(), "sampling": self.sampling.to_dict(),
+                "threshold": self.threshold, "rewards": {t: f"{n}@{REGISTRY[n].version}" for t, n in sorted(self.rewards.items())}}
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ScoreSummary:
+    scorer_key: str
+    candidates: int
+    already_scored: int
+    scored_now: int
+    merged_leftovers: int
+    wall_seconds: float
+    generate_seconds: float
+    tokens: int
+    completions: int
+
+    @property
+    def outside_generate_share(self) -> float:
+        return 0.0 if self.wall_seconds <= 0 else max(0.0, self.wall_seconds - self.generate_seconds) / self.wall_seconds
+
+
+def pass_at(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k)."""
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def _load_image(path: str | None, sample_id: str):
+    from PIL import Image
+
+    if not path:
+        raise ValueError(f"sample {sample_id} has no image path: ingest its source with --images so scoring can read the image")
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def _merge(con: duckdb.DuckDBPyConnection, part: Path, spec: ScorerSpec) -> int:
+    """One transaction: a partition file's rollouts and the difficulty rows they imply. Idempotent."""
+    key = spec.key
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE OR REPLACE TEMP TABLE _part AS SELECT * FROM read_parquet(?)", [str(part)])
+        con.execute("DELETE FROM _part WHERE sample_id IN (SELECT sample_id FROM difficulty WHERE scorer_key = ?)", [key])
+        n = con.execute("SELECT count(DISTINCT sample_id) FROM _part").fetchone()[0]
+        con.execute("INSERT INTO rollouts SELECT scorer_key, sample_id, k_index, completion, n_tokens, reward, format, passed FROM _part")
+        k = spec.sampling.n
+        rows = con.execute("SELECT sample_id, count(*) FILTER (WHERE passed), avg(reward), coalesce(stddev_pop(reward), 0), avg(format) "
+                           "FROM _part GROUP BY sample_id").fetchall()
+        diff = []
+        for sample_id, c, mean, std, fmt in rows:
+            rate = c / k
+            band = "zero_std" if std <= 1e-12 else ("all_fail" if c == 0 else "all_pass" if c == k else "mixed")
+            diff.append({"scorer_key": key, "sample_id": sample_id, "k": k, "n_pass": c, "pass_rate": rate, "pass_at_1": pass_at(k, c, 1),
+                         "pass_at_k": pass_at(k, c, k), "reward_mean": mean, "reward_std": std, "format_rate": fmt,
+                         "band": band, "suspect_annotation": c == 0 and fmt >= 0.75})
+        if diff:
+            con.register("_diff", pa.Table.from_pylist(diff))
+            con.execute("INSERT INTO difficulty BY NAME SELECT * FROM _diff")
+            con.unregister("_diff")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return n
+
+
+def _write_partition(path: Path, rows: list[dict]) -> None:
+    """Write then rename: a killed write leaves a .tmp file, never a torn partition."""
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(pa.Table.from_pylist(rows, schema=ROLLOUT_SCHEMA), tmp)
+    os.replace(tmp, path)
+
+
+def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, template: str = "vlmr1", sampling: Sampling = Sampling(),
+                 threshold: float = 0.5, limit: int | None = None, partition_size: int = 64, work_dir: str | Path | None = None,
+                 progress: Callable[[int, int, "ScoreSummary"], None] | None = None) -> ScoreSummary:
+    """Score every training candidate of ``recipe`` not yet scored under this scorer; return what was done."""
+    t_start = time.perf_counter()
+    family = engine.family
+    spec = ScorerSpec(engine.describe(), family.key(), template, sampling, threshold)
+    key = spec.key
+    catalog_path = Path(catalog_path)
+    work = Path(work_dir or catalog_path.parent / "scoring") / key
+    work.mkdir(parents=True, exist_ok=True)
+    for tmp in work.glob("*.tmp"):
+        tmp.unlink()  # torn writes of a killed run
+    merged_leftovers = 0
+    if not is_evaluated(catalog_path, recipe):
+        evaluate(catalog_path, recipe)  # the recipe's flags decide the candidates
+    with catalog.connect(catalog_path) as con:
+        con.execute("INSERT INTO scorers (scorer_key, spec) SELECT ?, ? WHERE ? NOT IN (SELECT scorer_key FROM scorers)",
+                    [key, json.dumps({**spec.canonical(), "engine": engine.describe()}, sort_keys=True), key])
+        for part in sorted(work.glob("part-*.parquet")):
+            merged_leftovers += _merge(con, part, spec)
+            part.unlink()
+        candidates = training_candidates(con, recipe)
+        scored = {r[0] for r in con.execute("SELECT sample_id FROM difficulty WHERE scorer_key = ?", [key]).fetchall()}
+    ids = [r["sample_id"] for r in candidates]
+    todo_total = sum(1 for s in ids if s not in scored)
+    if limit is not None:
+        todo_total = min(todo_total, limit)
+    summary = ScoreSummary(key, len(ids), len(scored & set(ids)), 0, merged_leftovers, 0.0, 0.0, 0, 0)
+    gen0, tok0, comp0 = engine.stats.generate_seconds, engine.stats.tokens, engine.stats.completions
+    budget = todo_total
+    for p_index in range(0, (len(candidates) + partition_size - 1) // partition_size):
+        if budget <= 0:
+            break
+        chunk = [r for r in candidates[p_index * partition_size:(p_index + 1) * partition_size] if r["sample_id"] not in scored][:budget]
+        if not chunk:
+            continue
+        rows = _score_chunk(chunk, engine, spec, p_index)
+        part = work / f"part-{p_index:06d}.parquet"
+        _write_partition(part, rows)
+        with catalog.connect(catalog_path) as con:
+            _merge(con, part, spec)
+        part.unlink()
+        budget -= len(chunk)
+        summary.scored_now += len(chunk)
+        summary.generate_seconds = engine.stats.generate_seconds - gen0
+        summary.tokens, summary.completions = engine.stats.tokens - tok0, engine.stats.completions - comp0
+        summary.wall_seconds = time.perf_counter() - t_start
+        if progress:
+            progress(summary.scored_now, todo_total, summary)
+    summary.wall_seconds = time.perf_counter() - t_start
+    summary.generate_seconds = engine.stats.generate_seconds - gen0
+    summary.tokens, summary.completions = engine.stats.tokens - tok0, engine.stats.completions - comp0
+    return summary
+
+
+def _score_chunk(chunk: list[dict], engine: Engine, spec: ScorerSpec, p_index: int) -> list[dict]:
+    requests = [Request([_load_image(r["image_path"], r["sample_id"])], build_messages(r["task"], r["problem"], spec.template)) for r in chunk]
+    sampling = spec.sampling
+    sampling = Sampling(sampling.n, sampling.temperature, sampling.top_p, sampling.max_new_tokens, sampling.seed + 1_000_003 * p_index)
+    outputs = engine.generate(requests, sampling)
+    completions, solutions, widths, heights, tasks, owners = [], [], [], [], [], []
+    for r, outs in zip(chunk, outputs):
+        for j, c in enumerate(outs):
+            completions.append(c.text)
+            solutions.append(r["solution"])
+            widths.append(r["width"])
+            heights.append(r["height"])
+            tasks.append(r["task"])
+            owners.append((r["sample_id"], j, c.n_tokens))
+    batch = RewardBatch.build(completions, solutions, widths, heights, tasks, engine.family.frame(), None)
+    fmt = score("format", batch)
+    reward = np.full(len(completions), np.nan)
+    for task, name in spec.rewards.items():
+        values = score(name, batch)
+        mask = np.array([t == task for t in tasks])
+        reward[mask] = values[mask]
+    reward = np.nan_to_num(reward, nan=0.0)
+    return [{"scorer_key": spec.key, "sample_id": sid, "k_index": j, "completion": text, "n_tokens": n, "reward": float(rw),
+             "format": float(f), "passed": bool(rw >= spec.threshold)}
+            for (sid, j, n), text, rw, f in zip(owners, completions, reward, fmt)]
+
+
+def band_counts(catalog_path: str | Path, scorer_key: str) -> list[tuple]:
+    """(source, task, band, samples, suspect) rows for a report."""
+    with catalog.connect(catalog_path) as con:
+        return con.execute("""SELECT s.source, s.task, d.band, count(*), count(*) FILTER (WHERE d.suspect_annotation)
+            FROM difficulty d JOIN samples s USING (sample_id) WHERE d.scorer_key = ? GROUP BY ALL ORDER BY ALL""", [scorer_key]).fetchall()
+
+
+def write_report(catalog_path: str | Path, scorer_key: str, out_dir: Path) -> tuple[Path, Path]:
+    """Pass-rate histogram per source and task (PNG) and counts per band (markdown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with catalog.connect(catalog_path) as con:
+        rows = con.execute("SELECT s.source, s.task, d.pass_rate FROM difficulty d JOIN samples s USING (sample_id) WHERE d.scorer_key = ?",
+                           [scorer_key]).fetchall()
+    groups: dict[str, list[float]] = {}
+    for source, task, rate in rows:
+        groups.setdefault(f"{source}/{task}", []).append(rate)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(3.2 * max(len(groups), 1), 3), squeeze=False)
+    for ax, (name, rates) in zip(axes[0], sorted(groups.items())):
+        ax.hist(rates, bins=np.linspace(0, 1, 11), color="#4a7ab5")
+        ax.set_title(f"{name} (n={len(rates)})", fontsize=9)
+        ax.set_xlabel("pass rate")
+    fig.suptitle(f"difficulty, scorer {scorer_key}")
+    fig.tight_layout()
+    png = out_dir / "pass_rate.png"
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    lines = [f"# Difficulty: scorer {scorer_key}", "", "| source | task | band | samples | suspect annotation |", "|---|---|---|---:|---:|"]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in band_counts(catalog_path, scorer_key)]
+    md = out_dir / "difficulty.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md, png

@@ -1,0 +1,56 @@
+"""What every rollout engine takes and returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 8                  # k completions per request
+    temperature: float = 1.0    # 0 = greedy (then n identical completions)
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Request:
+    """One prompt: original images (PIL; each engine resizes them exactly as the family's processor does) and chat messages."""
+
+    images: list
+    messages: list[dict]
+
+
+@dataclass
+class Completion:
+    text: str
+    n_tokens: int
+
+
+@dataclass
+class EngineStats:
+    """Where the time went: generation vs everything the engine does around it."""
+
+    requests: int = 0
+    completions: int = 0
+    tokens: int = 0
+    generate_seconds: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    family: "object"
+    stats: EngineStats
+
+    def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Completion]]:
+        """``sampling.n`` completions for each request, in request order."""
+        ...
+
+    def describe(self) -> dict:
+        """What identifies the engine's model for a scorer key (path, content hash or revision)."""
+        ...
