@@ -44,8 +44,9 @@ def load_processor(path: str | Path, family: Family):
         images = Qwen2VLImageProcessorPil.from_pretrained(str(path))
         proc = video_free(family.processor)(image_processor=images, tokenizer=tok, chat_template=tok.chat_template)
     ip = proc.image_processor
-    ip.min_pixels, ip.max_pixels = family.min_pixels, family.max_pixels
-    if hasattr(ip, "size") and isinstance(ip.size, dict):
-        ip.size = {**ip.size, "shortest_edge": family.min_pixels, "longest_edge": family.max_pixels}
+    ip.size = {**(ip.size if isinstance(getattr(ip, "size", None), dict) else {}), "shortest_edge": family.min_pixels, "longest_edge": family.max_pixels}
+    for legacy in ("min_pixels", "max_pixels"):  # transformers 5 reads size; stale attributes would override it with a warning
+        if hasattr(ip, legacy):
+            setattr(ip, legacy, None)
     proc.tokenizer.padding_side = "left"
     return proc

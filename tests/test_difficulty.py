@@ -1,0 +1,232 @@
+"""Difficulty scoring: tiny real VLMs on the hf engine, an OpenAI-compatible server in the test, kill and resume."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from curation import catalog
+from curation.difficulty import pass_at, score_recipe
+from curation.fixtures import make_coco, make_refcoco
+from curation.images import ImageCheck
+from curation.ingest import ingest_coco, ingest_refcoco
+from curation.quality.recipe import load_recipe
+from vlmr1.families import get_family
+from vlmr1.rewards import RewardBatch, score
+from vlmr1.rollout import Sampling, make_engine
+from vlmr1.rollout.openai_engine import EngineError
+from vlmr1.tiny import build_tiny_vlm
+
+SAMPLING = Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {fam: build_tiny_vlm(root / fam, fam) for fam in ("qwen2_5_vl", "qwen2_vl")}
+
+
+@pytest.fixture(scope="module")
+def base_catalog(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scoring")
+    db = root / "c.duckdb"
+    ingest_coco(db, make_coco(root / "coco", n_images=6), images=ImageCheck([root / "coco"]))
+    refs = make_refcoco(root / "refer", n_images=4)
+    ingest_refcoco(db, refs, images=ImageCheck([root / "refer" / "train2014"]))
+    return db
+
+
+@pytest.fixture()
+def db(base_catalog, tmp_path):
+    copy = tmp_path / "c.duckdb"
+    shutil.copy(base_catalog, copy)
+    return copy
+
+
+def _rows(db, sql, *args):
+    with catalog.connect(db) as con:
+        return con.execute(sql, list(args)).fetchall()
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
+def test_hf_engine_scores_every_candidate_and_rewards_are_the_training_rewards(models, db, family):
+    engine = make_engine("hf", str(models[family]), batch_size=4)
+    assert engine.family.name == family
+    recipe = load_recipe("none")
+    s = score_recipe(db, recipe, engine, sampling=SAMPLING, partition_size=8)
+    assert s.scored_now == s.candidates > 0 and s.completions == 3 * s.candidates
+    rollouts = _rows(db, """SELECT r.completion, r.reward, r.format, r.passed, s.solution, s.width, s.height, s.task
+        FROM rollouts r JOIN samples s USING (sample_id) WHERE scorer_key = ?""", s.scorer_key)
+    assert len(rollouts) == 3 * s.candidates
+    batch = RewardBatch.build([r[0] for r in rollouts], [r[4] for r in rollouts], [r[5] for r in rollouts], [r[6] for r in rollouts],
+                              [r[7] for r in rollouts], get_family(family).frame(), None)
+    iou, mAP, fmt = score("iou", batch), score("map", batch), score("format", batch)
+    expected = np.where([r[7] == "rec" for r in rollouts], np.nan_to_num(iou), np.nan_to_num(mAP))
+    assert np.allclose([r[1] for r in rollouts], expected) and np.allclose([r[2] for r in rollouts], fmt)
+    diff = _rows(db, "SELECT k, n_pass, pass_rate, band FROM difficulty WHERE scorer_key = ?", s.scorer_key)
+    assert len(diff) == s.candidates and all(k == 3 and 0 <= rate <= 1 for k, _, rate, _ in diff)
+    # eval splits and eval-only samples are never scored as training candidates
+    assert _rows(db, """SELECT count(*) FROM difficulty d JOIN samples s USING (sample_id)
+                        WHERE s.split NOT IN ('train2017', 'unc/train')""") == [(0,)]
+    again = score_recipe(db, recipe, engine, sampling=SAMPLING, partition_size=8)
+    assert again.scored_now == 0 and again.completions == 0 and again.already_scored == s.candidates
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
+def test_processor_resizes_exactly_as_the_family_frame_assumes(models, family):
+    from PIL import Image
+
+    from vlmr1.processors import load_processor
+
+    fam = get_family(family).with_pixels(max_pixels=28 * 28 * 40)
+    proc = load_processor(models[family], fam)
+    for w, h in [(640, 480), (333, 1000), (57, 57), (1920, 1080)]:
+        out = proc(text=["<|vision_start|><|image_pad|><|vision_end|>x"], images=[Image.new("RGB", (w, h))], return_tensors="pt")
+        _, gh, gw = out["image_grid_thw"][0].tolist()
+        assert (gw * 14, gh * 14) == fam.resized(w, h)
+
+
+def test_pass_at_k_estimator():
+    assert pass_at(8, 0, 1) == 0 and pass_at(8, 8, 1) == 1 and pass_at(8, 2, 1) == pytest.approx(0.25)
+    assert pass_at(8, 2, 8) == 1.0 and pass_at(10, 3, 2) == pytest.approx(1 - (7 * 6) / (10 * 9))
+
+
+class _Server:
+    """A chat-completions server on 127.0.0.1: scripted answers per question, optional failures first."""
+
+    def __init__(self, answers: dict, fail_first: int = 0, refuse: bool = False):
+        self.answers, self.fail_first, self.refuse, self.calls, self.payloads = answers, fail_first, refuse, 0, []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.calls += 1
+                owner.payloads.append(body)
+                if owner.refuse:
+                    return self._send(400, {"error": {"message": "model 'nope' does not exist"}})
+                if owner.calls <= owner.fail_first:
+                    return self._send(503, {"error": {"message": "warming up"}})
+                text = next(c["text"] for c in body["messages"][0]["content"] if c["type"] == "text")
+                script = next((v for k, v in owner.answers.items() if k in text), ["<think>?</think><answer>None</answer>"])
+                choices = [{"index": i, "message": {"role": "assistant", "content": script[i % len(script)]}} for i in range(body["n"])]
+                self._send(200, {"choices": choices, "usage": {"completion_tokens": 5 * body["n"]}})
+
+            def _send(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_openai_engine_with_a_failing_then_recovering_server_gives_bands(db):
+    fam = get_family("qwen2_5_vl")
+    recs = _rows(db, "SELECT problem, solution, width, height FROM samples WHERE task = 'rec' AND split = 'unc/train' ORDER BY sample_id LIMIT 2")
+    assert len(recs) == 2
+    answers = {}
+    (good_problem, solution, w, h), (bad_problem, *_) = recs
+    box = fam.frame().from_original([json.loads(solution)[0]["bbox"]], w, h)[0].round(1).tolist()
+    right, wrong = f"<think>found it</think><answer>{box}</answer>", "<think>guess</think><answer>[0, 0, 3, 3]</answer>"
+    answers[f"describes: {good_problem}."] = [right, wrong, right]
+    answers[f"describes: {bad_problem}."] = [wrong]
+    server = _Server(answers, fail_first=2)
+    try:
+        engine = make_engine("openai", "served-model", base_url=server.url, family="qwen2_5_vl", backoff=0.01, concurrency=2)
+        s = score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, partition_size=16)
+        assert s.scored_now == s.candidates and engine.stats.extras["retries"] >= 2
+    finally:
+        server.close()
+    sent = server.payloads[-1]
+    assert sent["n"] == 3 and sent["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    by_problem = {p: (n, band, suspect) for p, n, band, suspect in _rows(db, """SELECT s.problem, d.n_pass, d.band, d.suspect_annotation
+        FROM difficulty d JOIN samples s USING (sample_id)""")}
+    assert by_problem[good_problem] == (2, "mixed", False)
+    assert by_problem[bad_problem] == (0, "zero_std", True)  # well-formed answers that never pass: flagged for review
+
+
+def test_openai_engine_refusal_is_a_clear_error(db):
+    server = _Server({}, refuse=True)
+    try:
+        engine = make_engine("openai", "nope", base_url=server.url, family="qwen2_5_vl", backoff=0.01)
+        with pytest.raises(EngineError, match=r"refused request 0: HTTP 400: .*does not exist"):
+            score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, limit=1)
+        assert server.calls == 1  # a refusal is not retried
+    finally:
+        server.close()
+
+
+CHILD = """
+import os, sys, time
+from pathlib import Path
+import curation.difficulty as d
+from curation.quality.recipe import load_recipe
+from vlmr1.rollout import Sampling, make_engine
+real, calls = d._write_partition, {"n": 0}
+def write(path, rows):
+    real(path, rows)
+    calls["n"] += 1
+    if calls["n"] == 3:  # the third partition is on disk, not merged: kill here
+        Path(sys.argv[3]).write_text("written")
+        time.sleep(120)
+d._write_partition = write
+engine = make_engine("hf", sys.argv[2], batch_size=4)
+d.score_recipe(sys.argv[1], load_recipe("none"), engine, sampling=Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7), partition_size=2)
+"""
+
+
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp_path):
+    clean = tmp_path / "clean.duckdb"
+    shutil.copy(db, clean)
+    model = str(models["qwen2_5_vl"])
+    marker = tmp_path / "marker"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), model, str(marker)], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), "child never reached the third partition"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert _rows(db, "SELECT count(DISTINCT sample_id) FROM difficulty") == [(4,)]  # two partitions merged
+    engine = make_engine("hf", model, batch_size=4)
+    resumed = score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, partition_size=2)
+    assert resumed.merged_leftovers == 2 and resumed.scored_now == resumed.candidates - 6  # only the never-written rest is generated  # the killed run's third partition, merged without generating it again
+    score_recipe(clean, load_recipe("none"), make_engine("hf", model, batch_size=4), sampling=SAMPLING, partition_size=2)
+    for table in ("rollouts", "difficulty"):
+        assert _rows(db, f"SELECT * FROM {table} ORDER BY ALL") == _rows(clean, f"SELECT * FROM {table} ORDER BY ALL"), table
+    assert _rows(db, "SELECT count(*), count(DISTINCT (sample_id, k_index)) FROM rollouts")[0][0] == _rows(db, "SELECT count(*) FROM rollouts")[0][0]
+
+
+def test_cli_score_prints_bands_and_writes_the_report(models, db):
+    from pathlib import Path
+
+    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
+    cmd = [vlmr1, "score", "none", "--catalog", str(db), "--model", str(models["qwen2_vl"]), "--k", "2", "--max-new-tokens", "6",
+           "--limit", "3", "--partition-size", "2"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert "3 scored now (6 completions" in out.stdout and "difficulty bands" in out.stdout
+    (key,) = _rows(db, "SELECT DISTINCT scorer_key FROM difficulty")[0]
+    report = db.parent / "reports" / "difficulty" / key
+    assert (report / "pass_rate.png").read_bytes()[:4] == b"\x89PNG" and "| source | task | band |" in (report / "difficulty.md").read_text()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0 and "3 already scored, 3 scored now" in out.stdout  # the limit applies to new samples
