@@ -338,6 +338,64 @@ def score(
 
 
 @app.command()
+def shard(
+    recipes: list[str] = typer.Argument(..., help="Recipe(s). Several: an ablation, written to OUT/<recipe name>."),
+    catalog: Path = CatalogOpt,
+    out: Path = typer.Option(..., "--out", help="Output (a symlink to the current version folder)."),
+    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer key whose difficulty band the recipe applies."),
+    embed_images: bool = typer.Option(False, "--embed-images", help="Put image bytes in the shards (portable) instead of paths."),
+    equal_size: bool = typer.Option(False, "--equal-size", help="Downsample every recipe's pool to the smallest (seeded)."),
+    template: Optional[str] = typer.Option(None, help="Prompt template (default: the scorer's, else vlmr1)."),
+) -> None:
+    """Select samples by recipe and write deterministic, checksummed shards with a manifest."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from curation.quality.recipe import RecipeError, load_recipe
+    from curation.selection import equal_size as equalize, select
+    from curation.shards import write_shards
+
+    console = Console()
+    try:
+        selections = [select(catalog, load_recipe(r), scorer) for r in recipes]
+    except (RecipeError, ValueError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if equal_size:
+        selections = equalize(selections)
+    table = Table("recipe", "rows", "manifest", title="shards")
+    for sel in selections:
+        target = out if len(selections) == 1 else out / sel.recipe.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        manifest = write_shards(sel, catalog, target, embed_images=embed_images, template=template)
+        table.add_row(sel.recipe.name, str(len(sel.rows)), str(manifest))
+    console.print(table)
+
+
+@app.command("export")
+def export_cmd(
+    shards: Path = typer.Argument(..., help="A shard folder (or its manifest.json)."),
+    to: str = typer.Option(..., "--to", help="vlmr1-jsonl | easyr1"),
+    out: Path = typer.Option(..., "--out", help="Folder (vlmr1-jsonl) or parquet file (easyr1)."),
+) -> None:
+    """Export verified shards for VLM-R1 (jsonl + image folder) or EasyR1/verl (parquet)."""
+    from curation.exports import to_easyr1, to_vlmr1_jsonl
+    from vlmr1.shards import ShardError
+
+    try:
+        if to == "vlmr1-jsonl":
+            pairs = to_vlmr1_jsonl(shards, out)
+            typer.echo(f"--data_file_paths {':'.join(str(p) for p, _ in pairs)} --image_folders {':'.join(f for _, f in pairs)}")
+        elif to == "easyr1":
+            typer.echo(f"written: {to_easyr1(shards, out)}")
+        else:
+            raise typer.BadParameter("--to must be vlmr1-jsonl or easyr1")
+    except ShardError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def demo(out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs.")) -> None:
     """Run the pipeline on the embedded default and say what it did."""
     from flows.demo import run_demo

@@ -138,8 +138,7 @@ def is_evaluated(catalog_path: str | Path, recipe: Recipe) -> bool:
 def training_candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[dict]:
     """Samples the recipe keeps that may be trained on (not eval-only, not in an evaluation split), in sample-id order."""
     in_eval = " OR ".join(["s.eval_only"] + [f"s.split GLOB '{p.replace(chr(39), chr(39) * 2)}'" for p in recipe.eval_splits])
-    rows = con.execute(f"""SELECT s.sample_id, s.source, s.split, s.task, s.problem, s.solution, s.width, s.height, s.image_path
-        FROM samples s WHERE NOT ({in_eval}) AND s.sample_id NOT IN (
+    rows = con.execute(f"""SELECT s.* EXCLUDE (attributes, category_ids) FROM samples s WHERE NOT ({in_eval}) AND s.sample_id NOT IN (
             SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop')
         ORDER BY s.sample_id""", [recipe.hash])
     columns = [d[0] for d in rows.description]

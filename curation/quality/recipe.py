@@ -68,6 +68,7 @@ class Difficulty(BaseModel):
 
     min_pass_rate: float = Field(0.0, ge=0.0, le=1.0)
     max_pass_rate: float = Field(1.0, ge=0.0, le=1.0)
+    require_signal: bool = Field(False, description="keep only samples whose k rewards differ (reward std > 0): GRPO learns nothing from the rest")
 
     @model_validator(mode="after")
     def _ordered(self) -> "Difficulty":
@@ -81,8 +82,10 @@ class Selection(BaseModel):
 
     difficulty: Difficulty = Field(default_factory=Difficulty)
     caps: dict[str, int] = Field(default_factory=dict, description="max samples per source")
-    balance_by: Optional[str] = Field(None, description="a sample_features column to balance over, e.g. source or task")
+    balance_by: Optional[Literal["source", "task", "split", "band", "difficulty_bucket", "category"]] = Field(
+        None, description="groups that get equal shares of the pool (smaller groups give their leftover share to the others)")
     pool_size: Optional[int] = Field(None, gt=0)
+    curriculum: Literal["shuffled", "easy_to_hard"] = "shuffled"
     seed: int = 0
 
 

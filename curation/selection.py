@@ -1,0 +1,119 @@
+"""Selection: which samples a recipe trains on, in which order. Deterministic: same catalog + recipe + scorer, same list.
+
+Steps, each recorded in the funnel: training candidates (quality drops and
+evaluation samples removed) -> difficulty band under a scorer key -> per-
+source caps -> balancing -> pool size -> order (seeded shuffle or easy to
+hard). Every random choice is a sha256 of (seed, sample_id), so a sample's
+fate does not depend on which other samples exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curation import catalog
+from curation.quality.apply import evaluate, is_evaluated, training_candidates
+from curation.quality.recipe import Recipe
+
+
+def rank(seed: int, sample_id: str) -> str:
+    return hashlib.sha256(f"{seed}\x1f{sample_id}".encode()).hexdigest()
+
+
+@dataclass
+class Selection:
+    recipe: Recipe
+    scorer_key: str | None
+    rows: list[dict]
+    funnel: list[tuple[str, int]] = field(default_factory=list)
+
+
+def _group(row: dict, key: str) -> str:
+    if key == "difficulty_bucket":
+        rate = row.get("pass_rate")
+        return "unscored" if rate is None else f"{min(int(rate * 4), 3) / 4:.2f}-{min(int(rate * 4), 3) / 4 + 0.25:.2f}"
+    if key == "category":
+        labels = sorted({t["label"] for t in json.loads(row["solution"])})
+        return labels[0] if labels else "(none)"
+    return str(row.get(key))
+
+
+def balance(rows: list[dict], key: str, total: int, seed: int) -> list[dict]:
+    """Equal shares per group of ``key``; a group smaller than its share gives the rest to the others (water filling)."""
+    groups: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: rank(seed, r["sample_id"])):
+        groups.setdefault(_group(r, key), []).append(r)
+    quota, left, open_groups = {}, total, sorted(groups, key=lambda g: len(groups[g]))
+    while open_groups:
+        share = left // len(open_groups)
+        g = open_groups[0]
+        if len(groups[g]) <= share:
+            quota[g] = len(groups[g])
+            left -= quota[g]
+            open_groups.pop(0)
+            continue
+        extra = left - share * len(open_groups)  # the remainder goes to the groups first in name order
+        for i, g in enumerate(sorted(open_groups)):
+            quota[g] = share + (1 if i < extra else 0)
+        break
+    return [r for g in sorted(groups) for r in groups[g][: quota[g]]]
+
+
+def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = None) -> Selection:
+    if not is_evaluated(catalog_path, recipe):
+        evaluate(catalog_path, recipe)
+    s = recipe.selection
+    with catalog.connect(catalog_path) as con:
+        total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        rows = training_candidates(con, recipe)
+        funnel = [("catalog", total), ("after quality drops and evaluation samples", len(rows))]
+        if scorer_key is not None:
+            if not con.execute("SELECT 1 FROM scorers WHERE scorer_key = ?", [scorer_key]).fetchone():
+                raise ValueError(f"no scorer {scorer_key!r} in {catalog_path}; run `vlmr1 score` first")
+            diff = {r[0]: r[1:] for r in con.execute(
+                "SELECT sample_id, pass_rate, reward_std, band, n_pass, k FROM difficulty WHERE scorer_key = ?", [scorer_key]).fetchall()}
+            rows = [dict(r, pass_rate=diff[r["sample_id"]][0], reward_std=diff[r["sample_id"]][1], band=diff[r["sample_id"]][2],
+                         n_pass=diff[r["sample_id"]][3], k=diff[r["sample_id"]][4]) for r in rows if r["sample_id"] in diff]
+            funnel.append((f"scored under {scorer_key}", len(rows)))
+            d = s.difficulty
+            rows = [r for r in rows if d.min_pass_rate <= r["pass_rate"] <= d.max_pass_rate and (not d.require_signal or r["reward_std"] > 0)]
+            funnel.append((f"difficulty band [{d.min_pass_rate}, {d.max_pass_rate}]" + (" with reward std > 0" if d.require_signal else ""), len(rows)))
+    for r in rows:
+        r.setdefault("pass_rate", None), r.setdefault("reward_std", None), r.setdefault("band", None), r.setdefault("n_pass", None), r.setdefault("k", None)
+    if s.caps:
+        kept, seen = [], {}
+        for r in sorted(rows, key=lambda r: rank(s.seed, r["sample_id"])):
+            cap = s.caps.get(r["source"])
+            seen[r["source"]] = seen.get(r["source"], 0) + 1
+            if cap is None or seen[r["source"]] <= cap:
+                kept.append(r)
+        rows = kept
+        funnel.append(("per-source caps " + ", ".join(f"{k}: {v}" for k, v in sorted(s.caps.items())), len(rows)))
+    pool = s.pool_size or len(rows)
+    if s.balance_by:
+        rows = balance(rows, s.balance_by, min(pool, len(rows)), s.seed)
+        funnel.append((f"balanced by {s.balance_by}", len(rows)))
+    rows = sorted(rows, key=lambda r: rank(s.seed, r["sample_id"]))[:pool]
+    funnel.append((f"pool size {s.pool_size}" if s.pool_size else "pool (no size limit)", len(rows)))
+    return Selection(recipe, scorer_key, order(rows, s.curriculum, s.seed), funnel)
+
+
+def order(rows: list[dict], curriculum: str, seed: int) -> list[dict]:
+    if curriculum == "easy_to_hard":
+        return sorted(rows, key=lambda r: (-(r["pass_rate"] if r["pass_rate"] is not None else -1.0), rank(seed, r["sample_id"])))
+    return sorted(rows, key=lambda r: rank(seed, r["sample_id"]))
+
+
+def equal_size(selections: list[Selection]) -> list[Selection]:
+    """Downsample every pool of an ablation to the smallest (seeded, order kept) so quality is not confounded with quantity."""
+    n = min(len(sel.rows) for sel in selections)
+    out = []
+    for sel in selections:
+        seed = sel.recipe.selection.seed
+        keep = {r["sample_id"] for r in sorted(sel.rows, key=lambda r: rank(seed, r["sample_id"]))[:n]}
+        rows = [r for r in sel.rows if r["sample_id"] in keep]
+        out.append(Selection(sel.recipe, sel.scorer_key, rows, sel.funnel + [(f"equal size across the ablation ({n})", len(rows))]))
+    return out

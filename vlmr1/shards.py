@@ -1,0 +1,98 @@
+"""Curated shards: the contract between curation and training (ARCHITECTURE.md). Training reads these, never the catalog.
+
+A shard set is a folder: parquet files (``SHARD_SCHEMA``) and ``manifest.json``
+(written last) with every file's rows, bytes and sha256. ``load`` verifies
+each file before reading it and returns a ``datasets.Dataset`` whose
+``image`` column is a decoded ``Image`` feature and whose ``prompt`` column
+is the conversational form TRL's ``GRPOTrainer`` expects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pyarrow as pa
+
+FORMAT = "vlmr1-shards/1"
+_CONTENT = pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())]))
+SHARD_SCHEMA = pa.schema([
+    ("sample_id", pa.string()), ("task", pa.string()),
+    ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", _CONTENT)]))),
+    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),  # datasets' Image storage: bytes, or a path
+    ("image_root", pa.int32()),       # index into the manifest's image_roots for a relative path; null when embedded
+    ("problem", pa.string()), ("solution", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+    ("source", pa.string()), ("split", pa.string()),
+    ("pass_rate", pa.float64()), ("reward_std", pa.float64()), ("band", pa.string()), ("n_pass", pa.int32()), ("k", pa.int32()),
+    ("image_id", pa.int64()), ("ann_id", pa.int64()), ("ref_id", pa.int64()), ("sent_id", pa.int64()), ("source_sha256", pa.string()),
+])
+
+
+class ShardError(ValueError):
+    """A shard set that must not be trained on: missing, truncated or altered file, unknown format."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(path: str | Path) -> tuple[Path, dict]:
+    """(folder, manifest) from a folder or its manifest.json."""
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        raise ShardError(f"{folder}: no manifest.json (an incomplete or interrupted write never has one)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ShardError(f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return folder, manifest
+
+
+def verify(folder: Path, manifest: dict) -> None:
+    for shard in manifest["shards"]:
+        f = folder / shard["file"]
+        if not f.exists():
+            raise ShardError(f"{f}: missing")
+        size = f.stat().st_size
+        if size != shard["bytes"]:
+            raise ShardError(f"{f}: {size} bytes, the manifest says {shard['bytes']} (truncated or replaced)")
+        if sha256_file(f) != shard["sha256"]:
+            raise ShardError(f"{f}: sha256 differs from the manifest (the file was altered)")
+
+
+def load_table(path: str | Path, *, image_roots: list[str] | None = None, check: bool = True) -> tuple[pa.Table, dict]:
+    """The verified shards as one arrow table, image paths resolved to absolute paths."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    folder, manifest = read_manifest(path)
+    if check:
+        verify(folder, manifest)
+    tables = [pq.read_table(folder / s["file"]) for s in manifest["shards"]]
+    table = pa.concat_tables(tables) if tables else SHARD_SCHEMA.empty_table()
+    roots = image_roots or manifest["image_roots"]
+    if len(roots) != len(manifest["image_roots"]):
+        raise ShardError(f"{folder}: {len(roots)} image roots given, the shards use {len(manifest['image_roots'])}")
+    if roots and table.num_rows:
+        image = table.column("image").combine_chunks()
+        rel, idx = image.field("path"), table.column("image_root").combine_chunks()
+        root_of = pc.take(pa.array([str(Path(r)) + "/" for r in roots]), pc.fill_null(idx, 0))
+        absolute = pc.if_else(pc.is_null(idx), rel, pc.binary_join_element_wise(root_of, rel, ""))
+        resolved = pa.StructArray.from_arrays([image.field("bytes"), absolute], names=["bytes", "path"])
+        table = table.set_column(table.schema.get_field_index("image"), "image", resolved)
+    return table, manifest
+
+
+def load(path: str | Path, *, image_roots: list[str] | None = None, check: bool = True):
+    """A ``datasets.Dataset`` of the shards (checksums verified first), ``image`` decoded as PIL on access."""
+    import datasets
+
+    table, _ = load_table(path, image_roots=image_roots, check=check)
+    ds = datasets.Dataset(datasets.table.InMemoryTable(table))
+    return ds.cast_column("image", datasets.Image())
