@@ -29,6 +29,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rewards.py
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/quality.py
+	$(BIN)/python benchmarks/scoring.py --samples 64 --max-new-tokens 128 --batch 32
+	$(BIN)/python benchmarks/shards.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -83,7 +83,10 @@ def shard_rows(selection: Selection, roots: list[str], template: str, embed_imag
 
 def write_shards(selection: Selection, catalog_path: str | Path, out: str | Path, *, embed_images: bool = False, template: str | None = None,
                  max_rows: int = 200_000, max_bytes: int = 512 << 20) -> Path:
-    """Write ``selection`` to ``out`` (a symlink to its version folder); return the manifest path."""
+    """Write ``selection`` to ``out`` (a symlink to its version folder); return the manifest path.
+
+    A shard holds at most ``max_rows`` rows and about ``max_bytes`` of (uncompressed) arrow data.
+    """
     catalog_path, out = Path(catalog_path), Path(out)
     if out.exists() and not out.is_symlink():
         raise FileExistsError(f"{out} exists and is not a shard output (a symlink to a version folder); choose another --out")
@@ -110,16 +113,20 @@ def write_shards(selection: Selection, catalog_path: str | Path, out: str | Path
             writer = None
 
     for batch in shard_rows(selection, roots, template, embed_images):
-        if writer is None or rows_in >= max_rows or bytes_in >= max_bytes:
-            close()
-            name = f"shard-{n:05d}.parquet"
-            n += 1
-            shards.append({"file": name})
-            writer = pq.ParquetWriter(tmp / name, SHARD_SCHEMA, compression="zstd", compression_level=3)
-            rows_in = bytes_in = 0
-        writer.write_batch(batch, row_group_size=ROW_GROUP)
-        rows_in += batch.num_rows
-        bytes_in += batch.nbytes
+        while batch.num_rows:
+            if writer is None or rows_in >= max_rows or bytes_in >= max_bytes:
+                close()
+                name = f"shard-{n:05d}.parquet"
+                n += 1
+                shards.append({"file": name})
+                writer = pq.ParquetWriter(tmp / name, SHARD_SCHEMA, compression="zstd", compression_level=3)
+                rows_in = bytes_in = 0
+            per_row = max(1, batch.nbytes // batch.num_rows)
+            take = max(1, min(batch.num_rows, max_rows - rows_in, (max_bytes - bytes_in) // per_row))
+            part, batch = batch.slice(0, take), batch.slice(take)
+            writer.write_batch(part, row_group_size=ROW_GROUP)
+            rows_in += part.num_rows
+            bytes_in += part.nbytes
     close()
     rows = selection.rows
     count = lambda key: dict(sorted(_counter(r.get(key) for r in rows).items()))  # noqa: E731

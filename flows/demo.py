@@ -128,3 +128,29 @@ def _quality(console: Console, db: Path, out: Path) -> None:
         for f in r.funnel:
             table.add_row(f.rule, f.action, str(f.flagged), str(f.unique), str(f.kept_after))
         console.print(table)
+    _score_and_shard(console, db, out)
+
+
+def _score_and_shard(console: Console, db: Path, out: Path) -> None:
+    """Stages 3-4: difficulty with a tiny random-weight Qwen2.5-VL (built offline), then shards and a VLM-R1 export."""
+    from curation.difficulty import band_counts, score_recipe
+    from curation.exports import to_vlmr1_jsonl
+    from curation.quality.recipe import load_recipe
+    from curation.selection import select
+    from curation.shards import write_shards
+    from vlmr1.rollout import Sampling, make_engine
+    from vlmr1.tiny import build_tiny_vlm
+
+    model = build_tiny_vlm(out / "tiny-qwen2_5_vl", "qwen2_5_vl")
+    recipe = load_recipe("default")
+    s = score_recipe(db, recipe, make_engine("hf", str(model), batch_size=8), sampling=Sampling(n=4, max_new_tokens=24))
+    table = Table("source", "task", "band", "samples", "suspect", title=f"7. difficulty, scorer {s.scorer_key} (random weights: expect zero_std)")
+    for row in band_counts(db, s.scorer_key):
+        table.add_row(*(str(v) for v in row))
+    console.print(table)
+    shards = out / "shards" / "default"
+    shards.parent.mkdir(parents=True, exist_ok=True)
+    manifest = write_shards(select(db, recipe, s.scorer_key), db, shards)
+    pairs = to_vlmr1_jsonl(shards, out / "export")
+    console.print(f"[bold]8.[/] shards: {manifest}; VLM-R1 export: --data_file_paths {':'.join(str(p) for p, _ in pairs)} "
+                  f"--image_folders {':'.join(f for _, f in pairs)}")

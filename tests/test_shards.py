@@ -170,3 +170,32 @@ def test_vlmr1_export_parses_back_to_the_same_samples(world, tmp_path):
 
     t = pq.read_table(e)
     assert t.num_rows == len(sel.rows) and all(p.startswith("<image>") for p in t.column("problem").to_pylist())
+
+
+def test_cli_shard_ablation_and_export(world, tmp_path):
+    from pathlib import Path
+
+    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
+    env = {**os.environ, "COLUMNS": "250"}
+    out = subprocess.run([vlmr1, "shard", "none", "strict", "--catalog", str(world["db"]), "--out", str(tmp_path / "abl"),
+                          "--scorer", world["scorer"], "--equal-size"], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    a, b = (json.loads((tmp_path / "abl" / n / "manifest.json").read_text()) for n in ("none", "strict"))
+    assert a["counts"]["rows"] == b["counts"]["rows"] > 0 and a["recipe"]["name"] == "none"
+    assert (tmp_path / "abl" / "none" / "selection.png").exists() and "equal size" in (tmp_path / "abl" / "none" / "selection.md").read_text()
+    out = subprocess.run([vlmr1, "export", str(tmp_path / "abl" / "none"), "--to", "vlmr1-jsonl", "--out", str(tmp_path / "exp")],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0 and "--data_file_paths" in out.stdout and "--image_folders" in out.stdout
+    out = subprocess.run([vlmr1, "shard", "none", "--catalog", str(world["db"]), "--out", str(tmp_path / "x"), "--scorer", "nope"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 2 and "no scorer 'nope'" in out.stderr
+
+
+def test_shards_are_bounded_by_rows_and_bytes_and_load_in_order(world, tmp_path):
+    sel = select(world["db"], load_recipe("none"), world["scorer"])
+    m = json.loads(write_shards(sel, world["db"], tmp_path / "r", max_rows=7).read_text())
+    assert [s["rows"] for s in m["shards"]] == [7] * (len(sel.rows) // 7) + ([len(sel.rows) % 7] if len(sel.rows) % 7 else [])
+    assert load(tmp_path / "r")["sample_id"] == [r["sample_id"] for r in sel.rows]
+    m = json.loads(write_shards(sel, world["db"], tmp_path / "e", embed_images=True, max_bytes=4000).read_text())
+    assert len(m["shards"]) > 1 and sum(s["rows"] for s in m["shards"]) == len(sel.rows)
+    assert load(tmp_path / "e")["sample_id"] == [r["sample_id"] for r in sel.rows]
