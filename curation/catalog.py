@@ -151,6 +151,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 suspect_annotation BOOLEAN NOT NULL,  -- never passes although the answers are well formed
                 PRIMARY KEY (scorer_key, sample_id)
             )""",
+            """CREATE TABLE evaluations (         -- metrics of a checkpoint on an evaluation set, per split
+                run VARCHAR NOT NULL,             -- who asked: a flow run, an ablation arm, or "cli"
+                checkpoint VARCHAR NOT NULL,
+                data VARCHAR NOT NULL,
+                split VARCHAR NOT NULL,
+                task VARCHAR NOT NULL,
+                metric VARCHAR NOT NULL,
+                value DOUBLE,
+                n INTEGER NOT NULL,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+            )""",
             """CREATE TABLE recipes (             -- every recipe evaluated on this catalog, by hash
                 recipe_hash VARCHAR PRIMARY KEY,
                 name VARCHAR NOT NULL,

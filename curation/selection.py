@@ -62,12 +62,18 @@ def balance(rows: list[dict], key: str, total: int, seed: int) -> list[dict]:
     return [r for g in sorted(groups) for r in groups[g][: quota[g]]]
 
 
-def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = None) -> Selection:
+def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = None, pool: str = "train") -> Selection:
+    """``pool="eval"`` selects the evaluation samples (evaluation splits, eval-only pools) unfiltered, for ``training.evaluate``."""
     if not is_evaluated(catalog_path, recipe):
         evaluate(catalog_path, recipe)
     s = recipe.selection
     with catalog.connect(catalog_path) as con:
         total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        if pool == "eval":
+            rows = training_candidates(con, recipe, pool="eval")
+            for r in rows:
+                r.update(pass_rate=None, reward_std=None, band=None, n_pass=None, k=None)
+            return Selection(recipe, None, rows, [("catalog", total), ("evaluation samples", len(rows))])
         rows = training_candidates(con, recipe)
         funnel = [("catalog", total), ("after quality drops and evaluation samples", len(rows))]
         if scorer_key is not None:

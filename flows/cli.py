@@ -346,6 +346,7 @@ def shard(
     embed_images: bool = typer.Option(False, "--embed-images", help="Put image bytes in the shards (portable) instead of paths."),
     equal_size: bool = typer.Option(False, "--equal-size", help="Downsample every recipe's pool to the smallest (seeded)."),
     template: Optional[str] = typer.Option(None, help="Prompt template (default: the scorer's, else vlmr1)."),
+    eval_pool: bool = typer.Option(False, "--eval", help="Shard the evaluation samples (eval splits, eval-only pools) for `vlmr1 eval`."),
 ) -> None:
     """Select samples by recipe and write deterministic, checksummed shards with a manifest."""
     from rich.console import Console
@@ -357,7 +358,7 @@ def shard(
 
     console = Console()
     try:
-        selections = [select(catalog, load_recipe(r), scorer) for r in recipes]
+        selections = [select(catalog, load_recipe(r), scorer, pool="eval" if eval_pool else "train") for r in recipes]
     except (RecipeError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -393,6 +394,70 @@ def export_cmd(
     except ShardError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training config YAML."),
+    manifest: Path = typer.Option(..., "--manifest", help="Shard folder or its manifest.json."),
+    output: Path = typer.Option(..., "--output", help="Checkpoints, reward log, final model."),
+    nprocs: int = typer.Option(1, help="Processes on this machine."),
+    launcher: str = typer.Option("torchrun", help="torchrun | accelerate (more than one process)."),
+    num_machines: int = typer.Option(1), machine_rank: int = typer.Option(0), main_address: str = typer.Option("127.0.0.1"),
+    resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUTPUT."),
+    timeout: Optional[float] = typer.Option(None, help="Seconds; the whole process group is killed after."),
+) -> None:
+    """GRPO (TRL + DeepSpeed) on curated shards, launched as a managed process group."""
+    import os
+
+    from training.config import TrainConfigError, load_config
+    from training.launch import LaunchSpec, run
+
+    try:
+        load_config(config)
+    except TrainConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    spec = LaunchSpec(str(config), str(manifest), str(output), nprocs, launcher, num_machines, machine_rank, main_address, resume=resume,
+                      extensions_dir=os.environ.get("TORCH_EXTENSIONS_DIR"))
+    r = run(spec, timeout=timeout, on_line=typer.echo)
+    if r.returncode:
+        typer.echo(f"training failed (exit {r.returncode}){': ' + r.last_error if r.last_error else ''}; log: {r.log}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"trained to step {r.result['global_step']}: {r.result.get('final')}; reward log {r.result.get('reward_log')}")
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Path = typer.Argument(..., exists=True, file_okay=False, help="A model folder (e.g. OUTPUT/final)."),
+    data: list[Path] = typer.Option(..., "--data", help="Evaluation shard folder(s) (`vlmr1 shard ... --eval`)."),
+    engine: str = typer.Option("hf", "--engine", help="hf | vllm"),
+    max_new_tokens: int = typer.Option(256),
+    template: str = typer.Option("vlmr1"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Also record the metrics in this catalog's evaluations table."),
+    run_name: str = typer.Option("cli", "--run"),
+) -> None:
+    """Greedy evaluation: REC Acc@0.5 / mean IoU per split, OVD dataset-level COCO mAP / AP50."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from training.evaluate import evaluate, rows_from_shards, write_results
+    from vlmr1.rollout import make_engine
+
+    eng = make_engine(engine, str(checkpoint))
+    table = Table("data", "split", "task", "n", "metrics", title=f"evaluation of {checkpoint}")
+    for d in data:
+        results = evaluate(eng, rows_from_shards(d), template=template, max_new_tokens=max_new_tokens)
+        path = write_results(results, checkpoint, d.name)
+        if catalog is not None:
+            from curation.evaluations import record
+
+            record(catalog, path, run=run_name)
+        for key, m in results["metrics"].items():
+            values = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items() if k not in ("task", "n"))
+            table.add_row(d.name, key.rsplit("/", 1)[0], m["task"], str(m["n"]), values)
+        typer.echo(f"written: {path}")
+    Console().print(table)
 
 
 @app.command()

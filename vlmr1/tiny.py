@@ -32,8 +32,64 @@ def _corpus() -> list[str]:
     return lines * 3
 
 
-def build_tiny_vlm(out: str | Path, family: str = "qwen2_5_vl", seed: int = 0) -> Path:
-    """Save a tiny random-weight model + tokenizer + processor of ``family`` to ``out``; return ``out``."""
+def _answer_examples(rng, n: int) -> list[tuple[str, str]]:
+    """(task, problem, answer) triples in VLM-R1's answer formats with random boxes: right format, random content."""
+    out = []
+    for _ in range(n):
+        x, y = rng.randrange(0, 200), rng.randrange(0, 150)
+        box = [x, y, x + rng.randrange(20, 120), y + rng.randrange(20, 90)]
+        if rng.random() < 0.6:
+            out.append(("rec", rng.choice(["the man on the left", "the dog", "red car", "the small cat"]),
+                        f"<think> it is there </think><answer>{box}</answer>"))
+        elif rng.random() < 0.7:
+            label = rng.choice(["dog", "person", "car", "cat"])
+            out.append(("ovd", f"'{label}', 'chair'", f'<think> I see it </think><answer>```json\n[{{"bbox_2d": {box}, "label": "{label}"}}]\n```</answer>'))
+        else:
+            out.append(("ovd", "'giraffe', 'boat'", "<think> nothing </think><answer>None</answer>"))
+    return out
+
+
+def warm_start(model, processor, steps: int, seed: int = 0, batch: int = 16) -> None:
+    """A few hundred text-only steps on well-formed answers with random boxes.
+
+    Random weights emit byte soup: every reward is 0, GRPO advantages are 0
+    and nothing trains. After this the model answers in the right format with
+    random boxes, so rewards vary within a group like a weak real model's.
+    """
+    import random
+
+    import torch
+
+    from vlmr1.prompts import build_messages
+
+    rng = random.Random(seed)
+    tok = processor.tokenizer
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        examples = _answer_examples(rng, batch)
+        prompts = [processor.apply_chat_template(build_messages(t, p), add_generation_prompt=True, tokenize=False) for t, p, _ in examples]
+        p_ids = tok(prompts, add_special_tokens=False)["input_ids"]
+        a_ids = tok([a + "<|im_end|>" for _, _, a in examples], add_special_tokens=False)["input_ids"]
+        length = max(len(p) + len(a) for p, a in zip(p_ids, a_ids))
+        ids = torch.full((batch, length), tok.pad_token_id)
+        labels = torch.full((batch, length), -100)
+        mask = torch.zeros((batch, length), dtype=torch.long)
+        for i, (p, a) in enumerate(zip(p_ids, a_ids)):
+            ids[i, : len(p) + len(a)] = torch.tensor(p + a)
+            labels[i, len(p): len(p) + len(a)] = torch.tensor(a)
+            mask[i, : len(p) + len(a)] = 1
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+
+
+def build_tiny_vlm(out: str | Path, family: str = "qwen2_5_vl", seed: int = 0, warm_start_steps: int = 0) -> Path:
+    """Save a tiny model + tokenizer + processor of ``family`` to ``out``; return ``out``.
+
+    ``warm_start_steps`` > 0 teaches it the answer formats first (``warm_start``), offline, in seconds.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -73,6 +129,8 @@ def build_tiny_vlm(out: str | Path, family: str = "qwen2_5_vl", seed: int = 0) -
         raise ValueError(f"no tiny builder for family {family!r}")
     torch.manual_seed(seed)
     model = Model(Config(text_config=text, vision_config=vision, **common)).eval()
+    if warm_start_steps:
+        warm_start(model, proc, warm_start_steps, seed)
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.save_pretrained(out)

@@ -135,11 +135,16 @@ def is_evaluated(catalog_path: str | Path, recipe: Recipe) -> bool:
         return con.execute("SELECT 1 FROM recipes WHERE recipe_hash = ?", [recipe.hash]).fetchone() is not None
 
 
-def training_candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> list[dict]:
-    """Samples the recipe keeps that may be trained on (not eval-only, not in an evaluation split), in sample-id order."""
+def training_candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: str = "train") -> list[dict]:
+    """Samples the recipe keeps that may be trained on (not eval-only, not in an evaluation split), in sample-id order.
+
+    ``pool="eval"``: the evaluation samples instead, all of them (benchmarks are not filtered by quality rules).
+    """
     in_eval = " OR ".join(["s.eval_only"] + [f"s.split GLOB '{p.replace(chr(39), chr(39) * 2)}'" for p in recipe.eval_splits])
-    rows = con.execute(f"""SELECT s.* EXCLUDE (attributes, category_ids) FROM samples s WHERE NOT ({in_eval}) AND s.sample_id NOT IN (
-            SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop')
-        ORDER BY s.sample_id""", [recipe.hash])
+    if pool == "eval":
+        where, args = f"({in_eval})", []
+    else:
+        where, args = f"NOT ({in_eval}) AND s.sample_id NOT IN (SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop')", [recipe.hash]
+    rows = con.execute(f"SELECT s.* EXCLUDE (attributes, category_ids) FROM samples s WHERE {where} ORDER BY s.sample_id", args)
     columns = [d[0] for d in rows.description]
     return [dict(zip(columns, r)) for r in rows.fetchall()]

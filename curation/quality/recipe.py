@@ -13,17 +13,17 @@ import json
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from curation.quality.features import DEFAULT_EVAL_SPLITS
 from curation.quality.rules import BUILTIN, render
+from vlmr1.yamlfiles import ConfigError, load_model
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 Param = Union[bool, int, float, str]
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe that cannot be used; the message names file, line and field."""
 
 
@@ -126,45 +126,14 @@ class Recipe(BaseModel):
         return hashlib.sha256(json.dumps(self.canonical(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
-    """1-based line of the YAML node at pydantic's error location (the deepest node that exists)."""
-    node, line = root, (root.start_mark.line + 1 if root is not None else None)
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if getattr(k, "value", None) == str(key)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            match = node.value[key]
-        else:
-            match = None
-        if match is None:
-            break
-        node, line = match, match.start_mark.line + 1
-    return line
-
-
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe; a bare name (``default``) means a shipped recipe."""
     path = Path(path)
     if not path.exists() and (RECIPES_DIR / f"{path.name}.yaml").exists():
         path = RECIPES_DIR / f"{path.name}.yaml"
-    text = path.read_text()
+    recipe = load_model(path, Recipe, RecipeError)
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe is a mapping with at least 'name' and 'rules'")
-    try:
-        recipe = Recipe.model_validate(data)
         recipe.resolved()
-        return recipe
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            field = ".".join(str(p) for p in loc) or "(top level)"
-            lines.append(f"{path}:{_line_of(root, loc)}: {field}: {err['msg']}")
-        raise RecipeError("\n".join(lines)) from None
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from None
+    return recipe

@@ -1,0 +1,236 @@
+"""GRPO on DeepSpeed (CPU): 2 steps in one and two processes, reward log, resume, cancel; evaluation with known answers."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from curation.fixtures import make_coco, make_refcoco
+from curation.images import ImageCheck
+from curation.ingest import ingest_coco, ingest_refcoco
+from curation.quality.recipe import load_recipe
+from curation.selection import select
+from curation.shards import write_shards
+from training.config import TrainConfigError, load_config
+from training.evaluate import evaluate, rows_from_shards
+from training.grpo import ManifestMismatch, check_manifest
+from training.launch import LaunchSpec, run
+from vlmr1.families import get_family
+from vlmr1.rollout.base import Completion, EngineStats
+from vlmr1.tiny import build_tiny_vlm
+
+STEPS = 2
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    db = root / "c.duckdb"
+    ingest_coco(db, make_coco(root / "coco", n_images=8), images=ImageCheck([root / "coco"]))
+    ingest_refcoco(db, make_refcoco(root / "refer", n_images=6), images=ImageCheck([root / "refer" / "train2014"]))
+    write_shards(select(db, load_recipe("none")), db, root / "shards")
+    write_shards(select(db, load_recipe("none"), pool="eval"), db, root / "eval_shards")
+    model = build_tiny_vlm(root / "tiny", "qwen2_5_vl", warm_start_steps=120)
+    config = root / "train.yaml"
+    config.write_text(yaml.safe_dump({"model": str(model), "num_generations": 4, "per_device_train_batch_size": 8, "max_completion_length": 40,
+                                      "learning_rate": 0.002, "beta": 0.0, "max_steps": STEPS, "save_steps": 1, "seed": 3,
+                                      "deepspeed": "zero2", "use_cpu": True}))
+    return {"root": root, "db": db, "model": model, "config": config, "shards": root / "shards", "eval": root / "eval_shards"}
+
+
+def _weights(folder):
+    from safetensors.numpy import load_file
+
+    return load_file(str(next(Path(folder).glob("*.safetensors"))))
+
+
+def _reward_log(out):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out / "reward_log.parquet").to_pylist()
+
+
+@pytest.fixture(scope="module")
+def one_process(setup):
+    out = setup["root"] / "run1"
+    r = run(LaunchSpec(str(setup["config"]), str(setup["shards"]), str(out)))
+    assert r.returncode == 0, "\n".join(r.tail)
+    return out, r
+
+
+def test_two_grpo_steps_on_zero2_in_one_process_change_the_parameters(setup, one_process):
+    out, r = one_process
+    assert r.result["global_step"] == STEPS and (out / "checkpoint-1").is_dir() and (out / "checkpoint-2").is_dir()
+    before, after = _weights(setup["model"]), _weights(out / "final")
+    trained = [k for k in after if "visual" not in k]
+    assert any(not np.array_equal(before[k], after[k]) for k in trained)
+    assert all(np.array_equal(before[k], after[k]) for k in after if "visual" in k)  # the vision tower is frozen by default
+    log = _reward_log(out)
+    keys = [(row["sample_id"], row["step"]) for row in log]
+    assert len(keys) == len(set(keys)) == STEPS * 2  # 8 completions per step / 4 generations = 2 samples per step
+    assert all(row["n"] == 4 and 0 <= row["reward_mean"] for row in log)
+
+
+def test_two_processes(setup):
+    out = setup["root"] / "run2"
+    r = run(LaunchSpec(str(setup["config"]), str(setup["shards"]), str(out), nprocs=2))
+    assert r.returncode == 0, "\n".join(r.tail)
+    log = _reward_log(out)
+    keys = [(row["sample_id"], row["step"]) for row in log]
+    assert len(keys) == len(set(keys)) == STEPS * 4 and all(row["n"] == 4 for row in log)  # two ranks x 2 samples per step
+
+
+def test_resume_from_step_one_equals_the_uninterrupted_run(setup, one_process):
+    full, _ = one_process
+    out = setup["root"] / "resumed"
+    out.mkdir()
+    shutil.copytree(full / "checkpoint-1", out / "checkpoint-1")
+    (out / "reward_log").mkdir()
+    for f in (full / "reward_log").glob("step-000001-*"):
+        shutil.copy(f, out / "reward_log" / f.name)
+    r = run(LaunchSpec(str(setup["config"]), str(setup["shards"]), str(out), resume=True))
+    assert r.returncode == 0, "\n".join(r.tail)
+    assert r.result["global_step"] == STEPS
+    a, b = _weights(full / "final"), _weights(out / "final")
+    assert all(np.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert _reward_log(out) == _reward_log(full)
+
+
+def test_cancelling_the_launcher_leaves_no_process_of_the_group(setup):
+    import psutil
+
+    cfg = yaml.safe_load(setup["config"].read_text())
+    cfg["max_steps"] = 10_000
+    long = setup["root"] / "long.yaml"
+    long.write_text(yaml.safe_dump(cfg))
+    launcher = subprocess.Popen([sys.executable, "-m", "training.launch", "--config", str(long), "--manifest", str(setup["shards"]),
+                                 "--output", str(setup["root"] / "cancel"), "--nprocs", "2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(Path(__file__).resolve().parent.parent))
+    try:
+        pgid, deadline = None, time.monotonic() + 300
+        for line in launcher.stdout:
+            if line.startswith("VLMR1_LAUNCHED"):
+                pgid = int(line.split("pgid=")[1].split()[0])
+            if pgid and ("it/s]" in line or "s/it]" in line) and "Loading" not in line:  # training steps are running
+                break
+            assert time.monotonic() < deadline
+        tree = psutil.Process(launcher.pid).children(recursive=True)
+        assert pgid and len(tree) >= 3  # torchrun and its two workers (in sessions of their own)
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=60)
+        gone, alive = psutil.wait_procs(tree, timeout=10)
+        assert alive == []
+        assert [p for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == pgid] == []
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+
+
+def _pgid(pid):
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_manifest_for_another_family_or_template_is_refused(setup, tmp_path):
+    cfg = load_config(setup["config"])
+    manifest = json.loads((setup["shards"] / "manifest.json").read_text())
+    assert check_manifest(manifest, cfg)  # no scorer in these shards: a warning, not a refusal
+    other = dict(manifest, family=get_family("qwen2_vl").key())
+    with pytest.raises(ManifestMismatch, match="scored for"):
+        check_manifest(other, cfg)
+    with pytest.raises(ManifestMismatch, match="prompt template"):
+        check_manifest(dict(manifest, template="plain@1"), cfg)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: x\nnum_generations: 4\nper_device_train_batch_size: 6\n")
+    with pytest.raises(TrainConfigError, match=r"bad\.yaml:1: \(top level\): .*multiple of num_generations"):
+        load_config(bad)
+
+
+def _pixels(row):
+    from training.evaluate import _image
+
+    return hashlib.sha256(_image(row).tobytes()).hexdigest()
+
+
+class Scripted:
+    """An engine that answers with the ground truth in the family's frame, optionally shifted: the metrics are then known."""
+
+    def __init__(self, rows, shift=0.0):
+        self.family, self.stats = get_family("qwen2_5_vl"), EngineStats()
+        self.answers = {}
+        for r in rows:
+            boxes = self.family.frame().from_original([t["bbox"] for t in json.loads(r["solution"])] or np.zeros((0, 4)), r["width"], r["height"])
+            boxes = boxes + np.array([shift, 0, shift, 0])
+            if r["task"] == "rec":
+                ans = json.dumps([float(v) for v in boxes[0]])
+            else:
+                dets = [{"bbox_2d": [float(v) for v in b], "label": t["label"]} for b, t in zip(boxes, json.loads(r["solution"]))]
+                ans = "```json\n" + json.dumps(dets) + "\n```" if dets else "None"
+            self.answers[r["problem"], _pixels(r)] = f"<think>known</think><answer>{ans}</answer>"
+
+    def generate(self, requests, sampling):
+        out = []
+        for req in requests:
+            text = req.messages[0]["content"][-1]["text"]
+            key = hashlib.sha256(req.images[0].tobytes()).hexdigest()
+            match = [v for (p, px), v in self.answers.items() if px == key and f"describes: {p}." in text]
+            out.append([Completion(match[0], 10)])
+        return out
+
+
+def test_evaluation_scores_known_answers(setup):
+    from vlmr1.boxes import iou_pairwise
+
+    rows = rows_from_shards(setup["eval"])
+    keys = [(r["problem"], _pixels(r)) for r in rows]
+    rows = [r for r, k in zip(rows, keys) if keys.count(k) == 1]  # the planted non-unique reference has no single right answer
+    assert {r["task"] for r in rows} == {"rec"} and len(rows) > 3
+    perfect = evaluate(Scripted(rows), rows)
+    assert all(m["acc@0.5"] == 1.0 and m["mean_iou"] == pytest.approx(1.0) for m in perfect["metrics"].values())
+    shifted = evaluate(Scripted(rows, shift=6.0), rows)
+    frame = get_family("qwen2_5_vl").frame()
+    for key, m in shifted["metrics"].items():
+        split = key.rsplit("/", 1)[0]
+        ious = []
+        for r in rows:
+            if r["split"] != split:
+                continue
+            gt = np.array(json.loads(r["solution"])[0]["bbox"], dtype=float)
+            pred = frame.to_original(frame.from_original([gt], r["width"], r["height"]) + [6.0, 0, 6.0, 0], r["width"], r["height"])[0]
+            ious.append(float(iou_pairwise(pred[None], gt[None])[0]))
+        assert m["mean_iou"] == pytest.approx(np.mean(ious)) and m["acc@0.5"] == pytest.approx(np.mean([v >= 0.5 for v in ious]))
+
+
+def test_ovd_map_is_dataset_level(setup):
+    from training.evaluate import coco_map
+
+    gts = [[("dog", (0, 0, 10, 10))], [("dog", (0, 0, 10, 10)), ("cat", (20, 20, 40, 40))]]
+    assert coco_map(gts, gts) == (1.0, 1.0)
+    m, ap50 = coco_map(gts, [[("dog", (0, 0, 10, 10))], []])  # image 2 missed both: dog recall 1/2, cat 0
+    assert ap50 == pytest.approx((0.5 + 0.0) / 2, abs=0.01) and m < ap50 + 1e-9
+
+
+def test_cli_eval_writes_json_and_catalog_rows(setup, one_process):
+    out, _ = one_process
+    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
+    r = subprocess.run([vlmr1, "eval", str(out / "final"), "--data", str(setup["eval"]), "--catalog", str(setup["db"]), "--max-new-tokens", "24"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    results = json.loads((out / "final" / "eval" / "eval_shards.json").read_text())
+    assert results["n"] == len(rows_from_shards(setup["eval"])) and all("acc@0.5" in m for m in results["metrics"].values())
+    from curation import catalog
+
+    with catalog.connect(setup["db"]) as con:
+        n = con.execute("SELECT count(*) FROM evaluations WHERE metric IN ('acc@0.5', 'mean_iou')").fetchone()[0]
+    assert n == 2 * len(results["metrics"])
