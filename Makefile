@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,5 +32,19 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scoring.py --samples 64 --max-new-tokens 128 --batch 32
 	$(BIN)/python benchmarks/shards.py
 
+# A local Prefect server (own PREFECT_HOME, SQLite, 127.0.0.1), a process work pool, the deployments of
+# prefect.yaml and a worker in the foreground (Ctrl-C stops the worker, then the server).
+PREFECT_PORT ?= 4200
+serve: $(STAMP)
+	mkdir -p .prefect-home
+	export PREFECT_HOME=$$PWD/.prefect-home PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api VLMR1_REPO=$$PWD; \
+	$(BIN)/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > .prefect-home/server.log 2>&1 & server=$$!; \
+	trap 'kill -INT $$server; wait $$server' EXIT; \
+	until curl -sf http://127.0.0.1:$(PREFECT_PORT)/api/health > /dev/null; do sleep 1; done; \
+	$(BIN)/prefect work-pool create vlmr1-process --type process --overwrite > /dev/null; \
+	$(BIN)/prefect --no-prompt deploy --all; \
+	echo "run: PREFECT_API_URL=$$PREFECT_API_URL $(BIN)/prefect deployment run 'curate-and-train/demo' --watch"; \
+	$(BIN)/prefect worker start --pool vlmr1-process
+
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis .prefect-home

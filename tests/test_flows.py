@@ -1,0 +1,156 @@
+"""Prefect end to end: a real server on 127.0.0.1, deployments served, runs started through the prefect CLI.
+
+Covers: curate-and-train/demo to Completed with manifest, checkpoint, evaluation and artifacts; a second
+run with no new data doing no ingest/score/train work; killing the serving process during scoring and
+re-running gives the same final tables as the uninterrupted run; the ablation comparison with equal pools.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def prefect(tmp_path_factory):
+    home = tmp_path_factory.mktemp("prefect-home")
+    port = _port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO", "VLMR1_DEMO_OUTPUT": str(home / "out")}
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                              stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, (home / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+    state = {"env": env, "home": home, "serve": None}
+
+    def start_serve():
+        state["serve"] = subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=str(REPO), stdout=open(home / "serve.log", "a"),
+                                          stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while "curate-and-train/demo" not in _cli(env, "deployment", "ls").stdout:
+            assert time.monotonic() < deadline, (home / "serve.log").read_text()[-3000:]
+            time.sleep(1)
+
+    state["start_serve"] = start_serve
+    start_serve()
+    yield state
+    for proc in (state["serve"], server):  # the serving process before its server; by pid, SIGINT first
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _cli(env, *args, timeout=900):
+    return subprocess.run([str(BIN / "prefect"), *args], env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+
+
+def _run(prefect, deployment, out, watch=True):
+    args = ["deployment", "run", deployment, "--param", f"demo_output={out}"] + (["--watch"] if watch else [])
+    return _cli(prefect["env"], *args)
+
+
+def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
+    out = prefect["home"] / "run-a"
+    t0 = time.monotonic()
+    r = _run(prefect, "curate-and-train/demo", out)
+    first = time.monotonic() - t0
+    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    last = json.loads((out / "run" / "last_run.json").read_text())
+    manifest = json.loads(Path(last["manifest"]).read_text())
+    assert manifest["counts"]["rows"] > 0 and (Path(last["checkpoint"]) / "config.json").exists()
+    evaluation = json.loads(Path(last["evaluation"]).read_text())
+    assert evaluation["metrics"] and all(m["n"] > 0 for m in evaluation["metrics"].values())
+    artifacts = _cli(prefect["env"], "artifact", "ls").stdout
+    for key in ("curate-and-train-stages", "curate-and-train-quality-funnel", "curate-and-train-difficulty", "curate-and-train-training-curve",
+                "curate-and-train-evaluation"):
+        assert key in artifacts
+    trained_before = sorted(p.name for p in (out / "run" / "train").iterdir())
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    counts_before = con.execute("SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM rollouts)").fetchone()
+    con.close()
+    t0 = time.monotonic()
+    r = _run(prefect, "curate-and-train/demo", out)
+    second = time.monotonic() - t0
+    assert r.returncode == 0 and "Completed" in r.stdout
+    assert "no new data" in _cli(prefect["env"], "artifact", "inspect", "curate-and-train-result").stdout
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    assert con.execute("SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM rollouts)").fetchone() == counts_before
+    con.close()
+    assert sorted(p.name for p in (out / "run" / "train").iterdir()) == trained_before
+    print(f"first run {first:.1f} s, no-new-data run {second:.1f} s")
+
+
+def test_killing_the_server_process_during_scoring_then_rerun_equals_uninterrupted(prefect):
+    reference = prefect["home"] / "run-a"  # the uninterrupted run of the test above
+    assert (reference / "run" / "last_run.json").exists()
+    out = prefect["home"] / "run-b"
+    started = _run(prefect, "curate-and-train/demo", out, watch=False)
+    assert started.returncode == 0, started.stderr
+    deadline = time.monotonic() + 600
+    while not list((out / "scoring").glob("*")) if (out / "scoring").exists() else True:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(prefect["serve"].pid, signal.SIGKILL)  # the serving process and the flow run it started
+    prefect["serve"].wait()
+    for p in _children_of_group(prefect["serve"].pid):
+        os.kill(p, signal.SIGKILL)
+    prefect["start_serve"]()
+    r = _run(prefect, "curate-and-train/demo", out)
+    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:]
+    tables = {}
+    for run in (reference, out):
+        con = duckdb.connect(str(run / "catalog.duckdb"), read_only=True)
+        tables[run] = {t: con.execute(f"SELECT * EXCLUDE (scorer_key) FROM {t} ORDER BY ALL").fetchall() for t in ("rollouts", "difficulty")}
+        con.close()
+    assert tables[reference] == tables[out] and tables[out]["rollouts"]
+
+
+def _children_of_group(pgid):
+    pids = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                if os.getpgid(int(p)) == pgid:
+                    pids.append(int(p))
+            except ProcessLookupError:
+                pass
+    return pids
+
+
+def test_ablation_deployment_compares_recipes_on_equal_pools(prefect):
+    out = prefect["home"] / "run-a"
+    r = _run(prefect, "ablation/demo", out)
+    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:]
+    table = _cli(prefect["env"], "artifact", "inspect", "ablation-comparison").stdout
+    assert "none" in table and "default" in table
+    md = (out / "ablation" / "comparison.md").read_text()
+    sizes = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in md.splitlines()[4:] if line.startswith("| ")}
+    assert set(sizes) == {"none", "default"} and len(set(sizes.values())) == 1
+    assert (out / "ablation" / "comparison.png").exists()
