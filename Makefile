@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/quality.py
 	$(BIN)/python benchmarks/scoring.py --samples 64 --max-new-tokens 128 --batch 32
 	$(BIN)/python benchmarks/shards.py
+	$(BIN)/python benchmarks/flows.py
 
 # A local Prefect server (own PREFECT_HOME, SQLite, 127.0.0.1), a process work pool, the deployments of
 # prefect.yaml and a worker in the foreground (Ctrl-C stops the worker, then the server).

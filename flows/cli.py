@@ -461,11 +461,14 @@ def eval_cmd(
 
 
 @app.command()
-def demo(out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs.")) -> None:
+def demo(
+    out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs."),
+    flow: bool = typer.Option(True, help="Also run the curate-and-train flow on the fixtures (ingest to evaluation, about 2 minutes on CPU)."),
+) -> None:
     """Run the pipeline on the embedded default and say what it did."""
     from flows.demo import run_demo
 
-    run_demo(out)
+    run_demo(out, flow=flow)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def _answer(sample: Sample, frame: BoxFrame, jitter: float) -> str:
     return f"<think>I look for the described objects.</think> <answer>{body}</answer>"
 
 
-def run_demo(out: Path) -> None:
+def run_demo(out: Path, flow: bool = True) -> None:
     console = Console()
     out.mkdir(parents=True, exist_ok=True)
     samples = demo_samples()
@@ -77,80 +77,34 @@ def run_demo(out: Path) -> None:
         fh.writelines(json.dumps(r) + "\n" for r in rows_out)
     console.print(f"[bold]4.[/] reward inputs for the CLI: {out / 'reward_inputs.jsonl'}\n"
                   f"   try: vlmr1 rewards score --reward iou {out / 'reward_inputs.jsonl'}")
-    _ingest_fixture(console, out)
+    if flow:
+        _pipeline(console, out)
 
 
-def _ingest_fixture(console: Console, out: Path) -> None:
-    """Stage 1 of the pipeline: fixtures of all four formats (real JPEGs, planted defects) into the catalog, images probed."""
+def _pipeline(console: Console, out: Path) -> None:
+    """Stages 5-9: the curate-and-train flow itself (embedded default: fixtures + tiny offline model), as a deployment would run it."""
     from curation.catalog import connect
-    from curation.fixtures import make_coco, make_d3, make_refcoco, make_vlmr1_jsonl
-    from curation.images import ImageCheck
-    from curation.ingest import ingest_coco, ingest_d3, ingest_jsonl, ingest_refcoco
+    from flows.pipeline import curate_and_train
 
-    db = out / "catalog.duckdb"
-    db.unlink(missing_ok=True)
-    data = out / "data"
-    coco = make_coco(data / "coco")
-    refs = make_refcoco(data / "refer")
-    d3 = make_d3(data / "d3")
-    jsonl = make_vlmr1_jsonl(data / "vlmr1")
-    runs = [
-        ("coco", lambda: ingest_coco(db, coco, images=ImageCheck([data / "coco"]))),
-        ("refcoco", lambda: ingest_refcoco(db, refs, images=ImageCheck([data / "refer" / "train2014"]))),
-        ("d3", lambda: ingest_d3(db, d3, images=ImageCheck([data / "d3" / "d3_images"]))),
-        ("jsonl", lambda: ingest_jsonl(db, jsonl, images=ImageCheck([data / "vlmr1" / "images"]))),
-    ]
-    summary = Table("format", "samples", "images", "annotations", "rejects", title=f"5. ingested four fixtures into {db}")
-    for name, run in runs:
-        s = run()
-        summary.add_row(name, *(str(s.counts[k]) for k in ("samples", "images", "annotations", "rejects")))
-    console.print(summary)
+    result = curate_and_train(demo=True, demo_output=str(out / "flow"))
+    stages = result["stages"]
+    table = Table("stage", "seconds", "what", title="5. curate-and-train on the fixtures (a Prefect flow; no server needed)")
+    for s in stages:
+        facts = {k: v for k, v in s.items() if k not in ("stage", "seconds") and not isinstance(v, (list, dict))}
+        table.add_row(s["stage"], str(s.get("seconds", "")), ", ".join(f"{k}={v}" for k, v in facts.items())[:160])
+    console.print(table)
+    db = out / "flow" / "catalog.duckdb"
     with connect(db) as con:
         rows = con.execute("SELECT s.kind, r.section, r.record_index, r.record_id, r.reason FROM rejects r JOIN sources s USING (file_id) "
                            "ORDER BY s.kind, r.section, r.record_index").fetchall()
-    table = Table("format", "section", "record index", "id", "reason", title="rejects ledger (the fixtures' planted defects)")
+    ledger = Table("format", "section", "record index", "id", "reason", title="6. rejects ledger (the fixtures' planted defects)")
     for row in rows:
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
-    _quality(console, db, out)
-
-
-def _quality(console: Console, db: Path, out: Path) -> None:
-    """Stage 2: the default and strict recipes over the catalog, funnel and diff written as reports."""
-    from curation.quality.apply import evaluate
-    from curation.quality.recipe import load_recipe
-    from curation.quality.report import write_report
-
-    for name in ("default", "strict"):
-        r = evaluate(db, load_recipe(name))
-        md, png = write_report(r, out / "reports" / f"quality-{name}")
-        table = Table("rule", "action", "flagged", "unique", "kept after", title=f"6. quality recipe {name} ({r.recipe_hash}): {md}, {png}")
-        for f in r.funnel:
-            table.add_row(f.rule, f.action, str(f.flagged), str(f.unique), str(f.kept_after))
-        console.print(table)
-    _score_and_shard(console, db, out)
-
-
-def _score_and_shard(console: Console, db: Path, out: Path) -> None:
-    """Stages 3-4: difficulty with a tiny random-weight Qwen2.5-VL (built offline), then shards and a VLM-R1 export."""
-    from curation.difficulty import band_counts, score_recipe
-    from curation.exports import to_vlmr1_jsonl
-    from curation.quality.recipe import load_recipe
-    from curation.selection import select
-    from curation.shards import write_shards
-    from vlmr1.rollout import Sampling, make_engine
-    from vlmr1.tiny import build_tiny_vlm
-
-    model = build_tiny_vlm(out / "tiny-qwen2_5_vl", "qwen2_5_vl")
-    recipe = load_recipe("default")
-    s = score_recipe(db, recipe, make_engine("hf", str(model), batch_size=8), sampling=Sampling(n=4, max_new_tokens=24))
-    table = Table("source", "task", "band", "samples", "suspect", title=f"7. difficulty, scorer {s.scorer_key} (random weights: expect zero_std)")
-    for row in band_counts(db, s.scorer_key):
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
-    shards = out / "shards" / "default"
-    shards.parent.mkdir(parents=True, exist_ok=True)
-    manifest = write_shards(select(db, recipe, s.scorer_key), db, shards)
-    pairs = to_vlmr1_jsonl(shards, out / "export")
-    console.print(f"[bold]8.[/] shards: {manifest}; VLM-R1 export: --data_file_paths {':'.join(str(p) for p, _ in pairs)} "
-                  f"--image_folders {':'.join(f for _, f in pairs)}")
+        ledger.add_row(*(str(v) for v in row))
+    console.print(ledger)
+    quality = next((s for s in stages if s["stage"] == "quality"), None)
+    if quality:
+        console.print(f"[bold]7.[/] quality funnel: {quality['report']} and {quality['plot']}")
+    console.print(f"[bold]8.[/] shards: {result['manifest']}\n   checkpoint (2 GRPO steps on DeepSpeed ZeRO-2): {result.get('checkpoint')}\n"
+                  f"   evaluation: {result.get('evaluation')}")
+    if result.get("no_new_data"):
+        console.print("[bold]9.[/] no new data since the last run: nothing was ingested, scored or trained (delete the folder to start over)")

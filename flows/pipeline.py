@@ -232,8 +232,9 @@ def curate_and_train(params: Optional[PipelineParams] = None, demo: bool = False
     result = {"manifest": shards["manifest"], "run_key": run_key}
     if params.train_config:
         train_out = out / "train" / shards["manifest_sha256"][:12]
-        trained = train_task(params.train_config, shards["manifest"], str(train_out), params.nprocs,
-                             key=_key(shards["manifest_sha256"], _file_key(params.train_config), params.nprocs, str(train_out)))
+        config = _continued_config(params, state_path, out)
+        trained = train_task(config, shards["manifest"], str(train_out), params.nprocs,
+                             key=_key(shards["manifest_sha256"], _file_key(config), params.nprocs, str(train_out)))
         stages.append(trained)
         result["checkpoint"] = trained["final"]
         if params.evaluate:
@@ -249,6 +250,22 @@ def curate_and_train(params: Optional[PipelineParams] = None, demo: bool = False
     state_path.write_text(json.dumps({k: v for k, v in result.items() if k != "stages"}, indent=2))
     logger.info(f"shards: {result['manifest']}; checkpoint: {result.get('checkpoint')}; evaluation: {result.get('evaluation')}")
     return result
+
+
+def _continued_config(params: PipelineParams, state_path: Path, out: Path) -> str:
+    """``on_new_data: continue``: train from the last run's final checkpoint instead of the base model."""
+    if params.on_new_data != "continue" or not state_path.exists():
+        return params.train_config
+    previous = json.loads(state_path.read_text()).get("checkpoint")
+    if not previous or not Path(previous).exists():
+        return params.train_config
+    import yaml
+
+    cfg = yaml.safe_load(Path(params.train_config).read_text())
+    cfg["model"] = previous
+    path = out / "train-continued.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
 
 
 def demo_params(out: Path) -> PipelineParams:

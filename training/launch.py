@@ -121,7 +121,7 @@ def run(spec: LaunchSpec, *, log_path: str | Path | None = None, timeout: float 
     shm_before = set(glob.glob(SHM_GLOB))
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, env={**os.environ, **extra}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent))
+                            start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent), preexec_fn=_die_with_parent)
     cancelled = {"flag": False}
     if on_line:
         on_line(f"VLMR1_LAUNCHED pid={proc.pid} pgid={proc.pid} cmd={' '.join(cmd)}")
@@ -160,6 +160,19 @@ def run(spec: LaunchSpec, *, log_path: str | Path | None = None, timeout: float 
             Path(f).unlink(missing_ok=True)
     return LaunchResult(proc.returncode, str(log_path), result, last_error if proc.returncode else None, cancelled["flag"],
                         time.monotonic() - t0, tail)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the launching process dies (Linux), so a killed flow run or worker never orphans training.
+
+    Signal handlers can only be installed on the main thread; Prefect runs tasks on others. This covers that case.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _main_thread() -> bool:
