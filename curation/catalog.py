@@ -229,3 +229,14 @@ def counts(path: str | Path) -> dict[str, int]:
     with connect(path) as con:
         tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()]
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in sorted(tables)}
+
+
+def snapshot(path: str | Path) -> dict:
+    """What a catalog holds, as a hash of its source files' identities: shards record it, flows key their caches on it."""
+    import hashlib
+
+    with connect(path) as con:
+        ids = [r[0] for r in con.execute("SELECT file_id FROM sources ORDER BY file_id").fetchall()]
+        version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+    return {"path": str(Path(path).resolve()), "schema_version": version, "sources": len(ids),
+            "sources_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}

@@ -160,6 +160,12 @@ def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, te
         todo_total = min(todo_total, limit)
     summary = ScoreSummary(key, len(ids), len(scored & set(ids)), 0, merged_leftovers, 0.0, 0.0, 0, 0)
     gen0, tok0, comp0 = engine.stats.generate_seconds, engine.stats.tokens, engine.stats.completions
+
+    def account() -> None:
+        summary.wall_seconds = time.perf_counter() - t_start
+        summary.generate_seconds = engine.stats.generate_seconds - gen0
+        summary.tokens, summary.completions = engine.stats.tokens - tok0, engine.stats.completions - comp0
+
     budget = todo_total
     for p_index in range(0, (len(candidates) + partition_size - 1) // partition_size):
         if budget <= 0:
@@ -175,14 +181,10 @@ def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, te
         part.unlink()
         budget -= len(chunk)
         summary.scored_now += len(chunk)
-        summary.generate_seconds = engine.stats.generate_seconds - gen0
-        summary.tokens, summary.completions = engine.stats.tokens - tok0, engine.stats.completions - comp0
-        summary.wall_seconds = time.perf_counter() - t_start
+        account()
         if progress:
             progress(summary.scored_now, todo_total, summary)
-    summary.wall_seconds = time.perf_counter() - t_start
-    summary.generate_seconds = engine.stats.generate_seconds - gen0
-    summary.tokens, summary.completions = engine.stats.tokens - tok0, engine.stats.completions - comp0
+    account()
     return summary
 
 

@@ -90,7 +90,7 @@ def make_coco(root: Path, n_images: int = 12, split: str = "train2017", seed: in
                  "segmentation": {"counts": [0, 10], "size": [240, 320]}})
     images.append({"id": 9001, "file_name": f"{split}/broken.jpg", "width": -5, "height": 100})
     if n_images >= 6:  # valid records with quality problems (QUALITY_CASES)
-        (w4, h4), (w5, h5) = dims[4], dims[5]
+        (w4, _), (w5, h5) = dims[4], dims[5]
         for ann in ({"id": 7101, "image_id": 4, "bbox": [20, 20, 0.5, 30]}, {"id": 7102, "image_id": 4, "bbox": [w4 - 20, 10, 60, 40]},
                     {"id": 7103, "image_id": 5, "bbox": [30, 30, 2, 2]}, {"id": 7104, "image_id": 5, "bbox": [0, 0, w5, h5]},
                     {"id": 7105, "image_id": 6, "bbox": [10, 100, 150, 1.5]}):

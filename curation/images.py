@@ -16,6 +16,7 @@ use them; those samples are not stored.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -67,8 +68,6 @@ def probe(path: str | Path, *, verify: bool = False, max_pixels: int = MAX_PIXEL
         with open(path, "rb") as fh:
             data = fh.read()
         out.sha256 = hashlib.sha256(data).hexdigest()
-        import io
-
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
@@ -116,11 +115,11 @@ class ImageCheck:
                 return str(candidate)
         return str(Path(self.roots[0]) / key) if self.roots else key
 
-    def apply(self, con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    def apply(self, con: duckdb.DuckDBPyConnection) -> None:
         """Probe the staged samples' images (cache first) and reject the samples whose image is unusable."""
         keys = [r[0] for r in con.execute("SELECT DISTINCT image_key FROM new_samples").fetchall()]
         paths = {k: self.resolve(k) for k in keys}
-        probes = cached_probes(con, list(paths.values()), verify=self.verify, max_pixels=self.max_pixels, workers=self.workers)
+        cached_probes(con, list(paths.values()), verify=self.verify, max_pixels=self.max_pixels, workers=self.workers)
         con.execute("CREATE OR REPLACE TEMP TABLE staged_probes (image_key VARCHAR, path VARCHAR)")
         _stage_paths(con, paths)
         bad = """
@@ -136,7 +135,6 @@ class ImageCheck:
         con.execute(f"INSERT INTO new_rejects SELECT {REC_REF}, reason FROM bad_images")
         con.execute("DELETE FROM new_samples WHERE sample_id IN (SELECT sample_id FROM bad_images)")
         con.execute("UPDATE new_samples SET image_path = k.path FROM staged_probes k WHERE k.image_key = new_samples.image_key")
-        return {"probed": probes, "images": len(paths)}
 
 
 def _stage_paths(con: duckdb.DuckDBPyConnection, paths: dict[str, str]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 import os
 import shutil
 from pathlib import Path
@@ -23,7 +24,8 @@ import pyarrow.parquet as pq
 from curation import catalog
 from curation.selection import Selection
 from vlmr1.prompts import build_messages, get_template
-from vlmr1.shards import FORMAT, SHARD_SCHEMA, sha256_file
+from vlmr1.hashing import sha256_file
+from vlmr1.shards import FORMAT, SHARD_SCHEMA
 
 ROW_GROUP = 8192
 
@@ -51,14 +53,6 @@ def _scorer(catalog_path: Path, key: str | None) -> dict | None:
     with catalog.connect(catalog_path) as con:
         row = con.execute("SELECT spec FROM scorers WHERE scorer_key = ?", [key]).fetchone()
     return json.loads(row[0]) if row else None
-
-
-def _snapshot(catalog_path: Path) -> dict:
-    with catalog.connect(catalog_path) as con:
-        ids = [r[0] for r in con.execute("SELECT file_id FROM sources ORDER BY file_id").fetchall()]
-        version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-    return {"path": str(catalog_path.resolve()), "schema_version": version, "sources": len(ids),
-            "sources_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
 
 
 def shard_rows(selection: Selection, roots: list[str], template: str, embed_images: bool):
@@ -129,12 +123,12 @@ def write_shards(selection: Selection, catalog_path: str | Path, out: str | Path
             bytes_in += part.nbytes
     close()
     rows = selection.rows
-    count = lambda key: dict(sorted(_counter(r.get(key) for r in rows).items()))  # noqa: E731
+    count = lambda key: dict(sorted(Counter(str(r.get(key)) for r in rows).items()))  # noqa: E731
     manifest = {
         "format": FORMAT, "package_version": _version(),
         "recipe": {"name": selection.recipe.name, "hash": selection.recipe.hash, "content": selection.recipe.canonical()},
         "scorer_key": selection.scorer_key, "scorer": scorer, "family": (scorer or {}).get("family"), "template": get_template(template).key(),
-        "catalog": _snapshot(catalog_path), "image_roots": roots, "embedded_images": embed_images,
+        "catalog": catalog.snapshot(catalog_path), "image_roots": roots, "embedded_images": embed_images,
         "counts": {"rows": len(rows), "by_source": count("source"), "by_task": count("task"), "by_band": count("band")},
         "funnel": [{"step": s, "samples": c} for s, c in selection.funnel], "shards": shards,
     }
@@ -157,20 +151,9 @@ def write_shards(selection: Selection, catalog_path: str | Path, out: str | Path
 
 
 def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    import psutil
 
-
-def _counter(values) -> dict:
-    out: dict = {}
-    for v in values:
-        out[str(v)] = out.get(str(v), 0) + 1
-    return out
+    return psutil.pid_exists(pid)
 
 
 def _version() -> str:
@@ -187,11 +170,11 @@ def _report(selection: Selection, folder: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = selection.rows
-    cats = _counter(t["label"] for r in rows for t in json.loads(r["solution"]))
+    cats = Counter(t["label"] for r in rows for t in json.loads(r["solution"]))
     lines = [f"# Selection: {selection.recipe.name} ({selection.recipe.hash})", "", "| step | samples |", "|---|---:|"]
     lines += [f"| {s} | {c} |" for s, c in selection.funnel]
     lines += ["", "| source / task | samples |", "|---|---:|"]
-    lines += [f"| {k} | {c} |" for k, c in sorted(_counter(f"{r['source']} / {r['task']}" for r in rows).items())]
+    lines += [f"| {k} | {c} |" for k, c in sorted(Counter(f"{r['source']} / {r['task']}" for r in rows).items())]
     lines += ["", "Top categories / expressions: " + ", ".join(f"{k} ({v})" for k, v in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:20])]
     (folder / "selection.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
@@ -203,7 +186,7 @@ def _report(selection: Selection, folder: Path) -> None:
     rates = [r["pass_rate"] for r in rows if r.get("pass_rate") is not None]
     axes[1].hist(rates, bins=[i / 10 for i in range(11)], color="#c97b2a")
     axes[1].set_title(f"pass rate ({len(rates)} scored)")
-    mix = _counter(f"{r['source']}/{r['task']}" for r in rows)
+    mix = Counter(f"{r['source']}/{r['task']}" for r in rows)
     axes[2].bar(range(len(mix)), list(mix.values()), color="#5a9e5a")
     axes[2].set_xticks(range(len(mix)), list(mix), rotation=30, fontsize=7)
     axes[2].set_title("source / task mix")

@@ -168,17 +168,15 @@ def eval_task(checkpoint: str, shards: str, catalog: str, run: str, key: str) ->
 
 
 def _snapshot(catalog: str) -> str:
-    from curation import catalog as cat
+    from curation.catalog import snapshot
 
-    with cat.connect(catalog) as con:
-        ids = [r[0] for r in con.execute("SELECT file_id FROM sources ORDER BY 1").fetchall()]
-    return _key(ids)
+    return snapshot(catalog)["sources_sha256"]
 
 
 def _file_key(path: str) -> str:
-    from curation.ingest.store import file_sha256
+    from vlmr1.hashing import sha256_file
 
-    return file_sha256(Path(path)) if Path(path).exists() else "missing"
+    return sha256_file(path) if Path(path).exists() else "missing"
 
 
 def _artifacts(stages: list[dict], name: str) -> None:

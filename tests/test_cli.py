@@ -1,7 +1,6 @@
 """The `vlmr1` console script, run as a user runs it (a subprocess)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

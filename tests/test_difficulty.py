@@ -3,27 +3,23 @@
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
 
-from curation import catalog
 from curation.difficulty import pass_at, score_recipe
-from curation.fixtures import make_coco, make_refcoco
-from curation.images import ImageCheck
-from curation.ingest import ingest_coco, ingest_refcoco
 from curation.quality.recipe import load_recipe
 from vlmr1.families import get_family
 from vlmr1.rewards import RewardBatch, score
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.rollout.openai_engine import EngineError
 from vlmr1.tiny import build_tiny_vlm
+
+from helpers import coco_and_refcoco_catalog, kill_at_marker, rows as _rows
 
 SAMPLING = Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7)
 
@@ -36,12 +32,7 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def base_catalog(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scoring")
-    db = root / "c.duckdb"
-    ingest_coco(db, make_coco(root / "coco", n_images=6), images=ImageCheck([root / "coco"]))
-    refs = make_refcoco(root / "refer", n_images=4)
-    ingest_refcoco(db, refs, images=ImageCheck([root / "refer" / "train2014"]))
-    return db
+    return coco_and_refcoco_catalog(tmp_path_factory.mktemp("scoring"), 6, 4)
 
 
 @pytest.fixture()
@@ -49,11 +40,6 @@ def db(base_catalog, tmp_path):
     copy = tmp_path / "c.duckdb"
     shutil.copy(base_catalog, copy)
     return copy
-
-
-def _rows(db, sql, *args):
-    with catalog.connect(db) as con:
-        return con.execute(sql, list(args)).fetchall()
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
@@ -199,13 +185,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp
     shutil.copy(db, clean)
     model = str(models["qwen2_5_vl"])
     marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), model, str(marker)], start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not marker.exists() and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.05)
-    assert marker.exists(), "child never reached the third partition"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    kill_at_marker(CHILD, [db, model, marker], marker, 120, "the third partition")
     assert _rows(db, "SELECT count(DISTINCT sample_id) FROM difficulty") == [(4,)]  # two partitions merged
     engine = make_engine("hf", model, batch_size=4)
     resumed = score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, partition_size=2)

@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,15 +13,12 @@ from curation import catalog
 from curation.fixtures import COCO_CATEGORIES, DEFECTS, make_coco
 from curation.ingest import ingest_coco
 
+from helpers import kill_at_marker, rows as _rows
+
 
 @pytest.fixture()
 def coco(tmp_path):
     return make_coco(tmp_path / "coco")
-
-
-def _rows(db, sql, *args):
-    with catalog.connect(db) as con:
-        return con.execute(sql, list(args)).fetchall()
 
 
 def test_round_trip_equals_pycocotools(coco, tmp_path):
@@ -140,13 +136,7 @@ def test_sigkill_mid_ingest_leaves_the_catalog_as_before_and_rerun_completes(coc
     ingest_coco(db, val)
     before = catalog.counts(db)
     marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db), str(coco), str(marker)], start_new_session=True)
-    deadline = time.monotonic() + 60
-    while not marker.exists() and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.05)
-    assert marker.exists(), "child never reached the transaction"
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    kill_at_marker(CHILD, [db, coco, marker], marker, 60, "the transaction")
     assert catalog.counts(db) == before
     summary = ingest_coco(db, coco)
     assert not summary.skipped and summary.counts["samples"] == 12

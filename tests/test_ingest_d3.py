@@ -3,15 +3,11 @@
 import json
 import pickle
 
-from curation import catalog
 from curation.fixtures import D3_DEFECTS, make_d3
 from curation.ingest.d3 import ingest_d3
 from vlmr1.records import parse_solution
 
-
-def _rows(db, sql, *args):
-    with catalog.connect(db) as con:
-        return con.execute(sql, list(args)).fetchall()
+from helpers import rows as _rows
 
 
 def test_every_image_gets_every_description_of_its_group(tmp_path):

@@ -5,16 +5,12 @@ import os
 
 import pytest
 
-from curation import catalog
 from curation.fixtures import JSONL_DEFECTS, make_vlmr1_jsonl, write_jpeg
 from curation.images import ImageCheck, probe
 from curation.ingest.jsonl import ingest_jsonl
 from vlmr1.records import parse_solution
 
-
-def _rows(db, sql, *args):
-    with catalog.connect(db) as con:
-        return con.execute(sql, list(args)).fetchall()
+from helpers import rows as _rows
 
 
 @pytest.fixture()

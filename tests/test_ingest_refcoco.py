@@ -7,16 +7,12 @@ import sys
 
 import pytest
 
-from curation import catalog
 from curation.fixtures import REFCOCO_DEFECTS, make_refcoco, py2_pickle
 from curation.ingest.refcoco import ingest_refcoco, split_by
 from curation.ingest.safe_pickle import UnsafePickle, load_plain
 from vlmr1.records import make_sample_id, parse_solution
 
-
-def _rows(db, sql, *args):
-    with catalog.connect(db) as con:
-        return con.execute(sql, list(args)).fetchall()
+from helpers import rows as _rows
 
 
 class _WritesAFile:

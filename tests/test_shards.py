@@ -2,20 +2,16 @@
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from curation import catalog
 from curation.difficulty import score_recipe
 from curation.exports import to_easyr1, to_vlmr1_jsonl
-from curation.fixtures import make_coco, make_refcoco
 from curation.images import ImageCheck
-from curation.ingest import ingest_coco, ingest_jsonl, ingest_refcoco
+from curation.ingest import ingest_jsonl
 from curation.quality.recipe import Recipe, Selection as SelectionSpec, load_recipe
 from curation.selection import equal_size, select
 from curation.shards import write_shards
@@ -25,13 +21,13 @@ from vlmr1.rollout import Sampling, make_engine
 from vlmr1.shards import ShardError, load, load_table
 from vlmr1.tiny import build_tiny_vlm
 
+from helpers import coco_and_refcoco_catalog, kill_at_marker
+
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
-    db = root / "c.duckdb"
-    ingest_coco(db, make_coco(root / "coco", n_images=12), images=ImageCheck([root / "coco"]))
-    ingest_refcoco(db, make_refcoco(root / "refer", n_images=8), images=ImageCheck([root / "refer" / "train2014"]))
+    db = coco_and_refcoco_catalog(root, 12, 8)
     model = build_tiny_vlm(root / "tiny", "qwen2_5_vl")
     s = score_recipe(db, load_recipe("none"), make_engine("hf", str(model), batch_size=8), sampling=Sampling(n=2, max_new_tokens=6, seed=1))
     return {"root": root, "db": db, "model": model, "scorer": s.scorer_key}
@@ -134,13 +130,7 @@ def test_kill_during_write_leaves_the_previous_output_and_no_manifest(world, tmp
     first = write_shards(select(world["db"], load_recipe("none"), None), world["db"], out)
     before = _files(out)
     marker = tmp_path / "marker"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(world["db"]), str(out), str(marker)], start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not marker.exists() and time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.05)
-    assert marker.exists()
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    kill_at_marker(CHILD, [world["db"], out, marker], marker, 120, "the manifest")
     assert _files(out) == before and len(load(out)) == json.loads(first.read_text())["counts"]["rows"]
     torn = [p for p in (tmp_path / ".atomic.versions").glob(".tmp-*")]
     assert torn and not any((p / "manifest.json").exists() for p in torn)  # the half-written set never looks complete

@@ -14,9 +14,6 @@ import numpy as np
 import pytest
 import yaml
 
-from curation.fixtures import make_coco, make_refcoco
-from curation.images import ImageCheck
-from curation.ingest import ingest_coco, ingest_refcoco
 from curation.quality.recipe import load_recipe
 from curation.selection import select
 from curation.shards import write_shards
@@ -28,15 +25,15 @@ from vlmr1.families import get_family
 from vlmr1.rollout.base import Completion, EngineStats
 from vlmr1.tiny import build_tiny_vlm
 
+from helpers import coco_and_refcoco_catalog
+
 STEPS = 2
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    db = root / "c.duckdb"
-    ingest_coco(db, make_coco(root / "coco", n_images=8), images=ImageCheck([root / "coco"]))
-    ingest_refcoco(db, make_refcoco(root / "refer", n_images=6), images=ImageCheck([root / "refer" / "train2014"]))
+    db = coco_and_refcoco_catalog(root, 8, 6)
     write_shards(select(db, load_recipe("none")), db, root / "shards")
     write_shards(select(db, load_recipe("none"), pool="eval"), db, root / "eval_shards")
     model = build_tiny_vlm(root / "tiny", "qwen2_5_vl", warm_start_steps=120)

@@ -9,11 +9,12 @@ is the conversational form TRL's ``GRPOTrainer`` expects.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pyarrow as pa
+
+from vlmr1.hashing import sha256_file
 
 FORMAT = "vlmr1-shards/1"
 _CONTENT = pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())]))
@@ -31,14 +32,6 @@ SHARD_SCHEMA = pa.schema([
 
 class ShardError(ValueError):
     """A shard set that must not be trained on: missing, truncated or altered file, unknown format."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def read_manifest(path: str | Path) -> tuple[Path, dict]:

@@ -57,14 +57,23 @@ def stage_coco(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, 
                absent: int = 3, seed: int = 0) -> int:
     """Fill the staging tables from one COCO file; return its record count."""
     split = split or split_name(path)
+    n_records = stage_instances(con, path)
+    _stage_samples(con, source, split, absent, seed, content_sha256)
+    for t in ("cats_ok", "imgs_ok", "anns_ok"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return n_records
+
+
+def stage_instances(con: duckdb.DuckDBPyConnection, path: Path) -> int:
+    """Read, validate and stage a COCO-format file's images and annotations; leave cats_ok/imgs_ok/anns_ok for the caller.
+
+    Shared by the COCO, RefCOCO (instances.json) and D3 readers; returns the record count.
+    """
     _load_typed(con, path)
     n_records = sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TYPED)
     _validate(con)
     con.execute("INSERT INTO new_images SELECT image_id, image_key, width, height FROM imgs_ok")
     con.execute("INSERT INTO new_anns SELECT ann_id, image_id, category_id, category, x1, y1, x2, y2, area, iscrowd FROM anns_ok")
-    _stage_samples(con, source, split, absent, seed, content_sha256)
-    for t in ("cats_ok", "imgs_ok", "anns_ok"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
     return n_records
 
 
@@ -312,7 +321,7 @@ def _stage_samples(con: duckdb.DuckDBPyConnection, source: str, split: str, abse
     rows = np.searchsorted(image_ids, pairs["image_id"].astype(np.int64))
     problems = ovd_problems(image_ids, names, rows, pairs["col"].astype(np.int64), ~pairs["crowd_only"].astype(bool), absent, seed, split)
     con.register("_problems", pa.table({"image_id": image_ids, "problem": problems}))
-    con.execute(f"""INSERT INTO new_samples BY NAME
+    con.execute("""INSERT INTO new_samples BY NAME
         SELECT left(sha256(?::VARCHAR || chr(31) || ?::VARCHAR || '/' || im.image_id), 24) AS sample_id, ?::VARCHAR AS source, ?::VARCHAR AS split,
             'ovd' AS task, im.image_key, im.width, im.height, p.problem, NULL AS problem_raw,
             coalesce(s.solution, '[]') AS solution, im.image_id, NULL AS ann_id, NULL AS ref_id, NULL AS sent_id,
@@ -320,7 +329,7 @@ def _stage_samples(con: duckdb.DuckDBPyConnection, source: str, split: str, abse
             'images' AS rec_section, NULL AS rec_index, im.image_id::VARCHAR AS rec_id
         FROM imgs_ok im JOIN _problems p USING (image_id)
         LEFT JOIN (
-            SELECT image_id, to_json(list({{'label': category, 'bbox': [x1, y1, x2, y2]}} ORDER BY ann_id))::VARCHAR AS solution,
+            SELECT image_id, to_json(list({'label': category, 'bbox': [x1, y1, x2, y2]} ORDER BY ann_id))::VARCHAR AS solution,
                 list_sort(list_distinct(list(category_id))) AS category_ids
             FROM anns_ok WHERE NOT iscrowd GROUP BY image_id
         ) s USING (image_id)""", [source, split, source, split, content_sha256])

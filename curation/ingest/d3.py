@@ -71,11 +71,7 @@ def stage_d3(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *,
     sentences = groups = None
     if pkl_dir is not None:
         sentences, groups = load_plain(pkl_dir / "sentences.pkl"), load_plain(pkl_dir / "groups.pkl")
-    coco._load_typed(con, path)
-    n_records = sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in coco.TYPED)
-    coco._validate(con)
-    con.execute("INSERT INTO new_images SELECT image_id, image_key, width, height FROM imgs_ok")
-    con.execute("INSERT INTO new_anns SELECT ann_id, image_id, category_id, category, x1, y1, x2, y2, area, iscrowd FROM anns_ok")
+    n_records = coco.stage_instances(con, path)
     names = dict(con.execute("SELECT category_id, name FROM cats_ok").fetchall())
     if groups is not None:
         rejects: list[Reject] = []

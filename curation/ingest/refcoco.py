@@ -93,12 +93,8 @@ def stage_refcoco(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: st
     """Fill the staging tables from a refs pickle and its instances.json; return the record count."""
     by = split_by(path)
     refs = load_plain(path)  # raises before anything is staged when the pickle is refused
-    coco._load_typed(con, instances)
-    n_records = sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in coco.TYPED)
-    coco._validate(con)
+    n_records = coco.stage_instances(con, instances)
     con.execute("UPDATE new_rejects SET section = 'instances.json/' || section")
-    con.execute("INSERT INTO new_images SELECT image_id, image_key, width, height FROM imgs_ok")
-    con.execute("INSERT INTO new_anns SELECT ann_id, image_id, category_id, category, x1, y1, x2, y2, area, iscrowd FROM anns_ok")
     rejects: list[Reject] = []
     rows = flatten_refs(refs, source, by, rejects)
     add_rejects(con, rejects)

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from curation import catalog
 from curation.images import ImageCheck
+from vlmr1.hashing import sha256_file
 from curation.staging import REC_REF, STAGING, TARGETS, create_staging
 
 @dataclass
@@ -58,14 +59,6 @@ class IngestSummary:
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
 
 
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def stage_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> int:
     """Put a Python reader's rows into the staging tables; return its record count."""
     rejects = [{"section": r.section, "record_index": r.record_index, "record_id": r.record_id, "reason": r.reason} for r in staged.rejects]
@@ -86,13 +79,13 @@ def add_rejects(con: duckdb.DuckDBPyConnection, rejects: list[Reject]) -> None:
 def _copy(con: duckdb.DuckDBPyConnection, staging: str, file_id: str, source: str, path: Path) -> None:
     """Move one staging table into its catalog table, stamped with the owning file."""
     target = TARGETS[staging]
-    extra = {"images": "?::VARCHAR AS source", "annotations": "?::VARCHAR AS source", "rejects": "?::VARCHAR AS path"}.get(target)
-    args = [file_id] + ([str(path) if target == "rejects" else source] if extra else [])
+    stamps = {"file_id": file_id, **({"source": source} if target in ("images", "annotations") else {}),
+              **({"path": str(path)} if target == "rejects" else {})}
     columns = "* EXCLUDE (rec_section, rec_index, rec_id)" if target == "samples" else "*"
-    select = f"SELECT {columns}, ?::VARCHAR AS file_id{', ' + extra if extra else ''} FROM {staging}"
+    select = f"SELECT {columns}, " + ", ".join(f"?::VARCHAR AS {name}" for name in stamps) + f" FROM {staging}"
     if target == "samples":  # a sample id owned by another file is not overwritten (it became a reject)
         select += " WHERE sample_id NOT IN (SELECT sample_id FROM samples)"
-    con.execute(f"INSERT INTO {target} BY NAME {select}", args)
+    con.execute(f"INSERT INTO {target} BY NAME {select}", list(stamps.values()))
 
 
 def _drop_duplicate_samples(con: duckdb.DuckDBPyConnection) -> None:
@@ -118,10 +111,10 @@ def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source
     bytes are part of the file's identity, so changing one re-ingests.
     """
     catalog_path, path = Path(catalog_path), Path(path)
-    content = file_sha256(path)
+    content = sha256_file(path)
     if images is not None:
         options = {**options, "images": images.describe()}
-    identity = [content, *(file_sha256(Path(c)) for c in companions), kind, json.dumps(options, sort_keys=True)]
+    identity = [content, *(sha256_file(Path(c)) for c in companions), kind, json.dumps(options, sort_keys=True)]
     file_id = hashlib.sha256("\x1f".join(identity).encode()).hexdigest()
     summary = IngestSummary(str(path), file_id)
     with catalog.connect(catalog_path) as con:

@@ -140,7 +140,7 @@ def training_candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: st
 
     ``pool="eval"``: the evaluation samples instead, all of them (benchmarks are not filtered by quality rules).
     """
-    in_eval = " OR ".join(["s.eval_only"] + [f"s.split GLOB '{p.replace(chr(39), chr(39) * 2)}'" for p in recipe.eval_splits])
+    in_eval = features.eval_predicate("s", recipe.eval_splits)
     if pool == "eval":
         where, args = f"({in_eval})", []
     else:

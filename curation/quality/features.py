@@ -25,6 +25,12 @@ COCO_NAME = r"(?:^|/)(?:COCO_[a-z]+20(?:14|17)_)?(\d{12})\.jpg$"
 DEFAULT_EVAL_SPLITS = ("*/val", "*/test", "*/testA", "*/testB", "val*", "test*", "minival*", "all")
 
 
+def eval_predicate(alias: str, eval_splits) -> str:
+    """SQL: the row (``alias`` of samples or sample_features) is an evaluation sample: eval-only, or its split matches a glob."""
+    globs = [f"{alias}.split GLOB '{p.replace(chr(39), chr(39) * 2)}'" for p in eval_splits]
+    return "(" + " OR ".join([f"{alias}.eval_only"] + globs) + ")"
+
+
 def compute(con: duckdb.DuckDBPyConnection, *, eval_splits: tuple[str, ...] = DEFAULT_EVAL_SPLITS, near_dup_max: int = 4,
             timings: dict | None = None, empty: bool = False) -> None:
     """(Re)build the temp table ``sample_features``; ``timings`` gets seconds per feature group.
@@ -83,7 +89,7 @@ def compute(con: duckdb.DuckDBPyConnection, *, eval_splits: tuple[str, ...] = DE
     if timings is not None:
         timings["near duplicates"] = time.perf_counter() - t0
 
-    in_eval = " OR ".join(["f.eval_only"] + [f"f.split GLOB '{p.replace(chr(39), chr(39) * 2)}'" for p in eval_splits])
+    in_eval = eval_predicate("f", eval_splits)
     step("leakage", f"""CREATE OR REPLACE TEMP TABLE _eval_images AS
         SELECT DISTINCT f.coco_name_id AS coco_id, p.sha256 FROM sample_features f LEFT JOIN _probe p ON p.path = f.image_path
         WHERE {in_eval}""")

@@ -52,7 +52,7 @@ def diff_markdown(d: RecipeDiff) -> str:
     a, b = d.a.recipe.name, d.b.recipe.name
     lines = [f"# Recipes {a} ({d.a.recipe_hash}) vs {b} ({d.b.recipe_hash})", "",
              f"{a} keeps {d.a.kept}, {b} keeps {d.b.kept} of {d.a.total}.", "",
-             f"| dropped only by | rule | samples |", "|---|---|---:|"]
+             "| dropped only by | rule | samples |", "|---|---|---:|"]
     lines += [f"| {a} | {rule} | {n} |" for rule, n in d.only_a_drops.items()]
     lines += [f"| {b} | {rule} | {n} |" for rule, n in d.only_b_drops.items()]
     if d.examples:

@@ -14,14 +14,10 @@ def model_hash(path: str | Path) -> str:
     """sha256 over the weight and config files: a local model's identity for scorer keys."""
     import hashlib
 
-    h = hashlib.sha256()
-    for f in sorted(Path(path).glob("*")):
-        if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
-            h.update(f.name.encode())
-            with open(f, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    h.update(block)
-    return h.hexdigest()[:16]
+    from vlmr1.hashing import sha256_file
+
+    files = [f for f in sorted(Path(path).glob("*")) if f.suffix in (".safetensors", ".bin", ".json") and f.is_file()]
+    return hashlib.sha256("\n".join(f"{f.name} {sha256_file(f)}" for f in files).encode()).hexdigest()[:16]
 
 
 class HFEngine:

@@ -1,0 +1,38 @@
+"""Test helpers shared by several test modules (importable: pytest puts tests/ on sys.path)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from curation import catalog
+
+
+def rows(db, sql, *args):
+    """All rows of one query on a catalog file."""
+    with catalog.connect(db) as con:
+        return con.execute(sql, list(args)).fetchall()
+
+
+def kill_at_marker(script: str, args: list, marker, timeout: float, what: str) -> None:
+    """Run ``python -c script *args``; SIGKILL it once it writes ``marker`` (it then sleeps there), and reap it."""
+    child = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not marker.exists() and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), f"child never reached {what}"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+
+
+def coco_and_refcoco_catalog(root, n_coco: int, n_refcoco: int):
+    """A catalog with a COCO and a RefCOCO fixture ingested, images probed; return its path."""
+    from curation.fixtures import make_coco, make_refcoco
+    from curation.images import ImageCheck
+    from curation.ingest import ingest_coco, ingest_refcoco
+
+    db = root / "c.duckdb"
+    ingest_coco(db, make_coco(root / "coco", n_images=n_coco), images=ImageCheck([root / "coco"]))
+    ingest_refcoco(db, make_refcoco(root / "refer", n_images=n_refcoco), images=ImageCheck([root / "refer" / "train2014"]))
+    return db
