@@ -16,10 +16,12 @@ same as an uninterrupted run's.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -166,33 +168,57 @@ def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, te
         summary.generate_seconds = engine.stats.generate_seconds - gen0
         summary.tokens, summary.completions = engine.stats.tokens - tok0, engine.stats.completions - comp0
 
-    budget = todo_total
+    plan, budget = [], todo_total
     for p_index in range(0, (len(candidates) + partition_size - 1) // partition_size):
         if budget <= 0:
             break
         chunk = [r for r in candidates[p_index * partition_size:(p_index + 1) * partition_size] if r["sample_id"] not in scored][:budget]
-        if not chunk:
-            continue
-        rows = _score_chunk(chunk, engine, spec, p_index)
+        if chunk:
+            plan.append((p_index, chunk))
+            budget -= len(chunk)
+
+    def finish(p_index: int, chunk: list[dict], outputs) -> None:
         part = work / f"part-{p_index:06d}.parquet"
-        _write_partition(part, rows)
+        _write_partition(part, _rollout_rows(chunk, outputs, engine.family, spec))
         with catalog.connect(catalog_path) as con:
             _merge(con, part, spec)
         part.unlink()
-        budget -= len(chunk)
         summary.scored_now += len(chunk)
         account()
         if progress:
             progress(summary.scored_now, todo_total, summary)
+
+    # Three stages overlap: partition p+1's images are read (and handed to the engine to preprocess) and
+    # partition p-1's rewards, parquet file and merge are done while partition p generates. Order and seeds
+    # are the plan's, so the result is the sequential one; a kill leaves at most finished files to merge.
+    with ThreadPoolExecutor(1, "score-read") as reader, ThreadPoolExecutor(1, "score-write") as writer:
+        reading = reader.submit(_requests, plan[0][1], engine, spec) if plan else None
+        writing = None
+        for n, (p_index, chunk) in enumerate(plan):
+            requests = reading.result()
+            if n + 1 < len(plan):
+                reading = reader.submit(_requests, plan[n + 1][1], engine, spec)
+            outputs = engine.generate(requests, dataclasses.replace(spec.sampling, seed=spec.sampling.seed + 1_000_003 * p_index))
+            if writing is not None:
+                writing.result()
+            writing = writer.submit(finish, p_index, chunk, outputs)
+        if writing is not None:
+            writing.result()
     account()
     return summary
 
 
-def _score_chunk(chunk: list[dict], engine: Engine, spec: ScorerSpec, p_index: int) -> list[dict]:
+def _requests(chunk: list[dict], engine: Engine, spec: ScorerSpec) -> list[Request]:
+    """Read a partition's images and build its prompts; an engine that preprocesses (hf) may start on them now."""
     requests = [Request([_load_image(r["image_path"], r["sample_id"])], build_messages(r["task"], r["problem"], spec.template)) for r in chunk]
-    sampling = spec.sampling
-    sampling = Sampling(sampling.n, sampling.temperature, sampling.top_p, sampling.max_new_tokens, sampling.seed + 1_000_003 * p_index)
-    outputs = engine.generate(requests, sampling)
+    prepare = getattr(engine, "prepare", None)
+    if prepare is not None:
+        prepare(requests)
+    return requests
+
+
+def _rollout_rows(chunk: list[dict], outputs, family, spec: ScorerSpec) -> list[dict]:
+    """Rewards of every completion, with the reward functions training uses, as ``ROLLOUT_SCHEMA`` rows."""
     completions, solutions, widths, heights, tasks, owners = [], [], [], [], [], []
     for r, outs in zip(chunk, outputs):
         for j, c in enumerate(outs):
@@ -202,7 +228,7 @@ def _score_chunk(chunk: list[dict], engine: Engine, spec: ScorerSpec, p_index: i
             heights.append(r["height"])
             tasks.append(r["task"])
             owners.append((r["sample_id"], j, c.n_tokens))
-    batch = RewardBatch.build(completions, solutions, widths, heights, tasks, engine.family.frame(), None)
+    batch = RewardBatch.build(completions, solutions, widths, heights, tasks, family.frame(), None)
     fmt = score("format", batch)
     reward = np.full(len(completions), np.nan)
     for task, name in spec.rewards.items():

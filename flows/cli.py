@@ -288,6 +288,7 @@ def score(
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai engine: server URL."),
     temperature: float = typer.Option(1.0),
     top_p: float = typer.Option(1.0),
+    top_k: int = typer.Option(0, help="0 = off, as TRL's GRPO default; match the training config"),
     max_new_tokens: int = typer.Option(256),
     seed: int = typer.Option(0),
     threshold: float = typer.Option(0.5, help="A completion passes when its task reward is at least this."),
@@ -316,7 +317,7 @@ def score(
     except (RecipeError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    sampling = Sampling(n=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    sampling = Sampling(n=k, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed)
     with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task("score", total=None, rate="")
@@ -425,6 +426,8 @@ def train(
         typer.echo(f"training failed (exit {r.returncode}){': ' + r.last_error if r.last_error else ''}; log: {r.log}", err=True)
         raise typer.Exit(1)
     typer.echo(f"trained to step {r.result['global_step']}: {r.result.get('final')}; reward log {r.result.get('reward_log')}")
+    for line in r.result.get("warnings", []):
+        typer.echo(f"warning: {line}", err=True)
 
 
 @app.command("eval")

@@ -37,6 +37,8 @@ class ScorerParams(BaseModel):
     k: int = 4
     max_new_tokens: int = 64
     temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
     seed: int = 0
     batch_size: int = 8
     family: Optional[str] = None
@@ -111,7 +113,7 @@ def score_task(catalog: str, recipe: str, scorer: dict, key: str) -> dict:
         options["base_url"] = p.base_url
     engine = make_engine(p.engine, p.model, **options)
     s = score_recipe(catalog, load_recipe(recipe), engine,
-                     sampling=Sampling(n=p.k, temperature=p.temperature, max_new_tokens=p.max_new_tokens, seed=p.seed))
+                     sampling=Sampling(n=p.k, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, max_new_tokens=p.max_new_tokens, seed=p.seed))
     md, png = write_report(catalog, s.scorer_key, Path(catalog).parent / "reports" / "difficulty" / s.scorer_key)
     return _stage("score", t0, scorer_key=s.scorer_key, candidates=s.candidates, scored_now=s.scored_now, already_scored=s.already_scored,
                   completions=s.completions, outside_generate_share=round(s.outside_generate_share, 3), report=str(md), plot=str(png),
@@ -143,7 +145,7 @@ def train_task(config: str, manifest: str, output: str, nprocs: int, key: str) -
         raise RuntimeError(f"training failed (exit {r.returncode}): {r.last_error}; log {r.log}")
     curve = _reward_curve(Path(r.result["reward_log"])) if r.result.get("reward_log") else []
     return _stage("train", t0, global_step=r.result["global_step"], final=r.result.get("final"), reward_log=r.result.get("reward_log"),
-                  log=r.log, curve=curve)
+                  log=r.log, curve=curve, warnings=r.result.get("warnings", []))
 
 
 def _reward_curve(path: Path) -> list[dict]:

@@ -66,6 +66,70 @@ def test_hf_engine_scores_every_candidate_and_rewards_are_the_training_rewards(m
     assert again.scored_now == 0 and again.completions == 0 and again.already_scored == s.candidates
 
 
+@pytest.fixture(scope="module")
+def warm_models(tmp_path_factory):
+    """Warm-started: greedy answers vary with the image and prompt, so a wrong cache or position shows."""
+    root = tmp_path_factory.mktemp("warm")
+    return {fam: build_tiny_vlm(root / fam, fam, warm_start_steps=120) for fam in ("qwen2_5_vl", "qwen2_vl")}
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
+def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_path, family):
+    """The engine prefills each prompt once and repeats its cache k times; plain ``generate`` on each request alone must agree."""
+    import torch
+    from PIL import Image
+
+    from curation.fixtures import make_coco
+    from vlmr1.prompts import build_messages
+    from vlmr1.rollout.base import Request
+
+    make_coco(tmp_path / "coco", n_images=8)
+    images = sorted((tmp_path / "coco").rglob("*.jpg"))[:6]
+    requests = [Request([Image.open(p).convert("RGB")], build_messages("rec", "the dog") if i % 2 else build_messages("ovd", f"'cat', 'dog{i}'"))
+                for i, p in enumerate(images)]
+    engine = make_engine("hf", str(warm_models[family]), batch_size=4)
+    got = engine.generate(requests, Sampling(n=3, temperature=0.0, max_new_tokens=24))
+    tok = engine.processor.tokenizer
+    texts = []
+    for r in requests:
+        inputs = engine._inputs([r])
+        with torch.inference_mode():
+            ids = engine.model.generate(**inputs, do_sample=False, max_new_tokens=24, pad_token_id=tok.pad_token_id,
+                                        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+        texts.append(tok.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+    assert len(set(texts)) > 1, "the warm model should answer differently for different requests"
+    assert [[c.text for c in row] for row in got] == [[t] * 3 for t in texts]
+    # sampled: k different continuations of one prefill, reproducible from the seed
+    sampled = engine.generate(requests[:2], Sampling(n=4, temperature=1.0, max_new_tokens=16, seed=3))
+    assert all(len({c.text for c in row}) > 1 for row in sampled)
+    assert sampled == engine.generate(requests[:2], Sampling(n=4, temperature=1.0, max_new_tokens=16, seed=3))
+
+
+def test_checkpoint_generation_defaults_do_not_change_the_sampler(warm_models, tmp_path):
+    """Qwen2.5-VL ships top_k=1, top_p=0.001, repetition_penalty=1.05; scoring must sample as TRL's GRPO does regardless."""
+    import json as _json
+
+    from PIL import Image
+
+    from vlmr1.prompts import build_messages
+    from vlmr1.rollout.base import Request
+
+    plain = tmp_path / "plain"
+    shutil.copytree(warm_models["qwen2_5_vl"], plain)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(plain, shipped)
+    config = _json.loads((shipped / "generation_config.json").read_text()) if (shipped / "generation_config.json").exists() else {}
+    config.update(do_sample=True, top_k=1, top_p=0.001, temperature=0.1, repetition_penalty=1.05)
+    (shipped / "generation_config.json").write_text(_json.dumps(config))
+    requests = [Request([Image.new("RGB", (300, 200), (40 * i, 90, 160))], build_messages("rec", "the dog")) for i in range(3)]
+    sampling = Sampling(n=4, temperature=1.0, max_new_tokens=32, seed=5)
+    a = make_engine("hf", str(plain), batch_size=3).generate(requests, sampling)
+    b_engine = make_engine("hf", str(shipped), batch_size=3)
+    assert b_engine.model.generation_config.top_k == 1  # the checkpoint's defaults are loaded ...
+    assert b_engine.generate(requests, sampling) == a  # ... and not used
+    assert all(len({c.text for c in row}) > 1 for row in a), a  # top_k=1 would have made the k rollouts copies
+
+
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
 def test_processor_resizes_exactly_as_the_family_frame_assumes(models, family):
     from PIL import Image
@@ -144,6 +208,8 @@ def test_openai_engine_with_a_failing_then_recovering_server_gives_bands(db):
         server.close()
     sent = server.payloads[-1]
     assert sent["n"] == 3 and sent["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    # every sampling knob explicit, so the server's checkpoint defaults (top_k=1, repetition_penalty=1.05) never apply
+    assert (sent["temperature"], sent["top_p"], sent["top_k"], sent["repetition_penalty"]) == (1.0, 1.0, -1, 1.0)
     by_problem = {p: (n, band, suspect) for p, n, band, suspect in _rows(db, """SELECT s.problem, d.n_pass, d.band, d.suspect_annotation
         FROM difficulty d JOIN samples s USING (sample_id)""")}
     assert by_problem[good_problem] == (2, "mixed", False)

@@ -19,7 +19,7 @@ from curation.selection import select
 from curation.shards import write_shards
 from training.config import TrainConfigError, load_config
 from training.evaluate import evaluate, rows_from_shards
-from training.grpo import ManifestMismatch, check_manifest
+from training.grpo import ManifestMismatch, check_manifest, sampler_differences
 from training.launch import LaunchSpec, run
 from vlmr1.families import get_family
 from vlmr1.rollout.base import Completion, EngineStats
@@ -148,6 +148,13 @@ def test_manifest_for_another_family_or_template_is_refused(setup, tmp_path):
         check_manifest(other, cfg)
     with pytest.raises(ManifestMismatch, match="prompt template"):
         check_manifest(dict(manifest, template="plain@1"), cfg)
+    # a scorer that sampled differently from training: each difference named, not refused
+    scored = dict(manifest, scorer={"sampling": {"n": cfg.num_generations, "temperature": 0.7, "top_p": cfg.top_p, "top_k": 50,
+                                                 "max_new_tokens": cfg.max_completion_length}})
+    said = sampler_differences(scored, cfg)
+    assert len(said) == 2 and "temperature=0.7" in said[0] and "top_k=50" in said[1]
+    same = {"n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k, "max_new_tokens": cfg.max_completion_length}
+    assert sampler_differences(dict(manifest, scorer={"sampling": same}), cfg) == []
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: x\nnum_generations: 4\nper_device_train_batch_size: 6\n")
     with pytest.raises(TrainConfigError, match=r"bad\.yaml:1: \(top level\): .*multiple of num_generations"):

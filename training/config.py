@@ -49,6 +49,8 @@ class TrainConfig(BaseModel):
     loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "grpo"
     learning_rate: float = 1e-6
     temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off (TRL's default); the scorer's Sampling uses the same convention
     max_completion_length: int = 256
     max_steps: int = -1
     num_train_epochs: float = 1.0
@@ -93,6 +95,7 @@ class TrainConfig(BaseModel):
             output_dir=str(output_dir), num_generations=self.num_generations, per_device_train_batch_size=self.per_device_train_batch_size,
             gradient_accumulation_steps=self.gradient_accumulation_steps, beta=self.beta, epsilon=self.epsilon, epsilon_high=self.epsilon_high,
             loss_type=self.loss_type, learning_rate=self.learning_rate, temperature=self.temperature,
+            top_p=self.top_p, top_k=self.top_k,
             max_completion_length=self.max_completion_length, max_steps=self.max_steps, num_train_epochs=self.num_train_epochs,
             save_steps=self.save_steps, logging_steps=self.logging_steps, report_to=self.report_to, seed=self.seed,
             deepspeed=self.deepspeed_config(), gradient_checkpointing=self.gradient_checkpointing, use_cpu=self.use_cpu,

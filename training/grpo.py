@@ -42,7 +42,22 @@ def check_manifest(manifest: dict, cfg: TrainConfig) -> list[str]:
     template = get_template(cfg.template).key()
     if manifest.get("template") != template:
         raise ManifestMismatch(f"shards use prompt template {manifest.get('template')!r}, this training config {template!r}")
-    return warnings
+    return warnings + sampler_differences(manifest, cfg)
+
+
+def sampler_differences(manifest: dict, cfg: TrainConfig) -> list[str]:
+    """Where the scorer sampled differently from this training run: its pass rates then describe another policy's rollouts.
+
+    A warning, not a refusal: scoring at another k or length is a deliberate
+    trade; the run says so instead of letting the labels look exact.
+    """
+    sampling = ((manifest.get("scorer") or {}).get("sampling")) or {}
+    if not sampling:
+        return []
+    training = {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k, "n": cfg.num_generations,
+                "max_new_tokens": cfg.max_completion_length}
+    return [f"difficulty was scored with {name}={sampling.get(name, 'unrecorded')!r}, training samples with {name}={value!r}: "
+            "pass rates describe another sampler" for name, value in training.items() if sampling.get(name) != value]
 
 
 class RewardLog:
@@ -133,6 +148,9 @@ def train(cfg: TrainConfig, manifest_path: str | Path, output_dir: str | Path, r
     output_dir = Path(output_dir)
     _, manifest = read_manifest(manifest_path)
     warnings = check_manifest(manifest, cfg)
+    if int(os.environ.get("RANK", "0")) == 0:
+        for line in warnings:
+            print(f"VLMR1_WARNING {line}", flush=True)
     family = cfg.family_obj()
     dataset = load(manifest_path).select_columns(["prompt", "image", "solution", "width", "height", "task", "sample_id"])
     rank = int(os.environ.get("RANK", "0"))

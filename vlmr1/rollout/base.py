@@ -13,6 +13,7 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int = 0
+    top_k: int = 0              # 0 = off, TRL's GRPOConfig default (transformers' generate would otherwise apply 50)
 
     def to_dict(self) -> dict:
         return asdict(self)

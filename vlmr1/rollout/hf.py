@@ -1,9 +1,10 @@
-"""transformers ``generate``: batched across requests, ``num_return_sequences=k``, left padding. The CPU default."""
+"""transformers ``generate``: batched across requests (left padding), one prefill per request, k continuations of it. The CPU default."""
 
 from __future__ import annotations
 
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from vlmr1.families import Family, family_of_model
@@ -21,7 +22,8 @@ def model_hash(path: str | Path) -> str:
 
 
 class HFEngine:
-    def __init__(self, model: str, *, family: Family | None = None, batch_size: int = 8, device: str = "cpu", dtype: str = "float32"):
+    def __init__(self, model: str, *, family: Family | None = None, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
+                 generation_overrides: dict | None = None):
         import torch
         from transformers import AutoModelForImageTextToText
 
@@ -30,19 +32,101 @@ class HFEngine:
         self.path = str(model)
         self.family = family or family_of_model(model)
         self.batch_size = batch_size
+        self.generation_overrides = dict(generation_overrides or {})  # e.g. min_new_tokens for benchmarks; part of describe()
         self.device = device
         self.processor = load_processor(model, self.family)
         self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
         self.stats = EngineStats()
+        self._prepared: dict[tuple, tuple] = {}
+        self._lock = threading.Lock()
         self._hash = model_hash(model)
 
     def describe(self) -> dict:
-        return {"engine": "hf", "model": self.path, "model_hash": self._hash}
+        extra = {"generation_overrides": self.generation_overrides} if self.generation_overrides else {}
+        return {"engine": "hf", "model": self.path, "model_hash": self._hash, **extra}
+
+    def prepare(self, requests: list[Request]) -> None:
+        """Preprocess the first batch of a later ``generate(requests)`` now (the caller runs this on its reader thread).
+
+        Within a call, batch i+1 is preprocessed while batch i generates; this
+        does the same for the first batch of the next call, so a scoring run's
+        partitions follow each other without a pause in generation. Entries
+        hold their requests, so an id is never reused while it is a key.
+        """
+        first = requests[:self.batch_size]
+        if first:
+            inputs = self._inputs(first)
+            with self._lock:
+                self._prepared[tuple(map(id, first))] = (first, inputs)
+                while len(self._prepared) > 2:  # prepared and never generated: forget the oldest
+                    self._prepared.pop(next(iter(self._prepared)))
+
+    def _first_inputs(self, pool: ThreadPoolExecutor, requests: list[Request]) -> Future:
+        first = requests[:self.batch_size]
+        with self._lock:
+            hit = self._prepared.pop(tuple(map(id, first)), None)
+        if hit is None:
+            return pool.submit(self._inputs, first)
+        done = Future()
+        done.set_result(hit[1])
+        return done
 
     def _inputs(self, batch: list[Request]):
         texts = [self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in batch]
         images = [img for r in batch for img in r.images] or None
         return self.processor(text=texts, images=images, return_tensors="pt", padding=True).to(self.device)
+
+    def _generate(self, inputs, sampling: Sampling):
+        """One prefill per request, then k sampled continuations of it.
+
+        ``generate(num_return_sequences=k)`` copies every prompt k times
+        before the prefill, so the vision tower and the prompt's forward pass
+        run k times for the same image. Here the prompts but their last token
+        run once; their keys and values are copied k times into a static
+        cache sized for the whole generation (a growing cache re-copies
+        itself every token), Qwen-VL's M-RoPE offsets (``rope_deltas``) are
+        repeated to match, and ``generate`` goes on from that cache
+        (transformers' "continue from past key values" path). The tokens are
+        those of plain ``generate``: a test checks greedy outputs match.
+        Sampling follows TRL's GRPO generation (top_k off unless set, the
+        image token suppressed), so the difficulty measured is the one
+        training will see.
+        """
+        import torch
+        from transformers import StaticCache
+
+        k = sampling.n
+        per_token = [name for name in ("input_ids", "attention_mask", "mm_token_type_ids") if name in inputs]
+        length = inputs["input_ids"].shape[1]
+        with torch.inference_mode():
+            head = {name: (v[:, :-1] if name in per_token else v) for name, v in inputs.items()}
+            prefix = self.model(**head, use_cache=True, logits_to_keep=1).past_key_values
+            cache = StaticCache(config=self.model.config, max_cache_len=length + sampling.max_new_tokens)
+            for src, dst in zip(prefix.layers, cache.layers):
+                dst.update(src.keys.repeat_interleave(k, dim=0), src.values.repeat_interleave(k, dim=0))
+            del prefix
+            inner = self.model.model
+            if getattr(inner, "rope_deltas", None) is not None:
+                inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
+            return self.model.generate(**{name: inputs[name].repeat_interleave(k, dim=0) for name in per_token}, past_key_values=cache,
+                                       generation_config=self._generation_config(sampling))
+
+    def _generation_config(self, sampling: Sampling):
+        """Built from ``sampling`` alone, as TRL's GRPOTrainer builds its own.
+
+        A checkpoint's generation_config.json is not inherited: Qwen2.5-VL
+        ships top_k=1, top_p=0.001 and repetition_penalty=1.05, under which
+        k rollouts are near copies and every sample looks zero-variance.
+        """
+        from transformers import GenerationConfig
+
+        tok = self.processor.tokenizer
+        options = {"do_sample": False}
+        if sampling.temperature > 0:
+            options = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
+        return GenerationConfig(max_new_tokens=sampling.max_new_tokens, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+                                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), suppress_tokens=[self.model.config.image_token_id],
+                                repetition_penalty=1.0, **self.generation_overrides, **options)
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Completion]]:
         """Batches of ``batch_size`` requests; the next batch is preprocessed on a thread while this one generates."""
@@ -52,22 +136,16 @@ class HFEngine:
         tok = self.processor.tokenizer
         starts = list(range(0, len(requests), self.batch_size))
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(self._inputs, requests[0:self.batch_size]) if starts else None
+            pending = self._first_inputs(pool, requests) if starts else None
             for n_batch, start in enumerate(starts):
                 batch = requests[start:start + self.batch_size]
                 inputs = pending.result()
                 if n_batch + 1 < len(starts):
                     nxt = starts[n_batch + 1]
                     pending = pool.submit(self._inputs, requests[nxt:nxt + self.batch_size])
-                greedy = sampling.temperature <= 0
                 torch.manual_seed(sampling.seed + start)
                 t0 = time.perf_counter()
-                with torch.inference_mode():
-                    ids = self.model.generate(
-                        **inputs, max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n, do_sample=not greedy,
-                        temperature=None if greedy else sampling.temperature, top_p=None if greedy else sampling.top_p,
-                        pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                    )
+                ids = self._generate(inputs, sampling)
                 self.stats.generate_seconds += time.perf_counter() - t0
                 new = ids[:, inputs["input_ids"].shape[1]:]
                 lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
