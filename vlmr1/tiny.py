@@ -85,10 +85,23 @@ def warm_start(model, processor, steps: int, seed: int = 0, batch: int = 16) -> 
     model.eval()
 
 
-def build_tiny_vlm(out: str | Path, family: str = "qwen2_5_vl", seed: int = 0, warm_start_steps: int = 0) -> Path:
+# Qwen2.5-VL-3B-Instruct's published dimensions (config.json): for GPU throughput with random weights, no download.
+QWEN2_5_VL_3B = {
+    "text": dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                 num_key_value_heads=2, head_dim=128, max_position_embeddings=128000, tie_word_embeddings=True,
+                 rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}),
+    "vision": dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048, patch_size=14,
+                   spatial_merge_size=2, temporal_patch_size=2, fullatt_block_indexes=[7, 15, 23, 31], window_size=112),
+}
+
+
+def build_tiny_vlm(out: str | Path, family: str = "qwen2_5_vl", seed: int = 0, warm_start_steps: int = 0, dims: dict | None = None,
+                   dtype: str = "float32") -> Path:
     """Save a tiny model + tokenizer + processor of ``family`` to ``out``; return ``out``.
 
     ``warm_start_steps`` > 0 teaches it the answer formats first (``warm_start``), offline, in seconds.
+    ``dims`` (``{"text": ..., "vision": ...}``, e.g. ``QWEN2_5_VL_3B``) replaces the tiny sizes: a
+    random-weight model of real size, with the same small tokenizer, for throughput benchmarks.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -127,8 +140,11 @@ def build_tiny_vlm(out: str | Path, family: str = "qwen2_5_vl", seed: int = 0, w
         vision = dict(depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
     else:
         raise ValueError(f"no tiny builder for family {family!r}")
+    if dims:
+        text = {**text, **dims.get("text", {})}
+        vision = {**vision, **dims.get("vision", {})}
     torch.manual_seed(seed)
-    model = Model(Config(text_config=text, vision_config=vision, **common)).eval()
+    model = Model(Config(text_config=text, vision_config=vision, **common)).to(getattr(torch, dtype)).eval()
     if warm_start_steps:
         warm_start(model, proc, warm_start_steps, seed)
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
