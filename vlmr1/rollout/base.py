@@ -45,6 +45,9 @@ class EngineStats:
 
 
 class Engine(Protocol):
+    """What scoring and evaluation call. An engine may also have ``prepare(requests)``: called on a reader thread
+    with the requests of a later ``generate`` call, so it can preprocess them while the current call generates."""
+
     family: "object"
     stats: EngineStats
 
