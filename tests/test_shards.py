@@ -91,6 +91,8 @@ def test_load_round_trips_prompts_images_and_solutions_through_trl(world, tmp_pa
                 assert row["image"].size == original.size and row["image"].convert("RGB").tobytes() == original.convert("RGB").tobytes()
             text = maybe_apply_chat_template({"prompt": row["prompt"]}, processor)["prompt"]
             assert "<|image_pad|>" in text and r["problem"].split(",")[0].strip("'") in text
+            # the prompt GRPO trains on is, character for character, the one the scorer measured difficulty with
+            assert text == processor.apply_chat_template(expected, add_generation_prompt=True, tokenize=False)
 
 
 def test_tampered_or_truncated_shards_are_refused_with_the_file_named(world, tmp_path):
