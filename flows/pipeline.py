@@ -113,7 +113,8 @@ def score_task(catalog: str, recipe: str, scorer: dict, key: str) -> dict:
         options["base_url"] = p.base_url
     engine = make_engine(p.engine, p.model, **options)
     s = score_recipe(catalog, load_recipe(recipe), engine,
-                     sampling=Sampling(n=p.k, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, max_new_tokens=p.max_new_tokens, seed=p.seed))
+                     sampling=Sampling(n=p.k, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, max_new_tokens=p.max_new_tokens,
+                                       seed=p.seed))
     md, png = write_report(catalog, s.scorer_key, Path(catalog).parent / "reports" / "difficulty" / s.scorer_key)
     return _stage("score", t0, scorer_key=s.scorer_key, candidates=s.candidates, scored_now=s.scored_now, already_scored=s.already_scored,
                   completions=s.completions, outside_generate_share=round(s.outside_generate_share, 3), report=str(md), plot=str(png),

@@ -148,12 +148,12 @@ def train(cfg: TrainConfig, manifest_path: str | Path, output_dir: str | Path, r
     output_dir = Path(output_dir)
     _, manifest = read_manifest(manifest_path)
     warnings = check_manifest(manifest, cfg)
-    if int(os.environ.get("RANK", "0")) == 0:
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
         for line in warnings:
             print(f"VLMR1_WARNING {line}", flush=True)
     family = cfg.family_obj()
     dataset = load(manifest_path).select_columns(["prompt", "image", "solution", "width", "height", "task", "sample_id"])
-    rank = int(os.environ.get("RANK", "0"))
     log = RewardLog(output_dir / "reward_log", rank)
     frame = family.frame()
     rewards = [log.wrap(name, trl_reward(name, frame)) for name in cfg.rewards]

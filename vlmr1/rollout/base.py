@@ -18,6 +18,11 @@ class Sampling:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def vllm_extras(self) -> dict:
+        """vLLM's spelling of the knobs a checkpoint's generation_config would otherwise set (Qwen2.5-VL ships top_k=1,
+        repetition_penalty=1.05; ``LLM`` and ``vllm serve`` apply them to whatever a request leaves out). top_k off is -1 there."""
+        return {"top_k": self.top_k or -1, "repetition_penalty": 1.0}
+
 
 @dataclass
 class Request:

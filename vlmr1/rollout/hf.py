@@ -88,9 +88,6 @@ class HFEngine:
         repeated to match, and ``generate`` goes on from that cache
         (transformers' "continue from past key values" path). The tokens are
         those of plain ``generate``: a test checks greedy outputs match.
-        Sampling follows TRL's GRPO generation (top_k off unless set, the
-        image token suppressed), so the difficulty measured is the one
-        training will see.
         """
         import torch
         from transformers import StaticCache

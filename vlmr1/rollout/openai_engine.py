@@ -20,12 +20,6 @@ from vlmr1.rollout.base import Completion, EngineStats, Request, Sampling
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 
 
-def server_sampling(sampling: Sampling) -> dict:
-    """vLLM/SGLang sampling extensions, always sent: ``vllm serve`` otherwise applies the checkpoint's
-    generation_config (Qwen2.5-VL: top_k=1, repetition_penalty=1.05) to every request that leaves them out."""
-    return {"top_k": sampling.top_k or -1, "repetition_penalty": 1.0}
-
-
 class EngineError(RuntimeError):
     """The server refused a request, or kept failing after every retry."""
 
@@ -90,7 +84,7 @@ class OpenAIEngine:
         while len(out) < sampling.n:  # some servers return fewer choices than n: ask again for the rest
             payload = {"model": self.model, "messages": messages, "n": sampling.n - len(out), "temperature": sampling.temperature,
                        "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": sampling.seed + index,
-                       **server_sampling(sampling)}
+                       **sampling.vllm_extras()}
             body = self._post(payload, index)
             choices = body.get("choices") or []
             if not choices:

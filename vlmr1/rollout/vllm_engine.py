@@ -31,9 +31,8 @@ class VLLMEngine:
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        # every knob explicit (vLLM's top_k off is -1): nothing comes from the checkpoint's generation_config
-        params = SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k or -1,
-                                repetition_penalty=1.0, max_tokens=sampling.max_new_tokens, seed=sampling.seed)
+        params = SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
+                                seed=sampling.seed, **sampling.vllm_extras())
         prompts = [{"prompt": self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False),
                     "multi_modal_data": {"image": r.images if len(r.images) > 1 else r.images[0]}} for r in requests]
         t0 = time.perf_counter()
