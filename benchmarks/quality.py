@@ -23,7 +23,7 @@ from rich.table import Table
 
 from curation import catalog
 from curation.quality import features
-from curation.quality.apply import evaluate
+from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import Recipe, RuleSpec
 from curation.quality.rules import BUILTIN
 
@@ -91,7 +91,7 @@ def main() -> None:
         build(db, args.samples, args.images)
         console.print(f"built a synthetic catalog in {time.perf_counter() - t0:.1f} s: {catalog.counts(db)}")
         t0 = time.perf_counter()
-        r = evaluate(db, recipe)
+        r = evaluate_recipe(db, recipe)
         total = time.perf_counter() - t0
     table = Table("step", "seconds", "flagged", title=f"all {len(BUILTIN)} built-in rules, {r.total:,} samples, {args.images:,} images")
     for name, s in r.seconds_features.items():

@@ -34,7 +34,8 @@ from curation.difficulty import score_recipe
 from curation.fixtures import make_coco
 from curation.images import ImageCheck
 from curation.ingest import ingest_coco
-from curation.quality.apply import training_candidates
+from curation.quality.apply import evaluate_recipe
+from curation.selection import candidates as training_candidates
 from curation.quality.recipe import load_recipe
 from vlmr1.prompts import build_messages
 from vlmr1.rollout import Sampling, make_engine
@@ -89,6 +90,7 @@ def main() -> None:
         device = {"device": args.device, "dtype": args.dtype}
         engine = make_engine("hf", model, batch_size=args.batch, generation_overrides=fixed, **device)
         recipe = load_recipe("none")
+        evaluate_recipe(db, recipe)
         warm_up = [Request([Image.new("RGB", (320, 240))], build_messages("rec", "a dog"))]  # first-call allocations out of every row
         engine.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
         t0 = time.perf_counter()

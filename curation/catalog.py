@@ -16,6 +16,8 @@ from typing import Iterator
 
 import duckdb
 
+from vlmr1.hashing import content_hash
+
 _PID = re.compile(r"PID (\d+)")
 
 
@@ -170,6 +172,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        3,
+        [
+            # the catalog state a recipe's flags were computed on: readers of candidates refuse stale flags
+            "ALTER TABLE recipes ADD COLUMN sources_sha256 VARCHAR",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -231,12 +240,38 @@ def counts(path: str | Path) -> dict[str, int]:
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in sorted(tables)}
 
 
+def sources_sha256(con: duckdb.DuckDBPyConnection) -> str:
+    """The catalog's content as one hash: of its source files' identities (a changed, added or removed file changes it)."""
+    ids = [r[0] for r in con.execute("SELECT file_id FROM sources ORDER BY file_id").fetchall()]
+    return content_hash("\n".join(ids), full=True)
+
+
 def snapshot(path: str | Path) -> dict:
     """What a catalog holds, as a hash of its source files' identities: shards record it, flows key their caches on it."""
-    import hashlib
-
     with connect(path) as con:
-        ids = [r[0] for r in con.execute("SELECT file_id FROM sources ORDER BY file_id").fetchall()]
+        n = con.execute("SELECT count(*) FROM sources").fetchone()[0]
         version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
-    return {"path": str(Path(path).resolve()), "schema_version": version, "sources": len(ids),
-            "sources_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest()}
+        digest = sources_sha256(con)
+    return {"path": str(Path(path).resolve()), "schema_version": version, "sources": n, "sources_sha256": digest}
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK on any exception (a KeyboardInterrupt included) and re-raise."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, table) -> Iterator[str]:
+    """An Arrow table visible to SQL as ``name`` for the block's duration."""
+    con.register(name, table)
+    try:
+        yield name
+    finally:
+        con.unregister(name)

@@ -32,8 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import catalog
-from curation.quality.apply import evaluate, is_evaluated, training_candidates
 from curation.quality.recipe import Recipe
+from curation.selection import candidates as training_candidates
 from vlmr1.prompts import build_messages, get_template
 from vlmr1.rewards import REGISTRY, RewardBatch, score
 from vlmr1.rollout.base import Engine, Request, Sampling
@@ -146,8 +146,6 @@ def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, te
     for tmp in work.glob("*.tmp"):
         tmp.unlink()  # torn writes of a killed run
     merged_leftovers = 0
-    if not is_evaluated(catalog_path, recipe):
-        evaluate(catalog_path, recipe)  # the recipe's flags decide the candidates
     with catalog.connect(catalog_path) as con:
         con.execute("INSERT INTO scorers (scorer_key, spec) SELECT ?, ? WHERE ? NOT IN (SELECT scorer_key FROM scorers)",
                     [key, json.dumps({**spec.canonical(), "engine": engine.describe()}, sort_keys=True), key])

@@ -14,9 +14,50 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
+
 from curation import catalog
-from curation.quality.apply import evaluate, is_evaluated, training_candidates
+from curation.quality import features
 from curation.quality.recipe import Recipe
+
+
+class StaleQuality(RuntimeError):
+    """A recipe's quality flags are missing, or were computed on another catalog state than the current one."""
+
+
+def check_quality(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
+    """Raise ``StaleQuality`` unless ``recipe``'s flags were computed on the catalog as it is now.
+
+    Flags never get recomputed behind a caller's back: an ingest after ``vlmr1 quality`` adds samples the
+    recipe never looked at, and they would otherwise reach scoring and shards unfiltered.
+    """
+    row = con.execute("SELECT sources_sha256 FROM recipes WHERE recipe_hash = ?", [recipe.hash]).fetchone()
+    now = catalog.sources_sha256(con)
+    catalog_path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    if row is None:
+        raise StaleQuality(f"recipe {recipe.name!r} ({recipe.hash}) has no quality flags in {catalog_path}; "
+                           f"run `vlmr1 quality {recipe.name} --catalog {catalog_path}` first")
+    if row[0] != now:
+        raise StaleQuality(f"recipe {recipe.name!r} ({recipe.hash}) was evaluated on catalog snapshot {str(row[0])[:12]}, "
+                           f"the catalog {catalog_path} is now at {now[:12]}: re-run `vlmr1 quality {recipe.name}`")
+
+
+def candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: str = "train") -> list[dict]:
+    """Samples the recipe keeps that may be trained on (not eval-only, not in an evaluation split), by sample id.
+
+    ``pool="eval"``: the evaluation samples instead, all of them (benchmarks are not filtered by quality rules).
+    Training candidates need the recipe's flags to be current (``check_quality``).
+    """
+    in_eval = features.eval_predicate("s", recipe.eval_splits)
+    if pool == "eval":
+        where, args = f"({in_eval})", []
+    else:
+        check_quality(con, recipe)
+        dropped = "SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'"
+        where, args = f"NOT ({in_eval}) AND s.sample_id NOT IN ({dropped})", [recipe.hash]
+    rows = con.execute(f"SELECT s.* EXCLUDE (attributes, category_ids) FROM samples s WHERE {where} ORDER BY s.sample_id", args)
+    columns = [d[0] for d in rows.description]
+    return [dict(zip(columns, r)) for r in rows.fetchall()]
 
 
 def rank(seed: int, sample_id: str) -> str:
@@ -64,17 +105,15 @@ def balance(rows: list[dict], key: str, total: int, seed: int) -> list[dict]:
 
 def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = None, pool: str = "train") -> Selection:
     """``pool="eval"`` selects the evaluation samples (evaluation splits, eval-only pools) unfiltered, for ``training.evaluate``."""
-    if not is_evaluated(catalog_path, recipe):
-        evaluate(catalog_path, recipe)
     s = recipe.selection
     with catalog.connect(catalog_path) as con:
         total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
         if pool == "eval":
-            rows = training_candidates(con, recipe, pool="eval")
+            rows = candidates(con, recipe, pool="eval")
             for r in rows:
                 r.update(pass_rate=None, reward_std=None, band=None, n_pass=None, k=None)
             return Selection(recipe, None, rows, [("catalog", total), ("evaluation samples", len(rows))])
-        rows = training_candidates(con, recipe)
+        rows = candidates(con, recipe)
         funnel = [("catalog", total), ("after quality drops and evaluation samples", len(rows))]
         if scorer_key is not None:
             if not con.execute("SELECT 1 FROM scorers WHERE scorer_key = ?", [scorer_key]).fetchone():

@@ -244,7 +244,7 @@ def quality(
     from rich.table import Table
 
     from curation.catalog import CatalogBusy
-    from curation.quality.apply import RuleError, diff as recipe_diff, evaluate
+    from curation.quality.apply import RuleError, diff as recipe_diff, evaluate_recipe
     from curation.quality.recipe import RecipeError, load_recipe
     from curation.quality.report import diff_markdown, write_report
 
@@ -261,7 +261,7 @@ def quality(
             return
         if recipe is None:
             raise typer.BadParameter("give a RECIPE, or --diff A B")
-        r = evaluate(catalog, load_recipe(recipe))
+        r = evaluate_recipe(catalog, load_recipe(recipe))
     except (RecipeError, RuleError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -274,6 +274,23 @@ def quality(
     console.print(table)
     md, png = write_report(r, out or catalog.parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
     console.print(f"kept {r.kept} of {r.total} ({r.eval_samples} evaluation samples are never trained on); written: {md}, {png}")
+
+
+def _fresh_quality(catalog: Path, recipe) -> None:
+    """The CLI's side of ``StaleQuality``: recompute missing or stale flags (seconds at 1M samples) and say so."""
+    from curation import catalog as cat
+    from curation.quality.apply import evaluate_recipe
+    from curation.selection import StaleQuality, check_quality
+
+    with cat.connect(catalog) as con:
+        try:
+            check_quality(con, recipe)
+            return
+        except StaleQuality as exc:
+            reason = str(exc)
+    typer.echo(f"{reason.split(':')[0]}: re-evaluating its quality flags now", err=True)
+    r = evaluate_recipe(catalog, recipe)
+    typer.echo(f"recipe {recipe.name!r}: kept {r.kept} of {r.total} samples on the current catalog", err=True)
 
 
 @app.command()
@@ -308,6 +325,7 @@ def score(
     console = Console()
     try:
         r = load_recipe(recipe)
+        _fresh_quality(catalog, r)
         options = {"family": get_family(family)} if family else {}
         if engine == "openai":
             options = {"family": family or "qwen2_5_vl", "base_url": base_url}
@@ -359,7 +377,11 @@ def shard(
 
     console = Console()
     try:
-        selections = [select(catalog, load_recipe(r), scorer, pool="eval" if eval_pool else "train") for r in recipes]
+        loaded = [load_recipe(r) for r in recipes]
+        if not eval_pool:
+            for r in loaded:
+                _fresh_quality(catalog, r)
+        selections = [select(catalog, r, scorer, pool="eval" if eval_pool else "train") for r in loaded]
     except (RecipeError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -444,13 +466,13 @@ def eval_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from training.evaluate import evaluate, rows_from_shards, write_results
+    from training.evaluate import evaluate_model, rows_from_shards, write_results
     from vlmr1.rollout import make_engine
 
     eng = make_engine(engine, str(checkpoint))
     table = Table("data", "split", "task", "n", "metrics", title=f"evaluation of {checkpoint}")
     for d in data:
-        results = evaluate(eng, rows_from_shards(d), template=template, max_new_tokens=max_new_tokens)
+        results = evaluate_model(eng, rows_from_shards(d), template=template, max_new_tokens=max_new_tokens)
         path = write_results(results, checkpoint, d.name)
         if catalog is not None:
             from curation.evaluations import record

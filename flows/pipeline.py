@@ -84,12 +84,12 @@ def ingest_task(catalog: str, source: dict) -> dict:
 
 @task(name="quality", cache_key_fn=_by_key, persist_result=True)
 def quality_task(catalog: str, recipe: str, key: str) -> dict:
-    from curation.quality.apply import evaluate
+    from curation.quality.apply import evaluate_recipe
     from curation.quality.recipe import load_recipe
     from curation.quality.report import write_report
 
     t0 = time.perf_counter()
-    r = evaluate(catalog, load_recipe(recipe))
+    r = evaluate_recipe(catalog, load_recipe(recipe))
     md, png = write_report(r, Path(catalog).parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
     return _stage("quality", t0, recipe_hash=r.recipe_hash, samples_in=r.total, kept=r.kept, report=str(md), plot=str(png),
                   funnel=[{"rule": f.rule, "action": f.action, "flagged": f.flagged, "unique": f.unique, "kept_after": f.kept_after} for f in r.funnel])
@@ -160,11 +160,11 @@ def _reward_curve(path: Path) -> list[dict]:
 @task(name="evaluate", cache_key_fn=_by_key, persist_result=True)
 def eval_task(checkpoint: str, shards: str, catalog: str, run: str, key: str) -> dict:
     from curation.evaluations import record
-    from training.evaluate import evaluate, rows_from_shards, write_results
+    from training.evaluate import evaluate_model, rows_from_shards, write_results
     from vlmr1.rollout import make_engine
 
     t0 = time.perf_counter()
-    results = evaluate(make_engine("hf", checkpoint), rows_from_shards(shards), max_new_tokens=48)
+    results = evaluate_model(make_engine("hf", checkpoint), rows_from_shards(shards), max_new_tokens=48)
     path = write_results(results, checkpoint, Path(shards).name)
     record(catalog, path, run=run)
     return _stage("evaluate", t0, results=str(path), metrics=results["metrics"])
@@ -337,12 +337,14 @@ def ablation(params: Optional[AblationParams] = None, demo: bool = False, demo_o
                                 train_config=p.train_config, scorer_key=next((s["scorer_key"] for s in base.get("stages", []) if s["stage"] == "score"), None))
     out = Path(params.output)
     snapshot = _snapshot(params.catalog)
-    pools = equal_pools_task(params.catalog, params.recipes, params.scorer_key, str(out / "shards"),
-                             key=_key(snapshot, params.recipes, params.scorer_key, str(out)))
     from curation.quality.recipe import load_recipe
 
+    stages = [quality_task(params.catalog, r, key=_key(snapshot, load_recipe(r).hash)) for r in params.recipes]
+    pools = equal_pools_task(params.catalog, params.recipes, params.scorer_key, str(out / "shards"),
+                             key=_key(snapshot, params.recipes, params.scorer_key, str(out)))
     ev = shard_task(params.catalog, params.recipes[0], None, str(out / "eval"), "eval", key=_key(snapshot, "eval", str(out)))
-    rows, stages = [], list(pools) + [ev]
+    rows = []
+    stages += list(pools) + [ev]
     for pool in pools:
         arm = out / "train" / pool["recipe"]
         trained = train_task(params.train_config, pool["manifest"], str(arm), params.nprocs,

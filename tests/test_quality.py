@@ -10,7 +10,7 @@ from curation.fixtures import make_coco, make_d3, make_refcoco, write_jpeg
 from curation.images import ImageCheck
 from curation.ingest import ingest_coco, ingest_d3, ingest_jsonl, ingest_refcoco
 from curation.ingest.safe_pickle import load_plain
-from curation.quality.apply import RuleError, diff, evaluate, flagged_ids
+from curation.quality.apply import RuleError, diff, evaluate_recipe, flagged_ids
 from curation.quality.recipe import Recipe, RecipeError, RuleSpec, load_recipe
 from curation.quality.rules import BUILTIN
 from vlmr1.prompts import REC_QUESTION
@@ -73,7 +73,7 @@ def qcat(tmp_path_factory):
 
 def _flags(db, rule, **params):
     recipe = Recipe(name=f"only-{rule}", rules=[RuleSpec(rule=rule, params=params)])
-    return flagged_ids(db, evaluate(db, recipe).recipe_hash, rule)
+    return flagged_ids(db, evaluate_recipe(db, recipe).recipe_hash, rule)
 
 
 def _eval_images(qcat):
@@ -129,11 +129,11 @@ def test_distractors_count_same_category_boxes_in_the_image(qcat):
 def test_recipes_have_independent_flags_and_rerunning_is_idempotent(qcat):
     db = qcat["db"]
     default, strict = load_recipe("default"), load_recipe("strict")
-    evaluate(db, default)
-    evaluate(db, strict)
+    evaluate_recipe(db, default)
+    evaluate_recipe(db, strict)
     with catalog.connect(db) as con:
         before = con.execute("SELECT recipe_hash, rule, sample_id, action FROM quality_flags ORDER BY ALL").fetchall()
-    again = evaluate(db, default)
+    again = evaluate_recipe(db, default)
     with catalog.connect(db) as con:
         after = con.execute("SELECT recipe_hash, rule, sample_id, action FROM quality_flags ORDER BY ALL").fetchall()
     assert before == after
@@ -142,12 +142,12 @@ def test_recipes_have_independent_flags_and_rerunning_is_idempotent(qcat):
                    for h in (default.hash, strict.hash)}
     assert default.hash != strict.hash and dropped[default.hash] < dropped[strict.hash]  # strict drops what default only flags
     assert again.funnel[-1].kept_after == again.kept < again.total
-    none = evaluate(db, load_recipe("none"))
+    none = evaluate_recipe(db, load_recipe("none"))
     assert none.kept == none.total and flagged_ids(db, none.recipe_hash) == set()
 
 
 def test_funnel_counts_are_consistent(qcat):
-    r = evaluate(qcat["db"], load_recipe("default"))
+    r = evaluate_recipe(qcat["db"], load_recipe("default"))
     drops = set()
     for row in r.funnel:
         ids = flagged_ids(qcat["db"], r.recipe_hash, row.rule)
@@ -160,14 +160,14 @@ def test_funnel_counts_are_consistent(qcat):
 def test_invalid_custom_rule_fails_with_its_name_before_any_work(qcat):
     recipe = Recipe(name="broken", rules=[RuleSpec(rule="crowd"), RuleSpec(name="my_rule", sql="no_such_column > 3")])
     with pytest.raises(RuleError, match=r"rule 'my_rule'.*no_such_column"):
-        evaluate(qcat["db"], recipe)
+        evaluate_recipe(qcat["db"], recipe)
     with catalog.connect(qcat["db"]) as con:
         assert con.execute("SELECT count(*) FROM quality_flags WHERE recipe_hash = ?", [recipe.hash]).fetchone()[0] == 0
 
 
 def test_custom_rule_with_parameters(qcat):
     recipe = Recipe(name="custom", rules=[RuleSpec(name="long_rec", sql="task = 'rec' AND expr_tokens >= {n}", params={"n": 30})])
-    assert flagged_ids(qcat["db"], evaluate(qcat["db"], recipe).recipe_hash) == {ref(952, 9520)}
+    assert flagged_ids(qcat["db"], evaluate_recipe(qcat["db"], recipe).recipe_hash) == {ref(952, 9520)}
 
 
 def test_recipe_errors_name_file_line_and_field(tmp_path):

@@ -17,6 +17,7 @@ from curation.selection import equal_size, select
 from curation.shards import write_shards
 from vlmr1.prompts import build_messages
 from vlmr1.records import parse_solution
+from curation.quality.apply import evaluate_recipe
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.shards import ShardError, load, load_table
 from vlmr1.tiny import build_tiny_vlm
@@ -59,12 +60,15 @@ def test_equal_size_pools_are_equal_and_deterministic(world, tmp_path):
 def test_selection_caps_balance_pool_and_curriculum(world):
     base = load_recipe("none")
     spec = SelectionSpec(caps={"coco": 3}, balance_by="source", pool_size=6, curriculum="easy_to_hard", seed=5)
-    sel = select(world["db"], Recipe(name="sel", rules=base.rules, selection=spec), world["scorer"])
+    custom = Recipe(name="sel", rules=base.rules, selection=spec)
+    evaluate_recipe(world["db"], custom)
+    sel = select(world["db"], custom, world["scorer"])
     sources = [r["source"] for r in sel.rows]
     assert len(sel.rows) == 6 and sources.count("coco") == 3 and sources.count("refcoco") == 3
     rates = [r["pass_rate"] for r in sel.rows]
     assert rates == sorted(rates, reverse=True)
     band = Recipe(name="band", rules=[], selection=SelectionSpec(difficulty={"min_pass_rate": 0.5, "max_pass_rate": 1.0}))
+    evaluate_recipe(world["db"], band)
     assert all(r["pass_rate"] >= 0.5 for r in select(world["db"], band, world["scorer"]).rows)
 
 

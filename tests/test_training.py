@@ -18,7 +18,7 @@ from curation.quality.recipe import load_recipe
 from curation.selection import select
 from curation.shards import write_shards
 from training.config import TrainConfigError, load_config
-from training.evaluate import evaluate, rows_from_shards
+from training.evaluate import evaluate_model, rows_from_shards
 from training.grpo import ManifestMismatch, check_manifest, sampler_differences
 from training.launch import LaunchSpec, run
 from vlmr1.families import get_family
@@ -200,9 +200,9 @@ def test_evaluation_scores_known_answers(setup):
     keys = [(r["problem"], _pixels(r)) for r in rows]
     rows = [r for r, k in zip(rows, keys) if keys.count(k) == 1]  # the planted non-unique reference has no single right answer
     assert {r["task"] for r in rows} == {"rec"} and len(rows) > 3
-    perfect = evaluate(Scripted(rows), rows)
+    perfect = evaluate_model(Scripted(rows), rows)
     assert all(m["acc@0.5"] == 1.0 and m["mean_iou"] == pytest.approx(1.0) for m in perfect["metrics"].values())
-    shifted = evaluate(Scripted(rows, shift=6.0), rows)
+    shifted = evaluate_model(Scripted(rows, shift=6.0), rows)
     frame = get_family("qwen2_5_vl").frame()
     for key, m in shifted["metrics"].items():
         split = key.rsplit("/", 1)[0]
@@ -214,15 +214,6 @@ def test_evaluation_scores_known_answers(setup):
             pred = frame.to_original(frame.from_original([gt], r["width"], r["height"]) + [6.0, 0, 6.0, 0], r["width"], r["height"])[0]
             ious.append(float(iou_pairwise(pred[None], gt[None])[0]))
         assert m["mean_iou"] == pytest.approx(np.mean(ious)) and m["acc@0.5"] == pytest.approx(np.mean([v >= 0.5 for v in ious]))
-
-
-def test_ovd_map_is_dataset_level(setup):
-    from training.evaluate import coco_map
-
-    gts = [[("dog", (0, 0, 10, 10))], [("dog", (0, 0, 10, 10)), ("cat", (20, 20, 40, 40))]]
-    assert coco_map(gts, gts) == (1.0, 1.0)
-    m, ap50 = coco_map(gts, [[("dog", (0, 0, 10, 10))], []])  # image 2 missed both: dog recall 1/2, cat 0
-    assert ap50 == pytest.approx((0.5 + 0.0) / 2, abs=0.01) and m < ap50 + 1e-9
 
 
 def test_cli_eval_writes_json_and_catalog_rows(setup, one_process):

@@ -96,11 +96,13 @@ def coco_ap_flat(
     dt_case: np.ndarray,
     dt_label: np.ndarray,
     dt_box: np.ndarray,
+    max_dets: int = MAX_DETS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(mAP@[.5:.95], AP50) per case from flat arrays; NaN where a case has no GT.
 
     ``*_case`` index the case, ``*_label`` are integer label ids (equal ids =
-    same category), boxes are xyxy; detections are in answer order.
+    same category), boxes are xyxy; detections are in answer order. ``max_dets`` caps detections per case and
+    category (COCOeval's maxDets).
     """
     gt_case, gt_label = np.asarray(gt_case, np.int64), np.asarray(gt_label, np.int64)
     dt_case, dt_label = np.asarray(dt_case, np.int64), np.asarray(dt_label, np.int64)
@@ -120,7 +122,7 @@ def coco_ap_flat(
     keep = groups[pos] == d_key  # detections of labels absent from the GT play no part
     d_group, d_xywh = pos[keep], d_xywh[keep]
     d_rank = _rank_within(d_group, n_groups)
-    under_cap = d_rank < MAX_DETS
+    under_cap = d_rank < max_dets
     d_group, d_xywh, d_rank = d_group[under_cap], d_xywh[under_cap], d_rank[under_cap]
     g_rank = _rank_within(g_group, n_groups)
     nd = np.bincount(d_group, minlength=n_groups)

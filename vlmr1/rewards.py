@@ -28,7 +28,7 @@ import numpy as np
 
 from vlmr1.answers import parse_ovd, parse_rec_box, split_tags, normalize_label
 from vlmr1.boxes import BoxFrame, iou_pairwise
-from vlmr1.coco_ap import coco_ap_flat
+from vlmr1.coco_ap import AREA_MAX, MAX_DETS, coco_ap_flat
 from vlmr1.records import Target, parse_solution
 
 REWARD_VERSION = 1
@@ -148,8 +148,23 @@ def _rec_ious(batch: RewardBatch, rows: np.ndarray) -> np.ndarray:
     return np.where(parsed, np.clip(ious, 0.0, 1.0), 0.0)
 
 
-def _ovd_scores(batch: RewardBatch, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """map, ap50 and od_length for OVD rows, with VLM-R1's empty-answer rules."""
+@dataclass
+class _OvdParsed:
+    """OVD rows parsed once, as the flat arrays ``coco_ap_flat`` takes (boxes already in original pixels)."""
+
+    n_gt: np.ndarray
+    n_pred: np.ndarray
+    parsed: np.ndarray
+    gt_case: list
+    gt_label: list
+    gt_box: np.ndarray
+    dt_case: list
+    dt_label: list
+    dt_box: np.ndarray
+
+
+def _parse_ovd_rows(batch: RewardBatch, rows: np.ndarray) -> _OvdParsed:
+    """The one OVD parse: rewards and dataset-level evaluation both read it, so they cannot disagree."""
     n = len(rows)
     n_gt, n_pred = np.zeros(n), np.zeros(n)
     parsed = np.zeros(n, bool)
@@ -175,8 +190,16 @@ def _ovd_scores(batch: RewardBatch, rows: np.ndarray) -> dict[str, np.ndarray]:
     dt_boxes = np.array(dt_box, dtype=np.float64).reshape(-1, 4)
     with np.errstate(all="ignore"):
         dt_boxes = dt_boxes * _frame_scales(batch, rows)[np.asarray(dt_case, np.int64)]
-        gt_boxes = np.array(gt_box, dtype=np.float64).reshape(-1, 4)
-        m_ap, ap50 = coco_ap_flat(n, gt_case, gt_label, gt_boxes, dt_case, dt_label, dt_boxes)
+    gt_boxes = np.array(gt_box, dtype=np.float64).reshape(-1, 4)
+    return _OvdParsed(n_gt, n_pred, parsed, gt_case, gt_label, gt_boxes, dt_case, dt_label, dt_boxes)
+
+
+def _ovd_scores(batch: RewardBatch, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """map, ap50 and od_length for OVD rows, with VLM-R1's empty-answer rules."""
+    p = _parse_ovd_rows(batch, rows)
+    n_gt, n_pred, parsed = p.n_gt, p.n_pred, p.parsed
+    with np.errstate(all="ignore"):
+        m_ap, ap50 = coco_ap_flat(len(rows), p.gt_case, p.gt_label, p.gt_box, p.dt_case, p.dt_label, p.dt_box)
         penalty = np.where(n_pred > 0, np.minimum(1.0, n_gt / np.maximum(n_pred, 1)), 0.0)
     both_empty = parsed & (n_gt == 0) & (n_pred == 0)
     one_empty = ~both_empty & ((n_gt == 0) | (n_pred == 0))
@@ -252,6 +275,49 @@ def get_reward(name: str) -> RewardSpec:
         return REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown reward {name!r}; known: {sorted(REGISTRY)}") from None
+
+
+def dataset_map(batch: RewardBatch, rows: Sequence[int] | None = None) -> tuple[float | None, float | None]:
+    """Dataset-level COCO (mAP@[.5:.95], AP50) over OVD ``rows`` (default: every OVD row), as one COCOeval would.
+
+    Same parse and kernel as the ``map`` reward. COCOeval matches detections within an image and accumulates a
+    category over all images in image order (every score is 1.0): placing image i's boxes at offset (i*S, i*S),
+    S wider than any box spans, keeps every match inside its image, so one ``coco_ap_flat`` case over the shifted
+    boxes is the dataset's AP. maxDets=100 applies per image and category, so that cap is applied before shifting.
+    None, None when no row has ground truth (COCOeval's -1).
+    """
+    rows = batch.rows("ovd") if rows is None else np.asarray(rows, dtype=np.int64)
+    p = _parse_ovd_rows(batch, rows)
+    if not len(p.gt_box):
+        return None, None
+    dt_case, dt_label = np.asarray(p.dt_case, np.int64), np.asarray(p.dt_label, np.int64)
+    if len(dt_case):
+        rank = np.zeros(len(dt_case), np.int64)
+        counts: dict[tuple[int, int], int] = {}
+        for j, key in enumerate(zip(dt_case.tolist(), dt_label.tolist())):
+            rank[j] = counts.get(key, 0)
+            counts[key] = rank[j] + 1
+        keep = rank < MAX_DETS
+        dt_case, dt_label, dt_box = dt_case[keep], dt_label[keep], p.dt_box[keep]
+    else:
+        dt_box = p.dt_box
+    # A detection reaching beyond 4M (M: the largest GT coordinate) cannot reach IoU 0.5 with any GT; it only
+    # counts as a false positive, or not at all when its area is out of range: a 1 px stand-in keeps exactly
+    # that, and keeps the shifts small enough for float precision.
+    reach = 4.0 * np.ceil(np.abs(p.gt_box).max()) + 4.0
+    far = ~(np.abs(dt_box) <= reach).all(1)
+    if far.any():
+        area = (dt_box[far, 2] - dt_box[far, 0]) * (dt_box[far, 3] - dt_box[far, 1])
+        ignored = ~((area >= 0) & (area <= AREA_MAX))
+        dt_box = dt_box.copy()
+        dt_box[far] = np.where(ignored[:, None], [reach, reach, reach - 1, reach + 1], [reach, reach, reach + 1, reach + 1])
+    span = 2.0 * reach + 4.0
+    gt_shift = (np.asarray(p.gt_case, np.float64) * span)[:, None]
+    dt_shift = (dt_case.astype(np.float64) * span)[:, None]
+    with np.errstate(all="ignore"):
+        m_ap, ap50 = coco_ap_flat(1, np.zeros(len(p.gt_case), np.int64), p.gt_label, p.gt_box + gt_shift,
+                                  np.zeros(len(dt_case), np.int64), dt_label, dt_box + dt_shift, max_dets=len(dt_case) + 1)
+    return (None, None) if np.isnan(m_ap[0]) else (float(m_ap[0]), float(ap50[0]))
 
 
 def score(name: str, batch: RewardBatch) -> np.ndarray:

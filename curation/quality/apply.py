@@ -55,7 +55,8 @@ def check_rules(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
             raise RuleError(f"rule {name!r} of recipe {recipe.name!r}: {sql!r} does not run: {exc}") from None
 
 
-def evaluate(catalog_path: str | Path, recipe: Recipe) -> QualityResult:
+def evaluate_recipe(catalog_path: str | Path, recipe: Recipe) -> QualityResult:
+    """Flag every sample by every rule of ``recipe``; store the flags with the catalog state they were computed on."""
     result_timings: dict[str, float] = {}
     rule_seconds: dict[str, float] = {}
     h = recipe.hash
@@ -68,16 +69,12 @@ def evaluate(catalog_path: str | Path, recipe: Recipe) -> QualityResult:
             con.execute(f"INSERT INTO _flags SELECT sample_id, ?, ?, ? FROM sample_features WHERE coalesce(({sql}), false)", [name, action, i])
             rule_seconds[name] = time.perf_counter() - t0
         total, n_eval = con.execute("SELECT count(*), count(*) FILTER (WHERE is_eval) FROM sample_features").fetchone()
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with catalog.transaction(con):
             con.execute("DELETE FROM quality_flags WHERE recipe_hash = ?", [h])
             con.execute("INSERT INTO quality_flags SELECT sample_id, rule, ?, action FROM _flags", [h])
             con.execute("DELETE FROM recipes WHERE recipe_hash = ?", [h])
-            con.execute("INSERT INTO recipes (recipe_hash, name, content) VALUES (?, ?, ?)", [h, recipe.name, json.dumps(recipe.canonical(), sort_keys=True)])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            con.execute("INSERT INTO recipes (recipe_hash, name, content, sources_sha256) VALUES (?, ?, ?, ?)",
+                        [h, recipe.name, json.dumps(recipe.canonical(), sort_keys=True), catalog.sources_sha256(con)])
         funnel = _funnel(con, recipe, total)
     kept = funnel[-1].kept_after if funnel else total
     return QualityResult(recipe, h, total, n_eval, funnel, kept, result_timings, rule_seconds)
@@ -115,7 +112,7 @@ class RecipeDiff:
 
 def diff(catalog_path: str | Path, a: Recipe, b: Recipe, n_examples: int = 20) -> RecipeDiff:
     """Samples the two recipes disagree on (one drops, the other keeps), by the rules that drop them."""
-    ra, rb = evaluate(catalog_path, a), evaluate(catalog_path, b)
+    ra, rb = evaluate_recipe(catalog_path, a), evaluate_recipe(catalog_path, b)
     with catalog.connect(catalog_path) as con:
         def only(x: str, y: str) -> dict[str, int]:
             return dict(con.execute("""SELECT rule, count(*) FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'
@@ -128,23 +125,3 @@ def diff(catalog_path: str | Path, a: Recipe, b: Recipe, n_examples: int = 20) -
             FROM da FULL JOIN db USING (sample_id) WHERE da.sample_id IS NULL OR db.sample_id IS NULL ORDER BY 1 LIMIT ?""",
             [ra.recipe_hash, rb.recipe_hash, b.name, a.name, n_examples]).fetchall()
         return RecipeDiff(ra, rb, only(ra.recipe_hash, rb.recipe_hash), only(rb.recipe_hash, ra.recipe_hash), examples)
-
-
-def is_evaluated(catalog_path: str | Path, recipe: Recipe) -> bool:
-    with catalog.connect(catalog_path) as con:
-        return con.execute("SELECT 1 FROM recipes WHERE recipe_hash = ?", [recipe.hash]).fetchone() is not None
-
-
-def training_candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: str = "train") -> list[dict]:
-    """Samples the recipe keeps that may be trained on (not eval-only, not in an evaluation split), in sample-id order.
-
-    ``pool="eval"``: the evaluation samples instead, all of them (benchmarks are not filtered by quality rules).
-    """
-    in_eval = features.eval_predicate("s", recipe.eval_splits)
-    if pool == "eval":
-        where, args = f"({in_eval})", []
-    else:
-        where, args = f"NOT ({in_eval}) AND s.sample_id NOT IN (SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop')", [recipe.hash]
-    rows = con.execute(f"SELECT s.* EXCLUDE (attributes, category_ids) FROM samples s WHERE {where} ORDER BY s.sample_id", args)
-    columns = [d[0] for d in rows.description]
-    return [dict(zip(columns, r)) for r in rows.fetchall()]

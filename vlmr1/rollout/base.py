@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+import pydantic
+from pydantic import ConfigDict
 
-@dataclass(frozen=True)
+
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class Sampling:
+    """The sampler, spelled once: scorer configs, flows and evaluation embed it; training maps TRL's names onto it."""
+
     n: int = 8                  # k completions per request
     temperature: float = 1.0    # 0 = greedy (then n identical completions)
     top_p: float = 1.0
