@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench serve clean
+.PHONY: install demo lint test bench serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,7 +21,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/vlmr1 demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) lint
 	# pytest exits 5 when it collects nothing: that is a failure here, not a pass.
 	$(BIN)/python -m pytest -q
 

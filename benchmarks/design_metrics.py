@@ -81,7 +81,11 @@ def knob_spellings() -> dict[str, list[str]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 for item in node.body:
-                    if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and item.target.id in found:
+                    if (
+                        isinstance(item, ast.AnnAssign)
+                        and isinstance(item.target, ast.Name)
+                        and item.target.id in found
+                    ):
                         found[item.target.id].append(f"{p.relative_to(ROOT)}:{node.name}")
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for a in node.args.args + node.args.kwonlyargs:

@@ -38,10 +38,27 @@ def main() -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        env = {**os.environ, "PREFECT_HOME": str(Path(tmp) / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-        server = subprocess.Popen([str(Path(sys.executable).parent / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(Path(tmp) / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        }
+        server = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "prefect"),
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
@@ -51,15 +68,26 @@ def main() -> None:
         rows = []
         for name in ("first run (fixtures, tiny model, ingest -> evaluate)", "second run, no new data"):
             t0 = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", CHILD, str(Path(tmp) / "demo")], env=env, capture_output=True, text=True,
-                                 cwd=str(Path(__file__).resolve().parent.parent))
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(Path(tmp) / "demo")],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=str(Path(__file__).resolve().parent.parent),
+            )
             seconds = time.perf_counter() - t0
             assert out.returncode == 0, out.stderr[-3000:]
             result = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("RESULT "))[7:])
             rows.append((name, seconds, result))
         server.send_signal(2)
         server.wait(timeout=30)
-    table = Table("run", "wall s", "stages that ran", "vs first", title="curate-and-train, each run a fresh process against a running Prefect server")
+    table = Table(
+        "run",
+        "wall s",
+        "stages that ran",
+        "vs first",
+        title="curate-and-train, each run a fresh process against a running Prefect server",
+    )
     for name, seconds, result in rows:
         table.add_row(name, f"{seconds:.1f}", ", ".join(result["stages"]), f"{seconds / rows[0][1]:.0%}")
     console.print(table)

@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 CHILD = {
-    "pycocotools": "from pycocotools.coco import COCO\nc = COCO(path)\nresult = {'images': len(c.imgs), 'annotations': len(c.anns)}",
+    "pycocotools": "from pycocotools.coco import COCO\nc = COCO(path)\nresult = {'images': len(c.imgs), "
+    "'annotations': len(c.anns)}",
     "vlmr1 ingest": "from curation.ingest import ingest_coco\ns = ingest_coco(db, path)\nresult = s.counts",
 }
 WRAP = """
@@ -32,18 +33,26 @@ path, db = sys.argv[1], sys.argv[2]
 t0 = time.perf_counter()
 {body}
 seconds = time.perf_counter() - t0
-print(json.dumps({{"seconds": seconds, "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, **result}}))
+peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+print(json.dumps({{"seconds": seconds, "peak_gb": peak_gb, **result}}))
 """
 
 
 def run(name: str, path: Path, db: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", WRAP.format(body=CHILD[name]), str(path), str(db)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", WRAP.format(body=CHILD[name]), str(path), str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--path", type=Path, default=Path(tempfile.gettempdir()) / "vlmr1-bench" / "instances_train2017.json")
+    ap.add_argument(
+        "--path", type=Path, default=Path(tempfile.gettempdir()) / "vlmr1-bench" / "instances_train2017.json"
+    )
     args = ap.parse_args()
     console = Console()
     if not args.path.exists():
@@ -58,9 +67,17 @@ def main() -> None:
     table = Table("", "wall s", "peak RSS GB", "images", "annotations", title=f"COCO ingest, {size_mb:.0f} MB file")
     for name, r in (("pycocotools COCO() load", ref), ("vlmr1 ingest (parse+validate+samples+DuckDB commit)", ours)):
         table.add_row(name, f"{r['seconds']:.2f}", f"{r['peak_gb']:.2f}", str(r["images"]), str(r["annotations"]))
-    table.add_row("ratio ours / pycocotools", f"{ours['seconds'] / ref['seconds']:.2f}x", f"{ours['peak_gb'] / ref['peak_gb']:.2f}x", "", "")
+    table.add_row(
+        "ratio ours / pycocotools",
+        f"{ours['seconds'] / ref['seconds']:.2f}x",
+        f"{ours['peak_gb'] / ref['peak_gb']:.2f}x",
+        "",
+        "",
+    )
     console.print(table)
-    assert (ours["images"], ours["annotations"]) == (ref["images"], ref["annotations"]), "the two sides read different counts"
+    assert (ours["images"], ours["annotations"]) == (ref["images"], ref["annotations"]), (
+        "the two sides read different counts"
+    )
 
 
 if __name__ == "__main__":

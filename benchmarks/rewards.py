@@ -36,7 +36,12 @@ def _jitter(rng, box, scale):
 
 def _random_box(rng):
     x, y = rng.uniform(0, W - 40), rng.uniform(0, H - 40)
-    return [round(x, 1), round(y, 1), round(min(W, x + rng.uniform(10, 200)), 1), round(min(H, y + rng.uniform(10, 200)), 1)]
+    return [
+        round(x, 1),
+        round(y, 1),
+        round(min(W, x + rng.uniform(10, 200)), 1),
+        round(min(H, y + rng.uniform(10, 200)), 1),
+    ]
 
 
 def make_rec(rng, n):
@@ -62,7 +67,9 @@ def make_ovd(rng, n):
         cats = list(rng.choice(CATEGORIES, rng.integers(1, 4), replace=False))
         gts = [{"label": str(c), "bbox": _random_box(rng)} for c in cats for _ in range(rng.integers(0, 4))]
         preds = [{"bbox_2d": _jitter(rng, g["bbox"], 0.08), "label": g["label"]} for g in gts if rng.random() < 0.8]
-        preds += [{"bbox_2d": _random_box(rng), "label": str(rng.choice(CATEGORIES))} for _ in range(rng.integers(0, 3))]
+        preds += [
+            {"bbox_2d": _random_box(rng), "label": str(rng.choice(CATEGORIES))} for _ in range(rng.integers(0, 3))
+        ]
         rng.shuffle(preds)
         kind = rng.integers(0, 20)
         if kind == 0:
@@ -101,8 +108,10 @@ def _od_length_one(ovd, sol):
     if n_gt == 0 or n_pred == 0:
         return 1.0 if n_gt == n_pred else 0.0
     m_ap, _ = coco_ap_reference(
-        [normalize_label(g["label"]) for g in sol], [g["bbox"] for g in sol],
-        [d.label for d in ovd.detections], [d.bbox for d in ovd.detections],
+        [normalize_label(g["label"]) for g in sol],
+        [g["bbox"] for g in sol],
+        [d.label for d in ovd.detections],
+        [d.bbox for d in ovd.detections],
     )
     return min(1.0, n_gt / n_pred) * m_ap
 
@@ -148,7 +157,9 @@ def main() -> None:
         t_ours, v_ours = _time(ours, repeat=3)
         t_base, v_base = _time(base)
         diff = float(np.max(np.abs(v_ours - v_base)))
-        table.add_row(name, f"{t_ours * 1e3:.0f} ms", f"{t_base * 1e3:.0f} ms", f"{t_base / t_ours:.1f}x", f"{diff:.1e}")
+        table.add_row(
+            name, f"{t_ours * 1e3:.0f} ms", f"{t_base * 1e3:.0f} ms", f"{t_base / t_ours:.1f}x", f"{diff:.1e}"
+        )
 
     worst = 0.0
     cases = adversarial_completions(1_000_000)
@@ -156,10 +167,13 @@ def main() -> None:
         for case in cases:
             batch = RewardBatch.build([case], [sol], [W], [H], task, frame)
             for name in ("format", "iou" if task == "rec" else "od_length"):
-                t, _ = _time(lambda: score(name, batch), repeat=3)
+                t, _ = _time(lambda name=name, batch=batch: score(name, batch), repeat=3)
                 worst = max(worst, t)
     Console().print(table)
-    Console().print(f"1 MB adversarial completions ({len(cases)} shapes x rec/ovd x format/accuracy): slowest {worst * 1e3:.1f} ms per completion")
+    Console().print(
+        f"1 MB adversarial completions ({len(cases)} shapes x rec/ovd x format/accuracy): slowest {worst * 1e3:.1f} "
+        "ms per completion"
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ Targets: batched >= 3x the one-request run; outside-generate share <= 10%.
 
     .venv/bin/python benchmarks/scoring.py [--samples 64 --k 8 --max-new-tokens 32 --batch 16]
     # on a GPU machine: Qwen2.5-VL-3B's dimensions, random weights, nothing downloaded
-    python benchmarks/scoring.py --size 3b --device cuda --dtype bfloat16 --samples 64 --max-new-tokens 256 --batch 16 --no-naive
+    python benchmarks/scoring.py --size 3b --device cuda --dtype bfloat16 --samples 64 --max-new-tokens 256 --batch 16
+    --no-naive
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from curation.fixtures import make_coco
 from curation.images import ImageCheck
 from curation.ingest import ingest_coco
 from curation.quality.apply import evaluate_recipe
-from curation.selection import candidates as training_candidates
 from curation.quality.recipe import load_recipe
+from curation.selection import candidates as training_candidates
 from vlmr1.prompts import build_messages
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.rollout.base import Request
@@ -58,9 +59,18 @@ def one_at_a_time(engine, requests: list[Request], sampling: Sampling, per_call:
         inputs = engine._inputs([r])
         for _ in range(sampling.n // per_call):
             with torch.inference_mode():
-                engine.model.generate(**inputs, max_new_tokens=sampling.max_new_tokens, min_new_tokens=sampling.max_new_tokens,
-                                      num_return_sequences=per_call, do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                                      top_k=sampling.top_k, pad_token_id=tok.pad_token_id, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
+                engine.model.generate(
+                    **inputs,
+                    max_new_tokens=sampling.max_new_tokens,
+                    min_new_tokens=sampling.max_new_tokens,
+                    num_return_sequences=per_call,
+                    do_sample=True,
+                    temperature=sampling.temperature,
+                    top_p=sampling.top_p,
+                    top_k=sampling.top_k,
+                    pad_token_id=tok.pad_token_id,
+                    eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                )
     return time.perf_counter() - t0
 
 
@@ -70,9 +80,15 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--share-samples", type=int, default=256, help="a longer batched-only run for the outside-generate share")
-    ap.add_argument("--model", help="an existing model directory (default: build a random-weight Qwen2.5-VL of --size)")
-    ap.add_argument("--size", choices=["tiny", "3b"], default="tiny", help="3b: Qwen2.5-VL-3B's dimensions, random weights (GPU)")
+    ap.add_argument(
+        "--share-samples", type=int, default=256, help="a longer batched-only run for the outside-generate share"
+    )
+    ap.add_argument(
+        "--model", help="an existing model directory (default: build a random-weight Qwen2.5-VL of --size)"
+    )
+    ap.add_argument(
+        "--size", choices=["tiny", "3b"], default="tiny", help="3b: Qwen2.5-VL-3B's dimensions, random weights (GPU)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", help="bfloat16 on GPU")
     ap.add_argument("--no-naive", action="store_true", help="skip the one-completion-per-call row (hours at 3B size)")
@@ -80,8 +96,11 @@ def main() -> None:
     console = Console(width=150)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = args.model or str(build_tiny_vlm(tmp / "model", "qwen2_5_vl", dims=QWEN2_5_VL_3B if args.size == "3b" else None,
-                                                 dtype=args.dtype))
+        model = args.model or str(
+            build_tiny_vlm(
+                tmp / "model", "qwen2_5_vl", dims=QWEN2_5_VL_3B if args.size == "3b" else None, dtype=args.dtype
+            )
+        )
         db = tmp / "c.duckdb"
         ingest_coco(db, make_coco(tmp / "coco", n_images=args.samples), images=ImageCheck([tmp / "coco"]))
         sampling = Sampling(n=args.k, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
@@ -91,7 +110,9 @@ def main() -> None:
         engine = make_engine("hf", model, batch_size=args.batch, generation_overrides=fixed, **device)
         recipe = load_recipe("none")
         evaluate_recipe(db, recipe)
-        warm_up = [Request([Image.new("RGB", (320, 240))], build_messages("rec", "a dog"))]  # first-call allocations out of every row
+        warm_up = [
+            Request([Image.new("RGB", (320, 240))], build_messages("rec", "a dog"))
+        ]  # first-call allocations out of every row
         engine.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
         t0 = time.perf_counter()
         partition_size = max(args.batch * 2, 32)
@@ -99,7 +120,10 @@ def main() -> None:
         batched = time.perf_counter() - t0
         with catalog.connect(db) as con:
             rows = training_candidates(con, recipe)
-        requests = [Request([Image.open(r["image_path"]).convert("RGB")], build_messages(r["task"], r["problem"])) for r in rows]
+        requests = [
+            Request([Image.open(r["image_path"]).convert("RGB")], build_messages(r["task"], r["problem"]))
+            for r in rows
+        ]
         single = make_engine("hf", model, batch_size=1, generation_overrides=fixed, **device)
         single.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
         per_request = one_at_a_time(single, requests, sampling, per_call=args.k)
@@ -108,25 +132,59 @@ def main() -> None:
         single.generate(requests, sampling)
         shared_one = time.perf_counter() - t0
         long_db = tmp / "long.duckdb"
-        ingest_coco(long_db, make_coco(tmp / "coco-long", n_images=args.share_samples), images=ImageCheck([tmp / "coco-long"]))
+        ingest_coco(
+            long_db, make_coco(tmp / "coco-long", n_images=args.share_samples), images=ImageCheck([tmp / "coco-long"])
+        )
         long = score_recipe(long_db, recipe, engine, sampling=sampling, partition_size=partition_size)
     n = s.completions
-    table = Table("way", "completions", "wall s", "completions/s", "tokens/s", "batched speed-up",
-                  title=f"hf scoring, {args.size} Qwen2.5-VL on {args.device} ({args.dtype}), k={args.k}, {args.max_new_tokens} new tokens")
-    for name, secs in (("one completion per generate call", naive), ("one request per call (num_return_sequences=k)", per_request),
-                       ("our engine, one request per call (shared prefill, no batching)", shared_one),
-                       (f"batched: {args.batch} requests x k per call, through score_recipe", batched)):
+    table = Table(
+        "way",
+        "completions",
+        "wall s",
+        "completions/s",
+        "tokens/s",
+        "batched speed-up",
+        title=f"hf scoring, {args.size} Qwen2.5-VL on {args.device} ({args.dtype}), k={args.k}, {args.max_new_tokens} "
+        "new tokens",
+    )
+    for name, secs in (
+        ("one completion per generate call", naive),
+        ("one request per call (num_return_sequences=k)", per_request),
+        ("our engine, one request per call (shared prefill, no batching)", shared_one),
+        (f"batched: {args.batch} requests x k per call, through score_recipe", batched),
+    ):
         if secs is None:
             continue
-        table.add_row(name, str(n), f"{secs:.2f}", f"{n / secs:.1f}", f"{n * args.max_new_tokens / secs:.0f}",
-                      f"{secs / batched:.2f}x" if secs != batched else "-")
+        table.add_row(
+            name,
+            str(n),
+            f"{secs:.2f}",
+            f"{n / secs:.1f}",
+            f"{n * args.max_new_tokens / secs:.0f}",
+            f"{secs / batched:.2f}x" if secs != batched else "-",
+        )
     console.print(table)
-    share = Table("batched run through score_recipe", "samples", "partitions", "wall s", "in generate s", "outside generate",
-                  title="share of wall time outside the engine's generate (images, prompts, processor, rewards, parquet, catalog)")
+    share = Table(
+        "batched run through score_recipe",
+        "samples",
+        "partitions",
+        "wall s",
+        "in generate s",
+        "outside generate",
+        title="share of wall time outside the engine's generate (images, prompts, processor, rewards, parquet, "
+        "catalog)",
+    )
     for name, summary in (("the run above", s), ("a longer run", long)):
-        share.add_row(name, str(summary.scored_now), str(-(-summary.scored_now // partition_size)), f"{summary.wall_seconds:.2f}",
-                      f"{summary.generate_seconds:.2f}", f"{summary.outside_generate_share:.1%}")
+        share.add_row(
+            name,
+            str(summary.scored_now),
+            str(-(-summary.scored_now // partition_size)),
+            f"{summary.wall_seconds:.2f}",
+            f"{summary.generate_seconds:.2f}",
+            f"{summary.outside_generate_share:.1%}",
+        )
     console.print(share)
+
 
 if __name__ == "__main__":
     main()

@@ -38,11 +38,30 @@ def rows(n: int, root: str) -> list[dict]:
         box = [round(x, 2), round(y, 2), round(x + rng.uniform(10, 300), 2), round(y + rng.uniform(10, 200), 2)]
         problem = "the man on the left in a red shirt" if rec else "'person', 'car', 'dog'"
         solution = json.dumps([{"label": problem if rec else rng.choice(cats), "bbox": box}], separators=(",", ":"))
-        out.append({"sample_id": f"{i:024x}", "task": "rec" if rec else "ovd", "problem": problem, "solution": solution, "width": w, "height": h,
-                    "source": "refcocog" if rec else "coco", "split": "umd/train" if rec else "train2017", "pass_rate": rng.random(),
-                    "reward_std": rng.random() / 3, "band": "mixed", "n_pass": 4, "k": 8, "image_id": i // 4, "ann_id": i, "ref_id": i, "sent_id": i,
-                    "source_sha256": "0" * 64, "image_key": f"train2014/COCO_train2014_{i // 4:012d}.jpg",
-                    "image_path": f"{root}/train2014/COCO_train2014_{i // 4:012d}.jpg"})
+        out.append(
+            {
+                "sample_id": f"{i:024x}",
+                "task": "rec" if rec else "ovd",
+                "problem": problem,
+                "solution": solution,
+                "width": w,
+                "height": h,
+                "source": "refcocog" if rec else "coco",
+                "split": "umd/train" if rec else "train2017",
+                "pass_rate": rng.random(),
+                "reward_std": rng.random() / 3,
+                "band": "mixed",
+                "n_pass": 4,
+                "k": 8,
+                "image_id": i // 4,
+                "ann_id": i,
+                "ref_id": i,
+                "sent_id": i,
+                "source_sha256": "0" * 64,
+                "image_key": f"train2014/COCO_train2014_{i // 4:012d}.jpg",
+                "image_path": f"{root}/train2014/COCO_train2014_{i // 4:012d}.jpg",
+            }
+        )
     return out
 
 
@@ -66,14 +85,32 @@ def main() -> None:
         ds = load(tmp / "out")
         load_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        first = ds.select_columns(["sample_id", "prompt", "solution"])[: 1000]
+        first = ds.select_columns(["sample_id", "prompt", "solution"])[:1000]
         access_s = time.perf_counter() - t0
         assert len(ds) == args.rows and first["sample_id"][0] == data[0]["sample_id"]
     size = sum(s["bytes"] for s in m["shards"])
-    table = Table("step", "rows", "seconds", "rows/s", title=f"{args.rows:,} rows, {len(m['shards'])} shards, {size / 1e6:.0f} MB (paths, not bytes)")
-    table.add_row("write (prompts, parquet, fsync, sha256, manifest, report)", f"{args.rows:,}", f"{write_s:.2f}", f"{args.rows / write_s:,.0f}")
-    table.add_row("load (verify sha256, read, datasets.Dataset, Image feature)", f"{args.rows:,}", f"{load_s:.2f}", f"{args.rows / load_s:,.0f}")
-    table.add_row("first 1,000 rows as Python (prompt, solution)", "1,000", f"{access_s:.3f}", f"{1000 / access_s:,.0f}")
+    table = Table(
+        "step",
+        "rows",
+        "seconds",
+        "rows/s",
+        title=f"{args.rows:,} rows, {len(m['shards'])} shards, {size / 1e6:.0f} MB (paths, not bytes)",
+    )
+    table.add_row(
+        "write (prompts, parquet, fsync, sha256, manifest, report)",
+        f"{args.rows:,}",
+        f"{write_s:.2f}",
+        f"{args.rows / write_s:,.0f}",
+    )
+    table.add_row(
+        "load (verify sha256, read, datasets.Dataset, Image feature)",
+        f"{args.rows:,}",
+        f"{load_s:.2f}",
+        f"{args.rows / load_s:,.0f}",
+    )
+    table.add_row(
+        "first 1,000 rows as Python (prompt, solution)", "1,000", f"{access_s:.3f}", f"{1000 / access_s:,.0f}"
+    )
     table.add_row("load vs write", "", f"{load_s / write_s:.2f}x", "")
     console.print(table)
 

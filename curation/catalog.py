@@ -113,7 +113,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE samples ADD COLUMN eval_only BOOLEAN NOT NULL DEFAULT false",
             # source facts that have no column of their own, e.g. {"absence": true, "group_id": 3} for D3
             "ALTER TABLE samples ADD COLUMN attributes JSON",
-            # the image file the sample was checked against (NULL when ingested without image roots): joins image_probes
+            # the image file the sample was checked against (NULL when ingested without image roots): joins
+            # image_probes
             "ALTER TABLE samples ADD COLUMN image_path VARCHAR",
             """CREATE TABLE quality_flags (       -- what each recipe's rules said about each sample
                 sample_id VARCHAR NOT NULL,
@@ -122,7 +123,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 action VARCHAR NOT NULL,          -- drop | flag
                 PRIMARY KEY (recipe_hash, rule, sample_id)
             )""",
-            """CREATE TABLE scorers (             -- a difficulty scorer: model, family/resize, template, sampling, rewards, k
+            """CREATE TABLE scorers
+            (             -- a difficulty scorer: model, family/resize, template, sampling, rewards, k
                 scorer_key VARCHAR PRIMARY KEY,
                 spec JSON NOT NULL,
                 created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
@@ -205,10 +207,15 @@ def _open(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
     """Bring the schema to ``SCHEMA_VERSION``; return the version found before."""
-    con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_at TIMESTAMP DEFAULT "
+        "current_timestamp)"
+    )
     current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
     if current > SCHEMA_VERSION:
-        raise RuntimeError(f"catalog schema version {current} is newer than this code ({SCHEMA_VERSION}); upgrade vlmr1-curate")
+        raise RuntimeError(
+            f"catalog schema version {current} is newer than this code ({SCHEMA_VERSION}); upgrade vlmr1-curate"
+        )
     for version, statements in MIGRATIONS:
         if version <= current:
             continue
@@ -236,18 +243,25 @@ def connect(path: str | Path, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPy
 def counts(path: str | Path) -> dict[str, int]:
     """Rows per table: what a summary or a test wants to see."""
     with connect(path) as con:
-        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        ]
         return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in sorted(tables)}
 
 
 def sources_sha256(con: duckdb.DuckDBPyConnection) -> str:
-    """The catalog's content as one hash: of its source files' identities (a changed, added or removed file changes it)."""
+    """The catalog's content as one hash: of its source files' identities (a changed, added or removed file changes
+    it)."""
     ids = [r[0] for r in con.execute("SELECT file_id FROM sources ORDER BY file_id").fetchall()]
     return content_hash("\n".join(ids), full=True)
 
 
 def snapshot(path: str | Path) -> dict:
-    """What a catalog holds, as a hash of its source files' identities: shards record it, flows key their caches on it."""
+    """What a catalog holds, as a hash of its source files' identities: shards record it, flows key their caches on
+    it."""
     with connect(path) as con:
         n = con.execute("SELECT count(*) FROM sources").fetchone()[0]
         version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]

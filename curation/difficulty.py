@@ -39,23 +39,39 @@ from vlmr1.rewards import REGISTRY, RewardBatch, score
 from vlmr1.rollout.base import Engine, Request, Sampling
 
 TASK_REWARD = {"rec": "iou", "ovd": "map"}
-ROLLOUT_SCHEMA = pa.schema([("scorer_key", pa.string()), ("sample_id", pa.string()), ("k_index", pa.int32()), ("completion", pa.string()),
-                            ("n_tokens", pa.int32()), ("reward", pa.float64()), ("format", pa.float64()), ("passed", pa.bool_())])
+ROLLOUT_SCHEMA = pa.schema(
+    [
+        ("scorer_key", pa.string()),
+        ("sample_id", pa.string()),
+        ("k_index", pa.int32()),
+        ("completion", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("reward", pa.float64()),
+        ("format", pa.float64()),
+        ("passed", pa.bool_()),
+    ]
+)
 
 
 @dataclass(frozen=True)
 class ScorerSpec:
-    model: dict                  # engine.describe(): path and content hash (or server and model name)
-    family: dict                 # Family.key(): frame and resize
+    model: dict  # engine.describe(): path and content hash (or server and model name)
+    family: dict  # Family.key(): frame and resize
     template: str = "vlmr1"
     sampling: Sampling = Sampling()
-    threshold: float = 0.5       # reward >= threshold is a pass
+    threshold: float = 0.5  # reward >= threshold is a pass
     rewards: dict = field(default_factory=lambda: dict(TASK_REWARD))
 
     def canonical(self) -> dict:
         model = {k: v for k, v in self.model.items() if k != "engine"}  # hf and vllm on the same weights share scores
-        return {"model": model, "family": self.family, "template": get_template(self.template).key(), "sampling": self.sampling.to_dict(),
-                "threshold": self.threshold, "rewards": {t: f"{n}@{REGISTRY[n].version}" for t, n in sorted(self.rewards.items())}}
+        return {
+            "model": model,
+            "family": self.family,
+            "template": get_template(self.template).key(),
+            "sampling": self.sampling.to_dict(),
+            "threshold": self.threshold,
+            "rewards": {t: f"{n}@{REGISTRY[n].version}" for t, n in sorted(self.rewards.items())},
+        }
 
     @property
     def key(self) -> str:
@@ -76,7 +92,9 @@ class ScoreSummary:
 
     @property
     def outside_generate_share(self) -> float:
-        return 0.0 if self.wall_seconds <= 0 else max(0.0, self.wall_seconds - self.generate_seconds) / self.wall_seconds
+        return (
+            0.0 if self.wall_seconds <= 0 else max(0.0, self.wall_seconds - self.generate_seconds) / self.wall_seconds
+        )
 
 
 def pass_at(n: int, c: int, k: int) -> float:
@@ -90,7 +108,9 @@ def _load_image(path: str | None, sample_id: str):
     from PIL import Image
 
     if not path:
-        raise ValueError(f"sample {sample_id} has no image path: ingest its source with --images so scoring can read the image")
+        raise ValueError(
+            f"sample {sample_id} has no image path: ingest its source with --images so scoring can read the image"
+        )
     with Image.open(path) as img:
         return img.convert("RGB")
 
@@ -101,19 +121,40 @@ def _merge(con: duckdb.DuckDBPyConnection, part: Path, spec: ScorerSpec) -> int:
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("CREATE OR REPLACE TEMP TABLE _part AS SELECT * FROM read_parquet(?)", [str(part)])
-        con.execute("DELETE FROM _part WHERE sample_id IN (SELECT sample_id FROM difficulty WHERE scorer_key = ?)", [key])
+        con.execute(
+            "DELETE FROM _part WHERE sample_id IN (SELECT sample_id FROM difficulty WHERE scorer_key = ?)", [key]
+        )
         n = con.execute("SELECT count(DISTINCT sample_id) FROM _part").fetchone()[0]
-        con.execute("INSERT INTO rollouts SELECT scorer_key, sample_id, k_index, completion, n_tokens, reward, format, passed FROM _part")
+        con.execute(
+            "INSERT INTO rollouts SELECT scorer_key, sample_id, k_index, completion, n_tokens, reward, format, passed "
+            "FROM _part"
+        )
         k = spec.sampling.n
-        rows = con.execute("SELECT sample_id, count(*) FILTER (WHERE passed), avg(reward), coalesce(stddev_pop(reward), 0), avg(format) "
-                           "FROM _part GROUP BY sample_id").fetchall()
+        rows = con.execute(
+            "SELECT sample_id, count(*) FILTER (WHERE passed), avg(reward), coalesce(stddev_pop(reward), 0), "
+            "avg(format) "
+            "FROM _part GROUP BY sample_id"
+        ).fetchall()
         diff = []
         for sample_id, c, mean, std, fmt in rows:
             rate = c / k
             band = "zero_std" if std <= 1e-12 else ("all_fail" if c == 0 else "all_pass" if c == k else "mixed")
-            diff.append({"scorer_key": key, "sample_id": sample_id, "k": k, "n_pass": c, "pass_rate": rate, "pass_at_1": pass_at(k, c, 1),
-                         "pass_at_k": pass_at(k, c, k), "reward_mean": mean, "reward_std": std, "format_rate": fmt,
-                         "band": band, "suspect_annotation": c == 0 and fmt >= 0.75})
+            diff.append(
+                {
+                    "scorer_key": key,
+                    "sample_id": sample_id,
+                    "k": k,
+                    "n_pass": c,
+                    "pass_rate": rate,
+                    "pass_at_1": pass_at(k, c, 1),
+                    "pass_at_k": pass_at(k, c, k),
+                    "reward_mean": mean,
+                    "reward_std": std,
+                    "format_rate": fmt,
+                    "band": band,
+                    "suspect_annotation": c == 0 and fmt >= 0.75,
+                }
+            )
         if diff:
             con.register("_diff", pa.Table.from_pylist(diff))
             con.execute("INSERT INTO difficulty BY NAME SELECT * FROM _diff")
@@ -132,9 +173,19 @@ def _write_partition(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, template: str = "vlmr1", sampling: Sampling = Sampling(),
-                 threshold: float = 0.5, limit: int | None = None, partition_size: int = 64, work_dir: str | Path | None = None,
-                 progress: Callable[[int, int, "ScoreSummary"], None] | None = None) -> ScoreSummary:
+def score_recipe(
+    catalog_path: str | Path,
+    recipe: Recipe,
+    engine: Engine,
+    *,
+    template: str = "vlmr1",
+    sampling: Sampling = Sampling(),
+    threshold: float = 0.5,
+    limit: int | None = None,
+    partition_size: int = 64,
+    work_dir: str | Path | None = None,
+    progress: Callable[[int, int, "ScoreSummary"], None] | None = None,
+) -> ScoreSummary:
     """Score every training candidate of ``recipe`` not yet scored under this scorer; return what was done."""
     t_start = time.perf_counter()
     family = engine.family
@@ -147,8 +198,10 @@ def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, te
         tmp.unlink()  # torn writes of a killed run
     merged_leftovers = 0
     with catalog.connect(catalog_path) as con:
-        con.execute("INSERT INTO scorers (scorer_key, spec) SELECT ?, ? WHERE ? NOT IN (SELECT scorer_key FROM scorers)",
-                    [key, json.dumps({**spec.canonical(), "engine": engine.describe()}, sort_keys=True), key])
+        con.execute(
+            "INSERT INTO scorers (scorer_key, spec) SELECT ?, ? WHERE ? NOT IN (SELECT scorer_key FROM scorers)",
+            [key, json.dumps({**spec.canonical(), "engine": engine.describe()}, sort_keys=True), key],
+        )
         for part in sorted(work.glob("part-*.parquet")):
             merged_leftovers += _merge(con, part, spec)
             part.unlink()
@@ -170,7 +223,11 @@ def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, te
     for p_index in range(0, (len(candidates) + partition_size - 1) // partition_size):
         if budget <= 0:
             break
-        chunk = [r for r in candidates[p_index * partition_size:(p_index + 1) * partition_size] if r["sample_id"] not in scored][:budget]
+        chunk = [
+            r
+            for r in candidates[p_index * partition_size : (p_index + 1) * partition_size]
+            if r["sample_id"] not in scored
+        ][:budget]
         if chunk:
             plan.append((p_index, chunk))
             budget -= len(chunk)
@@ -196,7 +253,9 @@ def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, te
             requests = reading.result()
             if n + 1 < len(plan):
                 reading = reader.submit(_requests, plan[n + 1][1], engine, spec)
-            outputs = engine.generate(requests, dataclasses.replace(spec.sampling, seed=spec.sampling.seed + 1_000_003 * p_index))
+            outputs = engine.generate(
+                requests, dataclasses.replace(spec.sampling, seed=spec.sampling.seed + 1_000_003 * p_index)
+            )
             if writing is not None:
                 writing.result()
             writing = writer.submit(finish, p_index, chunk, outputs)
@@ -208,7 +267,10 @@ def score_recipe(catalog_path: str | Path, recipe: Recipe, engine: Engine, *, te
 
 def _requests(chunk: list[dict], engine: Engine, spec: ScorerSpec) -> list[Request]:
     """Read a partition's images and build its prompts; an engine that preprocesses (hf) may start on them now."""
-    requests = [Request([_load_image(r["image_path"], r["sample_id"])], build_messages(r["task"], r["problem"], spec.template)) for r in chunk]
+    requests = [
+        Request([_load_image(r["image_path"], r["sample_id"])], build_messages(r["task"], r["problem"], spec.template))
+        for r in chunk
+    ]
     prepare = getattr(engine, "prepare", None)
     if prepare is not None:
         prepare(requests)
@@ -234,16 +296,29 @@ def _rollout_rows(chunk: list[dict], outputs, family, spec: ScorerSpec) -> list[
         mask = np.array([t == task for t in tasks])
         reward[mask] = values[mask]
     reward = np.nan_to_num(reward, nan=0.0)
-    return [{"scorer_key": spec.key, "sample_id": sid, "k_index": j, "completion": text, "n_tokens": n, "reward": float(rw),
-             "format": float(f), "passed": bool(rw >= spec.threshold)}
-            for (sid, j, n), text, rw, f in zip(owners, completions, reward, fmt)]
+    return [
+        {
+            "scorer_key": spec.key,
+            "sample_id": sid,
+            "k_index": j,
+            "completion": text,
+            "n_tokens": n,
+            "reward": float(rw),
+            "format": float(f),
+            "passed": bool(rw >= spec.threshold),
+        }
+        for (sid, j, n), text, rw, f in zip(owners, completions, reward, fmt)
+    ]
 
 
 def band_counts(catalog_path: str | Path, scorer_key: str) -> list[tuple]:
     """(source, task, band, samples, suspect) rows for a report."""
     with catalog.connect(catalog_path) as con:
-        return con.execute("""SELECT s.source, s.task, d.band, count(*), count(*) FILTER (WHERE d.suspect_annotation)
-            FROM difficulty d JOIN samples s USING (sample_id) WHERE d.scorer_key = ? GROUP BY ALL ORDER BY ALL""", [scorer_key]).fetchall()
+        return con.execute(
+            """SELECT s.source, s.task, d.band, count(*), count(*) FILTER (WHERE d.suspect_annotation)
+            FROM difficulty d JOIN samples s USING (sample_id) WHERE d.scorer_key = ? GROUP BY ALL ORDER BY ALL""",
+            [scorer_key],
+        ).fetchall()
 
 
 def write_report(catalog_path: str | Path, scorer_key: str, out_dir: Path) -> tuple[Path, Path]:
@@ -254,8 +329,11 @@ def write_report(catalog_path: str | Path, scorer_key: str, out_dir: Path) -> tu
     import matplotlib.pyplot as plt
 
     with catalog.connect(catalog_path) as con:
-        rows = con.execute("SELECT s.source, s.task, d.pass_rate FROM difficulty d JOIN samples s USING (sample_id) WHERE d.scorer_key = ?",
-                           [scorer_key]).fetchall()
+        rows = con.execute(
+            "SELECT s.source, s.task, d.pass_rate FROM difficulty d JOIN samples s USING (sample_id) WHERE "
+            "d.scorer_key = ?",
+            [scorer_key],
+        ).fetchall()
     groups: dict[str, list[float]] = {}
     for source, task, rate in rows:
         groups.setdefault(f"{source}/{task}", []).append(rate)
@@ -270,7 +348,12 @@ def write_report(catalog_path: str | Path, scorer_key: str, out_dir: Path) -> tu
     png = out_dir / "pass_rate.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
-    lines = [f"# Difficulty: scorer {scorer_key}", "", "| source | task | band | samples | suspect annotation |", "|---|---|---|---:|---:|"]
+    lines = [
+        f"# Difficulty: scorer {scorer_key}",
+        "",
+        "| source | task | band | samples | suspect annotation |",
+        "|---|---|---|---:|---:|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in band_counts(catalog_path, scorer_key)]
     md = out_dir / "difficulty.md"
     md.write_text("\n".join(lines) + "\n")

@@ -1,4 +1,5 @@
-"""Evaluation results (``training.evaluate`` JSON) into the catalog's ``evaluations`` table, replacing a re-run's rows."""
+"""Evaluation results (``training.evaluate`` JSON) into the catalog's ``evaluations`` table, replacing a re-run's
+rows."""
 
 from __future__ import annotations
 
@@ -11,11 +12,22 @@ from curation import catalog
 def record(catalog_path: str | Path, results: dict | str | Path, run: str = "cli") -> int:
     if not isinstance(results, dict):
         results = json.loads(Path(results).read_text())
-    rows = [(run, results["checkpoint"], results["data"], key.rsplit("/", 1)[0], m["task"], metric, value, m["n"])
-            for key, m in results["metrics"].items() for metric, value in m.items() if metric not in ("task", "n")]
+    rows = [
+        (run, results["checkpoint"], results["data"], key.rsplit("/", 1)[0], m["task"], metric, value, m["n"])
+        for key, m in results["metrics"].items()
+        for metric, value in m.items()
+        if metric not in ("task", "n")
+    ]
     with catalog.connect(catalog_path) as con:
         con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM evaluations WHERE run = ? AND checkpoint = ? AND data = ?", [run, results["checkpoint"], results["data"]])
-        con.executemany("INSERT INTO evaluations (run, checkpoint, data, split, task, metric, value, n) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        con.execute(
+            "DELETE FROM evaluations WHERE run = ? AND checkpoint = ? AND data = ?",
+            [run, results["checkpoint"], results["data"]],
+        )
+        con.executemany(
+            "INSERT INTO evaluations (run, checkpoint, data, split, task, metric, value, n) VALUES (?, ?, ?, ?, ?, ?, "
+            "?, ?)",
+            rows,
+        )
         con.execute("COMMIT")
     return len(rows)

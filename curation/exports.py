@@ -22,7 +22,11 @@ from vlmr1.shards import load_table
 
 
 def question(task: str, problem: str) -> str:
-    return REC_QUESTION.format(expression=problem.strip().rstrip(".")) if task == "rec" else OVD_QUESTION.format(categories=problem)
+    return (
+        REC_QUESTION.format(expression=problem.strip().rstrip("."))
+        if task == "rec"
+        else OVD_QUESTION.format(categories=problem)
+    )
 
 
 def answer(task: str, solution: str) -> str:
@@ -42,26 +46,32 @@ def _rows(shards: str | Path):
         image = r["image"]
         rel = image["path"]
         if r["image_root"] is not None:
-            rel = rel[len(str(Path(roots[r["image_root"]]))) + 1:]
+            rel = rel[len(str(Path(roots[r["image_root"]]))) + 1 :]
         yield r, rel, manifest
 
 
 def to_vlmr1_jsonl(shards: str | Path, out: str | Path) -> list[tuple[Path, str]]:
-    """Write ``out/<name>[-<i>].jsonl`` (one per image root); return [(jsonl, image folder)] for --data_file_paths / --image_folders."""
+    """Write ``out/<name>[-<i>].jsonl`` (one per image root); return [(jsonl, image folder)] for --data_file_paths /
+    --image_folders."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[int, list[str]] = {}
     manifest = None
-    for r, rel, manifest in _rows(shards):
+    for r, rel, manifest in _rows(shards):  # noqa: B007 (the last manifest is used below)
         root = r["image_root"]
         if root is None:  # embedded: write the bytes out under out/images
             target = out / "images" / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(r["image"]["bytes"])
             root = -1
-        line = {"id": r["sample_id"], "image": rel, "conversations": [
-            {"from": "human", "value": "<image>" + question(r["task"], r["problem"])},
-            {"from": "gpt", "value": answer(r["task"], r["solution"])}]}
+        line = {
+            "id": r["sample_id"],
+            "image": rel,
+            "conversations": [
+                {"from": "human", "value": "<image>" + question(r["task"], r["problem"])},
+                {"from": "gpt", "value": answer(r["task"], r["solution"])},
+            ],
+        }
         files.setdefault(root, []).append(json.dumps(line, ensure_ascii=False))
     result = []
     name = (manifest or {}).get("recipe", {}).get("name", "export")
@@ -77,12 +87,18 @@ def to_easyr1(shards: str | Path, out: str | Path) -> Path:
     """One parquet with EasyR1/verl columns: problem, answer, images (absolute paths, or bytes when embedded)."""
     table, _ = load_table(shards)
     rows = table.to_pylist()
-    data = pa.table({
-        "problem": ["<image>" + question(r["task"], r["problem"]) for r in rows],
-        "answer": [answer(r["task"], r["solution"]) for r in rows],
-        "images": pa.array([[r["image"]] for r in rows], pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))),
-        "task": [r["task"] for r in rows], "sample_id": [r["sample_id"] for r in rows], "solution": [r["solution"] for r in rows],
-    })
+    data = pa.table(
+        {
+            "problem": ["<image>" + question(r["task"], r["problem"]) for r in rows],
+            "answer": [answer(r["task"], r["solution"]) for r in rows],
+            "images": pa.array(
+                [[r["image"]] for r in rows], pa.list_(pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
+            ),
+            "task": [r["task"] for r in rows],
+            "sample_id": [r["sample_id"] for r in rows],
+            "solution": [r["solution"] for r in rows],
+        }
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(data, out)

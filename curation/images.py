@@ -73,7 +73,10 @@ def probe(path: str | Path, *, verify: bool = False, max_pixels: int = MAX_PIXEL
             with Image.open(io.BytesIO(data)) as img:
                 out.width, out.height, out.format = img.width, img.height, img.format
                 if img.width * img.height > max_pixels:
-                    out.error = f"image too large: {img.width}x{img.height} pixels exceeds {max_pixels} (decompression bomb guard)"
+                    out.error = (
+                        f"image too large: {img.width}x{img.height} pixels exceeds {max_pixels} "
+                        "(decompression bomb guard)"
+                    )
                     return out
                 if verify:
                     img.load()
@@ -86,7 +89,9 @@ def probe(path: str | Path, *, verify: bool = False, max_pixels: int = MAX_PIXEL
     return out
 
 
-def probe_many(paths: list[str], *, verify: bool = False, max_pixels: int = MAX_PIXELS, workers: int | None = None) -> list[Probe]:
+def probe_many(
+    paths: list[str], *, verify: bool = False, max_pixels: int = MAX_PIXELS, workers: int | None = None
+) -> list[Probe]:
     workers = workers or min(8, os.cpu_count() or 1)
     if len(paths) < 2 * workers:
         return [probe(p, verify=verify, max_pixels=max_pixels) for p in paths]
@@ -105,7 +110,12 @@ class ImageCheck:
     workers: int | None = None
 
     def describe(self) -> dict:
-        return {"roots": [str(r) for r in self.roots], "verify": self.verify, "max_pixels": self.max_pixels, "reject": self.reject}
+        return {
+            "roots": [str(r) for r in self.roots],
+            "verify": self.verify,
+            "max_pixels": self.max_pixels,
+            "reject": self.reject,
+        }
 
     def resolve(self, key: str) -> str:
         """The first root holding ``key``; the first root's path when none does (then the probe says missing)."""
@@ -126,15 +136,20 @@ class ImageCheck:
             SELECT s.sample_id, s.image_key, s.width, s.rec_section, s.rec_index, s.rec_id,
                 CASE WHEN p.error IS NOT NULL THEN p.error || ' (' || s.image_key || ')'
                      WHEN p.width <> s.width OR p.height <> s.height THEN
-                        'image size mismatch: ' || s.image_key || ' is ' || p.width || 'x' || p.height || ' on disk, annotated ' || s.width || 'x' || s.height
+                        'image size mismatch: ' || s.image_key || ' is ' || p.width || 'x' || p.height ||
+                        ' on disk, annotated ' || s.width || 'x' || s.height
                 END AS reason
             FROM new_samples s JOIN staged_probes k USING (image_key) JOIN image_probes p ON p.path = k.path
         """
-        con.execute(f"CREATE OR REPLACE TEMP TABLE bad_images AS SELECT * FROM ({bad}) WHERE reason IS NOT NULL"
-                    + ("" if self.reject else " AND width = 0"))  # keep mode: only samples with no size at all go
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE bad_images AS SELECT * FROM ({bad}) WHERE reason IS NOT NULL"
+            + ("" if self.reject else " AND width = 0")
+        )  # keep mode: only samples with no size at all go
         con.execute(f"INSERT INTO new_rejects SELECT {REC_REF}, reason FROM bad_images")
         con.execute("DELETE FROM new_samples WHERE sample_id IN (SELECT sample_id FROM bad_images)")
-        con.execute("UPDATE new_samples SET image_path = k.path FROM staged_probes k WHERE k.image_key = new_samples.image_key")
+        con.execute(
+            "UPDATE new_samples SET image_path = k.path FROM staged_probes k WHERE k.image_key = new_samples.image_key"
+        )
 
 
 def _stage_paths(con: duckdb.DuckDBPyConnection, paths: dict[str, str]) -> None:
@@ -145,8 +160,14 @@ def _stage_paths(con: duckdb.DuckDBPyConnection, paths: dict[str, str]) -> None:
     con.unregister("_paths")
 
 
-def cached_probes(con: duckdb.DuckDBPyConnection, paths: list[str], *, verify: bool = False, max_pixels: int = MAX_PIXELS,
-                  workers: int | None = None) -> int:
+def cached_probes(
+    con: duckdb.DuckDBPyConnection,
+    paths: list[str],
+    *,
+    verify: bool = False,
+    max_pixels: int = MAX_PIXELS,
+    workers: int | None = None,
+) -> int:
     """Make ``image_probes`` current for ``paths``; return how many files were actually probed.
 
     A cached row is reused when the file's size and mtime still match and it
@@ -155,7 +176,11 @@ def cached_probes(con: duckdb.DuckDBPyConnection, paths: list[str], *, verify: b
     """
     cached = {}
     if paths:
-        rows = con.execute("SELECT path, size_bytes, mtime_ns, verified, max_pixels FROM image_probes WHERE path IN (SELECT unnest(?))", [paths]).fetchall()
+        rows = con.execute(
+            "SELECT path, size_bytes, mtime_ns, verified, max_pixels FROM image_probes WHERE path IN (SELECT "
+            "unnest(?))",
+            [paths],
+        ).fetchall()
         cached = {p: (s, m, v, mp) for p, s, m, v, mp in rows}
     todo = []
     for p in paths:
@@ -172,12 +197,21 @@ def cached_probes(con: duckdb.DuckDBPyConnection, paths: list[str], *, verify: b
     results = probe_many(todo, verify=verify, max_pixels=max_pixels, workers=workers)
     import pyarrow as pa
 
-    table = pa.table({
-        "path": [r.path for r in results], "size_bytes": [r.size_bytes for r in results], "mtime_ns": [r.mtime_ns for r in results],
-        "width": [r.width for r in results], "height": [r.height for r in results], "format": [r.format for r in results],
-        "sha256": [r.sha256 for r in results], "phash": pa.array([r.phash for r in results], pa.uint64()),
-        "error": [r.error for r in results], "verified": [verify] * len(results), "max_pixels": [max_pixels] * len(results),
-    })
+    table = pa.table(
+        {
+            "path": [r.path for r in results],
+            "size_bytes": [r.size_bytes for r in results],
+            "mtime_ns": [r.mtime_ns for r in results],
+            "width": [r.width for r in results],
+            "height": [r.height for r in results],
+            "format": [r.format for r in results],
+            "sha256": [r.sha256 for r in results],
+            "phash": pa.array([r.phash for r in results], pa.uint64()),
+            "error": [r.error for r in results],
+            "verified": [verify] * len(results),
+            "max_pixels": [max_pixels] * len(results),
+        }
+    )
     con.register("_probes", table)
     con.execute("BEGIN TRANSACTION")
     con.execute("DELETE FROM image_probes WHERE path IN (SELECT path FROM _probes)")

@@ -28,7 +28,9 @@ class ScorerConfig(BaseModel):
     engine: EngineSpec
     sampling: Sampling = Field(default_factory=Sampling)
     template: str = "vlmr1"
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="a completion passes when its task reward is at least this")
+    threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="a completion passes when its task reward is at least this"
+    )
     partition_size: int = Field(64, ge=1, description="samples per partition: the unit of resume")
 
 
@@ -36,10 +38,25 @@ def load_scorer_config(path: str | Path) -> ScorerConfig:
     return load_model(path, ScorerConfig, ScorerConfigError)
 
 
-def score_with(catalog_path: str | Path, recipe, config: ScorerConfig, *, limit: int | None = None,
-               progress: Callable | None = None):
+def score_with(
+    catalog_path: str | Path,
+    recipe,
+    config: ScorerConfig,
+    *,
+    limit: int | None = None,
+    progress: Callable | None = None,
+):
     """Build the config's engine and score ``recipe``'s candidates with it; returns ``difficulty.ScoreSummary``."""
     from curation.difficulty import score_recipe
 
-    return score_recipe(catalog_path, recipe, config.engine.build(), template=config.template, sampling=config.sampling,
-                        threshold=config.threshold, limit=limit, partition_size=config.partition_size, progress=progress)
+    return score_recipe(
+        catalog_path,
+        recipe,
+        config.engine.build(),
+        template=config.template,
+        sampling=config.sampling,
+        threshold=config.threshold,
+        limit=limit,
+        partition_size=config.partition_size,
+        progress=progress,
+    )

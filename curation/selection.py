@@ -1,4 +1,5 @@
-"""Selection: which samples a recipe trains on, in which order. Deterministic: same catalog + recipe + scorer, same list.
+"""Selection: which samples a recipe trains on, in which order. Deterministic: same catalog + recipe + scorer, same
+list.
 
 Steps, each recorded in the funnel: training candidates (quality drops and
 evaluation samples removed) -> difficulty band under a scorer key -> per-
@@ -33,13 +34,19 @@ def check_quality(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
     """
     row = con.execute("SELECT sources_sha256 FROM recipes WHERE recipe_hash = ?", [recipe.hash]).fetchone()
     now = catalog.sources_sha256(con)
-    catalog_path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+    catalog_path = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchone()[0]
     if row is None:
-        raise StaleQuality(f"recipe {recipe.name!r} ({recipe.hash}) has no quality flags in {catalog_path}; "
-                           f"run `vlmr1 quality {recipe.name} --catalog {catalog_path}` first")
+        raise StaleQuality(
+            f"recipe {recipe.name!r} ({recipe.hash}) has no quality flags in {catalog_path}; "
+            f"run `vlmr1 quality {recipe.name} --catalog {catalog_path}` first"
+        )
     if row[0] != now:
-        raise StaleQuality(f"recipe {recipe.name!r} ({recipe.hash}) was evaluated on catalog snapshot {str(row[0])[:12]}, "
-                           f"the catalog {catalog_path} is now at {now[:12]}: re-run `vlmr1 quality {recipe.name}`")
+        raise StaleQuality(
+            f"recipe {recipe.name!r} ({recipe.hash}) was evaluated on catalog snapshot {str(row[0])[:12]}, "
+            f"the catalog {catalog_path} is now at {now[:12]}: re-run `vlmr1 quality {recipe.name}`"
+        )
 
 
 def candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: str = "train") -> list[dict]:
@@ -55,7 +62,9 @@ def candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: str = "trai
         check_quality(con, recipe)
         dropped = "SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'"
         where, args = f"NOT ({in_eval}) AND s.sample_id NOT IN ({dropped})", [recipe.hash]
-    rows = con.execute(f"SELECT s.* EXCLUDE (attributes, category_ids) FROM samples s WHERE {where} ORDER BY s.sample_id", args)
+    rows = con.execute(
+        f"SELECT s.* EXCLUDE (attributes, category_ids) FROM samples s WHERE {where} ORDER BY s.sample_id", args
+    )
     columns = [d[0] for d in rows.description]
     return [dict(zip(columns, r)) for r in rows.fetchall()]
 
@@ -75,7 +84,9 @@ class Selection:
 def _group(row: dict, key: str) -> str:
     if key == "difficulty_bucket":
         rate = row.get("pass_rate")
-        return "unscored" if rate is None else f"{min(int(rate * 4), 3) / 4:.2f}-{min(int(rate * 4), 3) / 4 + 0.25:.2f}"
+        return (
+            "unscored" if rate is None else f"{min(int(rate * 4), 3) / 4:.2f}-{min(int(rate * 4), 3) / 4 + 0.25:.2f}"
+        )
     if key == "category":
         labels = sorted({t["label"] for t in json.loads(row["solution"])})
         return labels[0] if labels else "(none)"
@@ -83,7 +94,8 @@ def _group(row: dict, key: str) -> str:
 
 
 def balance(rows: list[dict], key: str, total: int, seed: int) -> list[dict]:
-    """Equal shares per group of ``key``; a group smaller than its share gives the rest to the others (water filling)."""
+    """Equal shares per group of ``key``; a group smaller than its share gives the rest to the others (water
+    filling)."""
     groups: dict[str, list[dict]] = {}
     for r in sorted(rows, key=lambda r: rank(seed, r["sample_id"])):
         groups.setdefault(_group(r, key), []).append(r)
@@ -104,7 +116,8 @@ def balance(rows: list[dict], key: str, total: int, seed: int) -> list[dict]:
 
 
 def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = None, pool: str = "train") -> Selection:
-    """``pool="eval"`` selects the evaluation samples (evaluation splits, eval-only pools) unfiltered, for ``training.evaluate``."""
+    """``pool="eval"`` selects the evaluation samples (evaluation splits, eval-only pools) unfiltered, for
+    ``training.evaluate``."""
     s = recipe.selection
     with catalog.connect(catalog_path) as con:
         total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
@@ -118,16 +131,48 @@ def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = No
         if scorer_key is not None:
             if not con.execute("SELECT 1 FROM scorers WHERE scorer_key = ?", [scorer_key]).fetchone():
                 raise ValueError(f"no scorer {scorer_key!r} in {catalog_path}; run `vlmr1 score` first")
-            diff = {r[0]: r[1:] for r in con.execute(
-                "SELECT sample_id, pass_rate, reward_std, band, n_pass, k FROM difficulty WHERE scorer_key = ?", [scorer_key]).fetchall()}
-            rows = [dict(r, pass_rate=diff[r["sample_id"]][0], reward_std=diff[r["sample_id"]][1], band=diff[r["sample_id"]][2],
-                         n_pass=diff[r["sample_id"]][3], k=diff[r["sample_id"]][4]) for r in rows if r["sample_id"] in diff]
+            diff = {
+                r[0]: r[1:]
+                for r in con.execute(
+                    "SELECT sample_id, pass_rate, reward_std, band, n_pass, k FROM difficulty WHERE scorer_key = ?",
+                    [scorer_key],
+                ).fetchall()
+            }
+            rows = [
+                dict(
+                    r,
+                    pass_rate=diff[r["sample_id"]][0],
+                    reward_std=diff[r["sample_id"]][1],
+                    band=diff[r["sample_id"]][2],
+                    n_pass=diff[r["sample_id"]][3],
+                    k=diff[r["sample_id"]][4],
+                )
+                for r in rows
+                if r["sample_id"] in diff
+            ]
             funnel.append((f"scored under {scorer_key}", len(rows)))
             d = s.difficulty
-            rows = [r for r in rows if d.min_pass_rate <= r["pass_rate"] <= d.max_pass_rate and (not d.require_signal or r["reward_std"] > 0)]
-            funnel.append((f"difficulty band [{d.min_pass_rate}, {d.max_pass_rate}]" + (" with reward std > 0" if d.require_signal else ""), len(rows)))
+            rows = [
+                r
+                for r in rows
+                if d.min_pass_rate <= r["pass_rate"] <= d.max_pass_rate
+                and (not d.require_signal or r["reward_std"] > 0)
+            ]
+            funnel.append(
+                (
+                    f"difficulty band [{d.min_pass_rate}, {d.max_pass_rate}]"
+                    + (" with reward std > 0" if d.require_signal else ""),
+                    len(rows),
+                )
+            )
     for r in rows:
-        r.setdefault("pass_rate", None), r.setdefault("reward_std", None), r.setdefault("band", None), r.setdefault("n_pass", None), r.setdefault("k", None)
+        (
+            r.setdefault("pass_rate", None),
+            r.setdefault("reward_std", None),
+            r.setdefault("band", None),
+            r.setdefault("n_pass", None),
+            r.setdefault("k", None),
+        )
     if s.caps:
         kept, seen = [], {}
         for r in sorted(rows, key=lambda r: rank(s.seed, r["sample_id"])):
@@ -148,17 +193,24 @@ def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = No
 
 def order(rows: list[dict], curriculum: str, seed: int) -> list[dict]:
     if curriculum == "easy_to_hard":
-        return sorted(rows, key=lambda r: (-(r["pass_rate"] if r["pass_rate"] is not None else -1.0), rank(seed, r["sample_id"])))
+        return sorted(
+            rows, key=lambda r: (-(r["pass_rate"] if r["pass_rate"] is not None else -1.0), rank(seed, r["sample_id"]))
+        )
     return sorted(rows, key=lambda r: rank(seed, r["sample_id"]))
 
 
 def equal_size(selections: list[Selection]) -> list[Selection]:
-    """Downsample every pool of an ablation to the smallest (seeded, order kept) so quality is not confounded with quantity."""
+    """Downsample every pool of an ablation to the smallest (seeded, order kept) so quality is not confounded with
+    quantity."""
     n = min(len(sel.rows) for sel in selections)
     out = []
     for sel in selections:
         seed = sel.recipe.selection.seed
         keep = {r["sample_id"] for r in sorted(sel.rows, key=lambda r: rank(seed, r["sample_id"]))[:n]}
         rows = [r for r in sel.rows if r["sample_id"] in keep]
-        out.append(Selection(sel.recipe, sel.scorer_key, rows, sel.funnel + [(f"equal size across the ablation ({n})", len(rows))]))
+        out.append(
+            Selection(
+                sel.recipe, sel.scorer_key, rows, sel.funnel + [(f"equal size across the ablation ({n})", len(rows))]
+            )
+        )
     return out

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 import os
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 
 from curation import catalog
 from curation.selection import Selection
-from vlmr1.prompts import build_messages, get_template
 from vlmr1.hashing import sha256_file
+from vlmr1.prompts import build_messages, get_template
 from vlmr1.shards import FORMAT, SHARD_SCHEMA
 
 ROW_GROUP = 8192
@@ -41,7 +41,9 @@ def _fsync(path: Path) -> None:
 def _root_and_key(row: dict) -> tuple[str, str]:
     path, key = row.get("image_path"), row["image_key"]
     if not path:
-        raise ValueError(f"sample {row['sample_id']} has no image file: ingest its source with --images before sharding")
+        raise ValueError(
+            f"sample {row['sample_id']} has no image file: ingest its source with --images before sharding"
+        )
     if path.endswith("/" + key):
         return path[: -len(key) - 1], key
     return str(Path(path).parent), Path(path).name
@@ -66,8 +68,13 @@ def shard_rows(selection: Selection, roots: list[str], template: str, embed_imag
         else:
             image, image_root = {"bytes": None, "path": rel}, roots.index(root)
         messages = build_messages(r["task"], r["problem"], template)
-        prompt = [{"role": m["role"], "content": [{"type": c["type"], "text": c.get("text")} for c in m["content"]]} for m in messages]
-        batch.append({**{k: r.get(k) for k in SHARD_SCHEMA.names}, "prompt": prompt, "image": image, "image_root": image_root})
+        prompt = [
+            {"role": m["role"], "content": [{"type": c["type"], "text": c.get("text")} for c in m["content"]]}
+            for m in messages
+        ]
+        batch.append(
+            {**{k: r.get(k) for k in SHARD_SCHEMA.names}, "prompt": prompt, "image": image, "image_root": image_root}
+        )
         if len(batch) == ROW_GROUP:
             yield pa.RecordBatch.from_pylist(batch, schema=SHARD_SCHEMA)
             batch = []
@@ -75,15 +82,25 @@ def shard_rows(selection: Selection, roots: list[str], template: str, embed_imag
         yield pa.RecordBatch.from_pylist(batch, schema=SHARD_SCHEMA)
 
 
-def write_shards(selection: Selection, catalog_path: str | Path, out: str | Path, *, embed_images: bool = False, template: str | None = None,
-                 max_rows: int = 200_000, max_bytes: int = 512 << 20) -> Path:
+def write_shards(
+    selection: Selection,
+    catalog_path: str | Path,
+    out: str | Path,
+    *,
+    embed_images: bool = False,
+    template: str | None = None,
+    max_rows: int = 200_000,
+    max_bytes: int = 512 << 20,
+) -> Path:
     """Write ``selection`` to ``out`` (a symlink to its version folder); return the manifest path.
 
     A shard holds at most ``max_rows`` rows and about ``max_bytes`` of (uncompressed) arrow data.
     """
     catalog_path, out = Path(catalog_path), Path(out)
     if out.exists() and not out.is_symlink():
-        raise FileExistsError(f"{out} exists and is not a shard output (a symlink to a version folder); choose another --out")
+        raise FileExistsError(
+            f"{out} exists and is not a shard output (a symlink to a version folder); choose another --out"
+        )
     scorer = _scorer(catalog_path, selection.scorer_key)
     template = template or (scorer or {}).get("template", "vlmr1").split("@")[0]
     get_template(template)
@@ -125,12 +142,28 @@ def write_shards(selection: Selection, catalog_path: str | Path, out: str | Path
     rows = selection.rows
     count = lambda key: dict(sorted(Counter(str(r.get(key)) for r in rows).items()))  # noqa: E731
     manifest = {
-        "format": FORMAT, "package_version": _version(),
-        "recipe": {"name": selection.recipe.name, "hash": selection.recipe.hash, "content": selection.recipe.canonical()},
-        "scorer_key": selection.scorer_key, "scorer": scorer, "family": (scorer or {}).get("family"), "template": get_template(template).key(),
-        "catalog": catalog.snapshot(catalog_path), "image_roots": roots, "embedded_images": embed_images,
-        "counts": {"rows": len(rows), "by_source": count("source"), "by_task": count("task"), "by_band": count("band")},
-        "funnel": [{"step": s, "samples": c} for s, c in selection.funnel], "shards": shards,
+        "format": FORMAT,
+        "package_version": _version(),
+        "recipe": {
+            "name": selection.recipe.name,
+            "hash": selection.recipe.hash,
+            "content": selection.recipe.canonical(),
+        },
+        "scorer_key": selection.scorer_key,
+        "scorer": scorer,
+        "family": (scorer or {}).get("family"),
+        "template": get_template(template).key(),
+        "catalog": catalog.snapshot(catalog_path),
+        "image_roots": roots,
+        "embedded_images": embed_images,
+        "counts": {
+            "rows": len(rows),
+            "by_source": count("source"),
+            "by_task": count("task"),
+            "by_band": count("band"),
+        },
+        "funnel": [{"step": s, "samples": c} for s, c in selection.funnel],
+        "shards": shards,
     }
     text = json.dumps(manifest, indent=2, sort_keys=True)
     _report(selection, tmp)
@@ -175,7 +208,11 @@ def _report(selection: Selection, folder: Path) -> None:
     lines += [f"| {s} | {c} |" for s, c in selection.funnel]
     lines += ["", "| source / task | samples |", "|---|---:|"]
     lines += [f"| {k} | {c} |" for k, c in sorted(Counter(f"{r['source']} / {r['task']}" for r in rows).items())]
-    lines += ["", "Top categories / expressions: " + ", ".join(f"{k} ({v})" for k, v in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:20])]
+    lines += [
+        "",
+        "Top categories / expressions: "
+        + ", ".join(f"{k} ({v})" for k, v in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
+    ]
     (folder / "selection.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     steps = [s for s, _ in selection.funnel]

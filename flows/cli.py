@@ -9,7 +9,9 @@ from typing import Optional
 
 import typer
 
-app = typer.Typer(help="Curate vision datasets into GRPO training sets (VLM-R1 style) and train on them.", no_args_is_help=True)
+app = typer.Typer(
+    help="Curate vision datasets into GRPO training sets (VLM-R1 style) and train on them.", no_args_is_help=True
+)
 rewards_app = typer.Typer(help="Score completions with the rule-based rewards.", no_args_is_help=True)
 app.add_typer(rewards_app, name="rewards")
 
@@ -24,7 +26,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """vlmr1-curate."""
 
@@ -46,13 +50,18 @@ def rewards_list() -> None:
 @rewards_app.command("score")
 def rewards_score(
     reward: str = typer.Option(..., "--reward", "-r", help="Reward name (see `vlmr1 rewards list`)."),
-    frame: str = typer.Option("abs_original", "--frame", "-f", help="Box frame of the completions: abs_original, abs_resized, norm1000."),
+    frame: str = typer.Option(
+        "abs_original", "--frame", "-f", help="Box frame of the completions: abs_original, abs_resized, norm1000."
+    ),
     input: Optional[Path] = typer.Argument(None, help="JSON lines file; standard input when omitted or '-'."),
-    min_pixels: int = typer.Option(56 * 56, help="abs_resized: processor min_pixels (when rows carry no resized size)."),
+    min_pixels: int = typer.Option(
+        56 * 56, help="abs_resized: processor min_pixels (when rows carry no resized size)."
+    ),
     max_pixels: int = typer.Option(28 * 28 * 16384, help="abs_resized: processor max_pixels."),
     batch_size: int = typer.Option(4096, help="Rows scored per batch."),
 ) -> None:
-    """Score JSON lines ``{"completion", "solution", "width", "height"}``; print ``{"reward": x}`` per line, in order."""
+    """Score JSON lines ``{"completion", "solution", "width", "height"}``; print ``{"reward": x}`` per line, in
+    order."""
     from vlmr1.boxes import BoxFrame
     from vlmr1.rewards import get_reward, score_rows
 
@@ -116,9 +125,15 @@ app.add_typer(ingest_app, name="ingest")
 
 
 CatalogOpt = typer.Option(..., "--catalog", help="The DuckDB catalog file (created if missing).")
-ImagesOpt = typer.Option(None, "--images", help="Image root; repeat for several. Images are probed (size, hashes); bad ones become rejects.")
+ImagesOpt = typer.Option(
+    None, "--images", help="Image root; repeat for several. Images are probed (size, hashes); bad ones become rejects."
+)
 VerifyOpt = typer.Option(False, "--verify-images", help="Fully decode each image (finds truncated files; slower).")
-KeepOpt = typer.Option(False, "--keep-bad-images", help="Keep samples whose image is bad (the quality rules flag them) instead of rejecting.")
+KeepOpt = typer.Option(
+    False,
+    "--keep-bad-images",
+    help="Keep samples whose image is bad (the quality rules flag them) instead of rejecting.",
+)
 
 
 def _image_check(images: Optional[list[Path]], verify: bool, keep_bad: bool = False):
@@ -128,20 +143,30 @@ def _image_check(images: Optional[list[Path]], verify: bool, keep_bad: bool = Fa
 
 
 def _run_ingest(paths: list[Path], ingest_one) -> None:
-    """Ingest each file with a progress bar; print one summary row per file. A file that cannot be read is reported, the rest go on."""
+    """Ingest each file with a progress bar; print one summary row per file. A file that cannot be read is reported,
+    the rest go on."""
+    import pickle
+
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    import pickle
-
     from curation.catalog import CatalogBusy
 
     console = Console()
-    table = Table("file", "status", "samples", "images", "annotations", "rejects", "rejects by reason", title="ingest summary")
+    table = Table(
+        "file", "status", "samples", "images", "annotations", "rejects", "rejects by reason", title="ingest summary"
+    )
     failed = 0
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("ingesting", total=len(paths))
         for path in paths:
             progress.update(task, description=f"ingesting {path.name}")
@@ -150,14 +175,23 @@ def _run_ingest(paths: list[Path], ingest_one) -> None:
             except CatalogBusy as exc:
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(3) from None
-            except (ValueError, OSError, pickle.UnpicklingError) as exc:  # the file itself is unreadable (refused pickle, missing companion ...)
+            except (
+                ValueError,
+                OSError,
+                pickle.UnpicklingError,
+            ) as exc:  # the file itself is unreadable (refused pickle, missing companion ...)
                 failed += 1
                 table.add_row(str(path), "[red]failed[/]", "-", "-", "-", "-", str(exc))
                 progress.advance(task)
                 continue
             status = "unchanged, skipped" if s.skipped else ("replaced" if s.replaced else "new")
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.rejects_by_reason.items())) or "-"
-            table.add_row(str(path), status, *(str(s.counts.get(k, "-")) for k in ("samples", "images", "annotations", "rejects")), reasons)
+            table.add_row(
+                str(path),
+                status,
+                *(str(s.counts.get(k, "-")) for k in ("samples", "images", "annotations", "rejects")),
+                reasons,
+            )
             progress.advance(task)
     console.print(table)
     if failed:
@@ -184,7 +218,9 @@ def ingest_coco_cmd(
 
 @ingest_app.command("refcoco")
 def ingest_refcoco_cmd(
-    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="refs(<splitBy>).p files (instances.json beside each)."),
+    paths: list[Path] = typer.Argument(
+        ..., exists=True, dir_okay=False, help="refs(<splitBy>).p files (instances.json beside each)."
+    ),
     catalog: Path = CatalogOpt,
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
@@ -200,7 +236,9 @@ def ingest_refcoco_cmd(
 
 @ingest_app.command("d3")
 def ingest_d3_cmd(
-    paths: list[Path] = typer.Argument(..., exists=True, dir_okay=False, help="d3_full_annotations.json (d3_pkl/ found beside d3_json/)."),
+    paths: list[Path] = typer.Argument(
+        ..., exists=True, dir_okay=False, help="d3_full_annotations.json (d3_pkl/ found beside d3_json/)."
+    ),
     catalog: Path = CatalogOpt,
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
@@ -233,10 +271,16 @@ def ingest_jsonl_cmd(
 
 @app.command()
 def quality(
-    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML, or the name of a shipped one (default, strict, none)."),
+    recipe: Optional[str] = typer.Argument(
+        None, help="Recipe YAML, or the name of a shipped one (default, strict, none)."
+    ),
     catalog: Path = CatalogOpt,
-    diff: Optional[tuple[str, str]] = typer.Option(None, "--diff", help="Two recipes: show the samples they disagree on, by rule."),
-    out: Optional[Path] = typer.Option(None, help="Report folder (default: reports/quality/<recipe>-<hash> beside the catalog)."),
+    diff: Optional[tuple[str, str]] = typer.Option(
+        None, "--diff", help="Two recipes: show the samples they disagree on, by rule."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, help="Report folder (default: reports/quality/<recipe>-<hash> beside the catalog)."
+    ),
 ) -> None:
     """Evaluate a quality recipe: flags per rule in the catalog, a funnel table, markdown + PNG report."""
     from rich.console import Console
@@ -244,7 +288,8 @@ def quality(
     from rich.table import Table
 
     from curation.catalog import CatalogBusy
-    from curation.quality.apply import RuleError, diff as recipe_diff, evaluate_recipe
+    from curation.quality.apply import RuleError, evaluate_recipe
+    from curation.quality.apply import diff as recipe_diff
     from curation.quality.recipe import RecipeError, load_recipe
     from curation.quality.report import diff_markdown, write_report
 
@@ -268,12 +313,21 @@ def quality(
     except CatalogBusy as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(3) from None
-    table = Table("rule", "action", "flagged", "unique to rule", "kept after", title=f"quality funnel: {r.recipe.name} ({r.recipe_hash}), {r.total} samples")
+    table = Table(
+        "rule",
+        "action",
+        "flagged",
+        "unique to rule",
+        "kept after",
+        title=f"quality funnel: {r.recipe.name} ({r.recipe_hash}), {r.total} samples",
+    )
     for f in r.funnel:
         table.add_row(f.rule, f.action, str(f.flagged), str(f.unique), str(f.kept_after))
     console.print(table)
     md, png = write_report(r, out or catalog.parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
-    console.print(f"kept {r.kept} of {r.total} ({r.eval_samples} evaluation samples are never trained on); written: {md}, {png}")
+    console.print(
+        f"kept {r.kept} of {r.total} ({r.eval_samples} evaluation samples are never trained on); written: {md}, {png}"
+    )
 
 
 def _fresh_quality(catalog: Path, recipe) -> None:
@@ -301,7 +355,9 @@ def score(
     engine: str = typer.Option("hf", "--engine", help="hf | vllm | openai"),
     k: int = typer.Option(8, "--k", help="Completions per sample."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
-    family: Optional[str] = typer.Option(None, help="Model family (default: from the model's config; required for openai)."),
+    family: Optional[str] = typer.Option(
+        None, help="Model family (default: from the model's config; required for openai)."
+    ),
     base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai engine: server URL."),
     temperature: float = typer.Option(1.0),
     top_p: float = typer.Option(1.0),
@@ -335,19 +391,42 @@ def score(
     except (RecipeError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    sampling = Sampling(n=k, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed)
-    with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:
+    sampling = Sampling(
+        n=k, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
+    )
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("score", total=None, rate="")
 
         def update(done: int, total: int, s) -> None:
             secs = max(s.wall_seconds, 1e-9)
-            progress.update(task, completed=done, total=total, rate=f"{done / secs:.2f} samples/s, {s.tokens / secs:.0f} tokens/s")
+            progress.update(
+                task, completed=done, total=total, rate=f"{done / secs:.2f} samples/s, {s.tokens / secs:.0f} tokens/s"
+            )
 
-        summary = score_recipe(catalog, r, eng, sampling=sampling, threshold=threshold, limit=limit, partition_size=partition_size, progress=update)
-    console.print(f"scorer {summary.scorer_key}: {summary.candidates} candidates, {summary.already_scored} already scored, "
-                  f"{summary.scored_now} scored now ({summary.completions} completions, {summary.tokens} tokens) in {summary.wall_seconds:.1f} s; "
-                  f"{summary.outside_generate_share:.0%} of the time outside generate")
+        summary = score_recipe(
+            catalog,
+            r,
+            eng,
+            sampling=sampling,
+            threshold=threshold,
+            limit=limit,
+            partition_size=partition_size,
+            progress=update,
+        )
+    console.print(
+        f"scorer {summary.scorer_key}: {summary.candidates} candidates, {summary.already_scored} already scored, "
+        f"{summary.scored_now} scored now ({summary.completions} completions, {summary.tokens} tokens) in "
+        f"{summary.wall_seconds:.1f} s; "
+        f"{summary.outside_generate_share:.0%} of the time outside generate"
+    )
     table = Table("source", "task", "band", "samples", "suspect annotation", title="difficulty bands")
     for row in band_counts(catalog, summary.scorer_key):
         table.add_row(*(str(v) for v in row))
@@ -361,18 +440,27 @@ def shard(
     recipes: list[str] = typer.Argument(..., help="Recipe(s). Several: an ablation, written to OUT/<recipe name>."),
     catalog: Path = CatalogOpt,
     out: Path = typer.Option(..., "--out", help="Output (a symlink to the current version folder)."),
-    scorer: Optional[str] = typer.Option(None, "--scorer", help="Scorer key whose difficulty band the recipe applies."),
-    embed_images: bool = typer.Option(False, "--embed-images", help="Put image bytes in the shards (portable) instead of paths."),
-    equal_size: bool = typer.Option(False, "--equal-size", help="Downsample every recipe's pool to the smallest (seeded)."),
+    scorer: Optional[str] = typer.Option(
+        None, "--scorer", help="Scorer key whose difficulty band the recipe applies."
+    ),
+    embed_images: bool = typer.Option(
+        False, "--embed-images", help="Put image bytes in the shards (portable) instead of paths."
+    ),
+    equal_size: bool = typer.Option(
+        False, "--equal-size", help="Downsample every recipe's pool to the smallest (seeded)."
+    ),
     template: Optional[str] = typer.Option(None, help="Prompt template (default: the scorer's, else vlmr1)."),
-    eval_pool: bool = typer.Option(False, "--eval", help="Shard the evaluation samples (eval splits, eval-only pools) for `vlmr1 eval`."),
+    eval_pool: bool = typer.Option(
+        False, "--eval", help="Shard the evaluation samples (eval splits, eval-only pools) for `vlmr1 eval`."
+    ),
 ) -> None:
     """Select samples by recipe and write deterministic, checksummed shards with a manifest."""
     from rich.console import Console
     from rich.table import Table
 
     from curation.quality.recipe import RecipeError, load_recipe
-    from curation.selection import equal_size as equalize, select
+    from curation.selection import equal_size as equalize
+    from curation.selection import select
     from curation.shards import write_shards
 
     console = Console()
@@ -409,7 +497,10 @@ def export_cmd(
     try:
         if to == "vlmr1-jsonl":
             pairs = to_vlmr1_jsonl(shards, out)
-            typer.echo(f"--data_file_paths {':'.join(str(p) for p, _ in pairs)} --image_folders {':'.join(f for _, f in pairs)}")
+            typer.echo(
+                f"--data_file_paths {':'.join(str(p) for p, _ in pairs)} --image_folders "
+                f"{':'.join(f for _, f in pairs)}"
+            )
         elif to == "easyr1":
             typer.echo(f"written: {to_easyr1(shards, out)}")
         else:
@@ -426,7 +517,9 @@ def train(
     output: Path = typer.Option(..., "--output", help="Checkpoints, reward log, final model."),
     nprocs: int = typer.Option(1, help="Processes on this machine."),
     launcher: str = typer.Option("torchrun", help="torchrun | accelerate (more than one process)."),
-    num_machines: int = typer.Option(1), machine_rank: int = typer.Option(0), main_address: str = typer.Option("127.0.0.1"),
+    num_machines: int = typer.Option(1),
+    machine_rank: int = typer.Option(0),
+    main_address: str = typer.Option("127.0.0.1"),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUTPUT."),
     timeout: Optional[float] = typer.Option(None, help="Seconds; the whole process group is killed after."),
 ) -> None:
@@ -441,13 +534,28 @@ def train(
     except TrainConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    spec = LaunchSpec(str(config), str(manifest), str(output), nprocs, launcher, num_machines, machine_rank, main_address, resume=resume,
-                      extensions_dir=os.environ.get("TORCH_EXTENSIONS_DIR"))
+    spec = LaunchSpec(
+        str(config),
+        str(manifest),
+        str(output),
+        nprocs,
+        launcher,
+        num_machines,
+        machine_rank,
+        main_address,
+        resume=resume,
+        extensions_dir=os.environ.get("TORCH_EXTENSIONS_DIR"),
+    )
     r = run(spec, timeout=timeout, on_line=typer.echo)
     if r.returncode:
-        typer.echo(f"training failed (exit {r.returncode}){': ' + r.last_error if r.last_error else ''}; log: {r.log}", err=True)
+        typer.echo(
+            f"training failed (exit {r.returncode}){': ' + r.last_error if r.last_error else ''}; log: {r.log}",
+            err=True,
+        )
         raise typer.Exit(1)
-    typer.echo(f"trained to step {r.result['global_step']}: {r.result.get('final')}; reward log {r.result.get('reward_log')}")
+    typer.echo(
+        f"trained to step {r.result['global_step']}: {r.result.get('final')}; reward log {r.result.get('reward_log')}"
+    )
     for line in r.result.get("warnings", []):
         typer.echo(f"warning: {line}", err=True)
 
@@ -459,7 +567,9 @@ def eval_cmd(
     engine: str = typer.Option("hf", "--engine", help="hf | vllm"),
     max_new_tokens: int = typer.Option(256),
     template: str = typer.Option("vlmr1"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Also record the metrics in this catalog's evaluations table."),
+    catalog: Optional[Path] = typer.Option(
+        None, "--catalog", help="Also record the metrics in this catalog's evaluations table."
+    ),
     run_name: str = typer.Option("cli", "--run"),
 ) -> None:
     """Greedy evaluation: REC Acc@0.5 / mean IoU per split, OVD dataset-level COCO mAP / AP50."""
@@ -479,7 +589,9 @@ def eval_cmd(
 
             record(catalog, path, run=run_name)
         for key, m in results["metrics"].items():
-            values = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items() if k not in ("task", "n"))
+            values = ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items() if k not in ("task", "n")
+            )
             table.add_row(d.name, key.rsplit("/", 1)[0], m["task"], str(m["n"]), values)
         typer.echo(f"written: {path}")
     Console().print(table)
@@ -488,7 +600,9 @@ def eval_cmd(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs."),
-    flow: bool = typer.Option(True, help="Also run the curate-and-train flow on the fixtures (ingest to evaluation, about 2 minutes on CPU)."),
+    flow: bool = typer.Option(
+        True, help="Also run the curate-and-train flow on the fixtures (ingest to evaluation, about 2 minutes on CPU)."
+    ),
 ) -> None:
     """Run the pipeline on the embedded default and say what it did."""
     from flows.demo import run_demo

@@ -29,13 +29,24 @@ FRAMES = {
 
 def demo_samples() -> list[Sample]:
     def rec(key, w, h, expr, box):
-        return Sample(make_sample_id("demo", key), "demo", "train", "rec", f"{key}.jpg", w, h, expr, (Target(expr, box),))
+        return Sample(
+            make_sample_id("demo", key), "demo", "train", "rec", f"{key}.jpg", w, h, expr, (Target(expr, box),)
+        )
 
     return [
         rec("img1", 640, 480, "the man in a red jacket on the left", (32.5, 60.0, 210.0, 470.0)),
         rec("img2", 1920, 1080, "small dog next to the bench", (1400.0, 700.0, 1610.0, 905.0)),
-        Sample(make_sample_id("demo", "img3"), "demo", "train", "ovd", "img3.jpg", 800, 600, ovd_phrases(["cat", "sofa", "lamp"]),
-               (Target("cat", (100.0, 200.0, 300.0, 380.0)), Target("sofa", (20.0, 150.0, 780.0, 590.0)))),
+        Sample(
+            make_sample_id("demo", "img3"),
+            "demo",
+            "train",
+            "ovd",
+            "img3.jpg",
+            800,
+            600,
+            ovd_phrases(["cat", "sofa", "lamp"]),
+            (Target("cat", (100.0, 200.0, 300.0, 380.0)), Target("sofa", (20.0, 150.0, 780.0, 590.0))),
+        ),
     ]
 
 
@@ -45,7 +56,11 @@ def _answer(sample: Sample, frame: BoxFrame, jitter: float) -> str:
     if sample.task == "rec":
         body = json.dumps({"bbox_2d": in_frame[0].tolist(), "label": sample.problem})
     else:
-        body = "```json\n" + json.dumps([{"bbox_2d": b.tolist(), "label": t.label} for b, t in zip(in_frame, sample.solution)]) + "\n```"
+        body = (
+            "```json\n"
+            + json.dumps([{"bbox_2d": b.tolist(), "label": t.label} for b, t in zip(in_frame, sample.solution)])
+            + "\n```"
+        )
     return f"<think>I look for the described objects.</think> <answer>{body}</answer>"
 
 
@@ -63,48 +78,81 @@ def run_demo(out: Path, flow: bool = True) -> None:
     for jitter in (0.0, 12.0):
         for frame_name, frame in FRAMES.items():
             completions = [_answer(s, frame, jitter) for s in samples]
-            batch = RewardBatch.build(completions, [s.solution for s in samples], [s.width for s in samples],
-                                      [s.height for s in samples], [s.task for s in samples], frame)
+            batch = RewardBatch.build(
+                completions,
+                [s.solution for s in samples],
+                [s.width for s in samples],
+                [s.height for s in samples],
+                [s.task for s in samples],
+                frame,
+            )
             fmt, iou, odl = score("format", batch), score("iou", batch), score("od_length", batch)
             for s, c, f, a, b in zip(samples, completions, fmt, iou, odl):
-                table.add_row(s.image_key, s.task, frame_name, f"{jitter:g}", f"{f:.0f}", f"{(a if s.task == 'rec' else b):.4f}")
+                table.add_row(
+                    s.image_key, s.task, frame_name, f"{jitter:g}", f"{f:.0f}", f"{(a if s.task == 'rec' else b):.4f}"
+                )
                 if frame.kind == "abs_original":
-                    rows_out.append({"completion": c, "solution": [t.to_json() for t in s.solution],
-                                     "width": s.width, "height": s.height, "task": s.task})
-    console.print("[bold]3.[/] the same answers given in three box frames score the same (rounded to whole units in each frame):")
+                    rows_out.append(
+                        {
+                            "completion": c,
+                            "solution": [t.to_json() for t in s.solution],
+                            "width": s.width,
+                            "height": s.height,
+                            "task": s.task,
+                        }
+                    )
+    console.print(
+        "[bold]3.[/] the same answers given in three box frames score the same (rounded to whole units in each frame):"
+    )
     console.print(table)
     with open(out / "reward_inputs.jsonl", "w") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in rows_out)
-    console.print(f"[bold]4.[/] reward inputs for the CLI: {out / 'reward_inputs.jsonl'}\n"
-                  f"   try: vlmr1 rewards score --reward iou {out / 'reward_inputs.jsonl'}")
+    console.print(
+        f"[bold]4.[/] reward inputs for the CLI: {out / 'reward_inputs.jsonl'}\n"
+        f"   try: vlmr1 rewards score --reward iou {out / 'reward_inputs.jsonl'}"
+    )
     if flow:
         _pipeline(console, out)
 
 
 def _pipeline(console: Console, out: Path) -> None:
-    """Stages 5-9: the curate-and-train flow itself (embedded default: fixtures + tiny offline model), as a deployment would run it."""
+    """Stages 5-9: the curate-and-train flow itself (embedded default: fixtures + tiny offline model), as a deployment
+    would run it."""
     from curation.catalog import connect
     from flows.pipeline import curate_and_train
 
     result = curate_and_train(demo=True, demo_output=str(out / "flow"))
     stages = result["stages"]
-    table = Table("stage", "seconds", "what", title="5. curate-and-train on the fixtures (a Prefect flow; no server needed)")
+    table = Table(
+        "stage", "seconds", "what", title="5. curate-and-train on the fixtures (a Prefect flow; no server needed)"
+    )
     for s in stages:
         facts = {k: v for k, v in s.items() if k not in ("stage", "seconds") and not isinstance(v, (list, dict))}
         table.add_row(s["stage"], str(s.get("seconds", "")), ", ".join(f"{k}={v}" for k, v in facts.items())[:160])
     console.print(table)
     db = out / "flow" / "catalog.duckdb"
     with connect(db) as con:
-        rows = con.execute("SELECT s.kind, r.section, r.record_index, r.record_id, r.reason FROM rejects r JOIN sources s USING (file_id) "
-                           "ORDER BY s.kind, r.section, r.record_index").fetchall()
-    ledger = Table("format", "section", "record index", "id", "reason", title="6. rejects ledger (the fixtures' planted defects)")
+        rows = con.execute(
+            "SELECT s.kind, r.section, r.record_index, r.record_id, r.reason FROM rejects r JOIN sources s USING "
+            "(file_id) "
+            "ORDER BY s.kind, r.section, r.record_index"
+        ).fetchall()
+    ledger = Table(
+        "format", "section", "record index", "id", "reason", title="6. rejects ledger (the fixtures' planted defects)"
+    )
     for row in rows:
         ledger.add_row(*(str(v) for v in row))
     console.print(ledger)
     quality = next((s for s in stages if s["stage"] == "quality"), None)
     if quality:
         console.print(f"[bold]7.[/] quality funnel: {quality['report']} and {quality['plot']}")
-    console.print(f"[bold]8.[/] shards: {result['manifest']}\n   checkpoint (2 GRPO steps on DeepSpeed ZeRO-2): {result.get('checkpoint')}\n"
-                  f"   evaluation: {result.get('evaluation')}")
+    console.print(
+        f"[bold]8.[/] shards: {result['manifest']}\n   checkpoint (2 GRPO steps on DeepSpeed ZeRO-2): "
+        f"{result.get('checkpoint')}\n"
+        f"   evaluation: {result.get('evaluation')}"
+    )
     if result.get("no_new_data"):
-        console.print("[bold]9.[/] no new data since the last run: nothing was ingested, scored or trained (delete the folder to start over)")
+        console.print(
+            "[bold]9.[/] no new data since the last run: nothing was ingested, scored or trained (delete the folder "
+            "to start over)"
+        )

@@ -1,4 +1,5 @@
-"""Prefect flows: ``curate-and-train`` (ingest -> quality -> difficulty -> shards -> train -> evaluate) and ``ablation``.
+"""Prefect flows: ``curate-and-train`` (ingest -> quality -> difficulty -> shards -> train -> evaluate) and
+``ablation``.
 
 Tasks are thin wrappers over library functions and pass paths and small
 summaries, never connections or frames. Each task's cache key is the content
@@ -78,8 +79,15 @@ def ingest_task(catalog: str, source: dict) -> dict:
     s = SourceSpec(**source)
     fn = {"coco": ingest_coco, "refcoco": ingest_refcoco, "d3": ingest_d3, "jsonl": ingest_jsonl}[s.kind]
     summary = fn(catalog, s.path, images=ImageCheck([Path(r) for r in s.images]) if s.images else None, **s.options)
-    return _stage("ingest", t0, file=s.path, skipped=summary.skipped, samples=summary.counts.get("samples", 0),
-                  rejects=summary.counts.get("rejects", 0), rejects_by_reason=summary.rejects_by_reason)
+    return _stage(
+        "ingest",
+        t0,
+        file=s.path,
+        skipped=summary.skipped,
+        samples=summary.counts.get("samples", 0),
+        rejects=summary.counts.get("rejects", 0),
+        rejects_by_reason=summary.rejects_by_reason,
+    )
 
 
 @task(name="quality", cache_key_fn=_by_key, persist_result=True)
@@ -91,8 +99,19 @@ def quality_task(catalog: str, recipe: str, key: str) -> dict:
     t0 = time.perf_counter()
     r = evaluate_recipe(catalog, load_recipe(recipe))
     md, png = write_report(r, Path(catalog).parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
-    return _stage("quality", t0, recipe_hash=r.recipe_hash, samples_in=r.total, kept=r.kept, report=str(md), plot=str(png),
-                  funnel=[{"rule": f.rule, "action": f.action, "flagged": f.flagged, "unique": f.unique, "kept_after": f.kept_after} for f in r.funnel])
+    return _stage(
+        "quality",
+        t0,
+        recipe_hash=r.recipe_hash,
+        samples_in=r.total,
+        kept=r.kept,
+        report=str(md),
+        plot=str(png),
+        funnel=[
+            {"rule": f.rule, "action": f.action, "flagged": f.flagged, "unique": f.unique, "kept_after": f.kept_after}
+            for f in r.funnel
+        ],
+    )
 
 
 @task(name="score", cache_key_fn=_by_key, persist_result=True, retries=1, retry_delay_seconds=5)
@@ -112,13 +131,33 @@ def score_task(catalog: str, recipe: str, scorer: dict, key: str) -> dict:
     if p.engine == "openai" and p.base_url:
         options["base_url"] = p.base_url
     engine = make_engine(p.engine, p.model, **options)
-    s = score_recipe(catalog, load_recipe(recipe), engine,
-                     sampling=Sampling(n=p.k, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k, max_new_tokens=p.max_new_tokens,
-                                       seed=p.seed))
+    s = score_recipe(
+        catalog,
+        load_recipe(recipe),
+        engine,
+        sampling=Sampling(
+            n=p.k,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            top_k=p.top_k,
+            max_new_tokens=p.max_new_tokens,
+            seed=p.seed,
+        ),
+    )
     md, png = write_report(catalog, s.scorer_key, Path(catalog).parent / "reports" / "difficulty" / s.scorer_key)
-    return _stage("score", t0, scorer_key=s.scorer_key, candidates=s.candidates, scored_now=s.scored_now, already_scored=s.already_scored,
-                  completions=s.completions, outside_generate_share=round(s.outside_generate_share, 3), report=str(md), plot=str(png),
-                  bands=[list(map(str, row)) for row in band_counts(catalog, s.scorer_key)])
+    return _stage(
+        "score",
+        t0,
+        scorer_key=s.scorer_key,
+        candidates=s.candidates,
+        scored_now=s.scored_now,
+        already_scored=s.already_scored,
+        completions=s.completions,
+        outside_generate_share=round(s.outside_generate_share, 3),
+        report=str(md),
+        plot=str(png),
+        bands=[list(map(str, row)) for row in band_counts(catalog, s.scorer_key)],
+    )
 
 
 @task(name="shard", cache_key_fn=_by_key, persist_result=True)
@@ -131,8 +170,15 @@ def shard_task(catalog: str, recipe: str, scorer_key: Optional[str], out: str, p
     sel = select(catalog, load_recipe(recipe), scorer_key, pool=pool)
     manifest = write_shards(sel, catalog, Path(out))
     m = json.loads(manifest.read_text())
-    return _stage("shard", t0, manifest=str(manifest), rows=m["counts"]["rows"], shards=len(m["shards"]), funnel=m["funnel"],
-                  manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest())
+    return _stage(
+        "shard",
+        t0,
+        manifest=str(manifest),
+        rows=m["counts"]["rows"],
+        shards=len(m["shards"]),
+        funnel=m["funnel"],
+        manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest(),
+    )
 
 
 @task(name="train", cache_key_fn=_by_key, persist_result=True)
@@ -141,19 +187,37 @@ def train_task(config: str, manifest: str, output: str, nprocs: int, key: str) -
 
     t0 = time.perf_counter()
     logger = get_run_logger()
-    r = run(LaunchSpec(config, manifest, output, nprocs=nprocs), on_line=lambda line: logger.info(line) if "VLMR1" in line or "Error" in line else None)
+    r = run(
+        LaunchSpec(config, manifest, output, nprocs=nprocs),
+        on_line=lambda line: logger.info(line) if "VLMR1" in line or "Error" in line else None,
+    )
     if r.returncode:
         raise RuntimeError(f"training failed (exit {r.returncode}): {r.last_error}; log {r.log}")
     curve = _reward_curve(Path(r.result["reward_log"])) if r.result.get("reward_log") else []
-    return _stage("train", t0, global_step=r.result["global_step"], final=r.result.get("final"), reward_log=r.result.get("reward_log"),
-                  log=r.log, curve=curve, warnings=r.result.get("warnings", []))
+    return _stage(
+        "train",
+        t0,
+        global_step=r.result["global_step"],
+        final=r.result.get("final"),
+        reward_log=r.result.get("reward_log"),
+        log=r.log,
+        curve=curve,
+        warnings=r.result.get("warnings", []),
+    )
 
 
 def _reward_curve(path: Path) -> list[dict]:
     import duckdb
 
-    rows = duckdb.connect().execute("SELECT step, avg(reward_mean), avg(reward_std), count(*) FROM read_parquet(?) GROUP BY step ORDER BY step",
-                                    [str(path)]).fetchall()
+    rows = (
+        duckdb.connect()
+        .execute(
+            "SELECT step, avg(reward_mean), avg(reward_std), count(*) FROM read_parquet(?) GROUP BY step ORDER "
+            "BY step",
+            [str(path)],
+        )
+        .fetchall()
+    )
     return [{"step": s, "reward_mean": round(m, 4), "reward_std": round(sd, 4), "samples": n} for s, m, sd, n in rows]
 
 
@@ -184,24 +248,42 @@ def _file_key(path: str) -> str:
 
 def _artifacts(stages: list[dict], name: str) -> None:
     """Stage summaries, funnel, bands, training curve and evaluation tables, visible in the Prefect UI."""
-    create_table_artifact(key=f"{name}-stages", table=[{k: v for k, v in s.items() if not isinstance(v, (list, dict))} for s in stages],
-                          description="stage summaries: counts in/out, rejects, seconds, skipped")
+    create_table_artifact(
+        key=f"{name}-stages",
+        table=[{k: v for k, v in s.items() if not isinstance(v, (list, dict))} for s in stages],
+        description="stage summaries: counts in/out, rejects, seconds, skipped",
+    )
     for s in stages:
         if s["stage"] == "quality":
-            create_table_artifact(key=f"{name}-quality-funnel", table=s["funnel"], description=f"quality funnel ({s['recipe_hash']}): {s['report']}")
+            create_table_artifact(
+                key=f"{name}-quality-funnel",
+                table=s["funnel"],
+                description=f"quality funnel ({s['recipe_hash']}): {s['report']}",
+            )
         if s["stage"] == "score":
-            create_table_artifact(key=f"{name}-difficulty", table=[dict(zip(["source", "task", "band", "samples", "suspect"], b)) for b in s["bands"]],
-                                  description=f"difficulty bands, scorer {s['scorer_key']}; histogram: {s['plot']}")
+            create_table_artifact(
+                key=f"{name}-difficulty",
+                table=[dict(zip(["source", "task", "band", "samples", "suspect"], b)) for b in s["bands"]],
+                description=f"difficulty bands, scorer {s['scorer_key']}; histogram: {s['plot']}",
+            )
         if s["stage"] == "train" and s.get("curve"):
-            create_table_artifact(key=f"{name}-training-curve", table=s["curve"], description="mean reward per step (reward log)")
+            create_table_artifact(
+                key=f"{name}-training-curve", table=s["curve"], description="mean reward per step (reward log)"
+            )
         if s["stage"] == "evaluate":
-            create_table_artifact(key=f"{name}-evaluation", table=[{"split": k, **v} for k, v in s["metrics"].items()],
-                                  description=f"evaluation: {s['results']}")
+            create_table_artifact(
+                key=f"{name}-evaluation",
+                table=[{"split": k, **v} for k, v in s["metrics"].items()],
+                description=f"evaluation: {s['results']}",
+            )
 
 
 @flow(name="curate-and-train", log_prints=True)
-def curate_and_train(params: Optional[PipelineParams] = None, demo: bool = False, demo_output: str = "demo-out/flow") -> dict:
-    """Ingest -> probe -> quality -> difficulty -> selection -> shards -> train -> evaluate. Stops early when no source changed."""
+def curate_and_train(
+    params: Optional[PipelineParams] = None, demo: bool = False, demo_output: str = "demo-out/flow"
+) -> dict:
+    """Ingest -> probe -> quality -> difficulty -> selection -> shards -> train -> evaluate. Stops early when no
+    source changed."""
     logger = get_run_logger()
     if params is None:
         if not demo:
@@ -214,8 +296,14 @@ def curate_and_train(params: Optional[PipelineParams] = None, demo: bool = False
     run_key = _key(source_keys, params.model_dump(mode="json"))
     if state_path.exists() and json.loads(state_path.read_text()).get("run_key") == run_key:
         logger.info("no new data: every source file is unchanged since the last completed run")
-        create_markdown_artifact(key="curate-and-train-result", markdown="**no new data**: nothing ingested, scored or trained.")
-        return {**json.loads(state_path.read_text()), "no_new_data": True, "stages": [{"stage": "check", "no_new_data": True}]}
+        create_markdown_artifact(
+            key="curate-and-train-result", markdown="**no new data**: nothing ingested, scored or trained."
+        )
+        return {
+            **json.loads(state_path.read_text()),
+            "no_new_data": True,
+            "stages": [{"stage": "check", "no_new_data": True}],
+        }
     stages = [ingest_task(params.catalog, s.model_dump()) for s in params.sources]
     snapshot = _snapshot(params.catalog)
     from curation.quality.recipe import load_recipe
@@ -224,32 +312,61 @@ def curate_and_train(params: Optional[PipelineParams] = None, demo: bool = False
     stages.append(quality_task(params.catalog, params.recipe, key=_key(snapshot, recipe_hash)))
     scorer_key = None
     if params.scorer is not None:
-        scored = score_task(params.catalog, params.recipe, params.scorer.model_dump(), key=_key(snapshot, recipe_hash, params.scorer.model_dump()))
+        scored = score_task(
+            params.catalog,
+            params.recipe,
+            params.scorer.model_dump(),
+            key=_key(snapshot, recipe_hash, params.scorer.model_dump()),
+        )
         stages.append(scored)
         scorer_key = scored["scorer_key"]
-    shards = shard_task(params.catalog, params.recipe, scorer_key, str(out / "shards" / "train"), "train",
-                        key=_key(snapshot, recipe_hash, scorer_key, str(out)))
+    shards = shard_task(
+        params.catalog,
+        params.recipe,
+        scorer_key,
+        str(out / "shards" / "train"),
+        "train",
+        key=_key(snapshot, recipe_hash, scorer_key, str(out)),
+    )
     stages.append(shards)
     result = {"manifest": shards["manifest"], "run_key": run_key}
     if params.train_config:
         train_out = out / "train" / shards["manifest_sha256"][:12]
         config = _continued_config(params, state_path, out)
-        trained = train_task(config, shards["manifest"], str(train_out), params.nprocs,
-                             key=_key(shards["manifest_sha256"], _file_key(config), params.nprocs, str(train_out)))
+        trained = train_task(
+            config,
+            shards["manifest"],
+            str(train_out),
+            params.nprocs,
+            key=_key(shards["manifest_sha256"], _file_key(config), params.nprocs, str(train_out)),
+        )
         stages.append(trained)
         result["checkpoint"] = trained["final"]
         if params.evaluate:
-            ev_shards = shard_task(params.catalog, params.recipe, None, str(out / "shards" / "eval"), "eval",
-                                   key=_key(snapshot, recipe_hash, "eval", str(out)))
+            ev_shards = shard_task(
+                params.catalog,
+                params.recipe,
+                None,
+                str(out / "shards" / "eval"),
+                "eval",
+                key=_key(snapshot, recipe_hash, "eval", str(out)),
+            )
             stages.append(ev_shards)
-            evaluated = eval_task(trained["final"], str(Path(ev_shards["manifest"]).parent), params.catalog, "curate-and-train",
-                                  key=_key(trained["final"], ev_shards["manifest_sha256"]))
+            evaluated = eval_task(
+                trained["final"],
+                str(Path(ev_shards["manifest"]).parent),
+                params.catalog,
+                "curate-and-train",
+                key=_key(trained["final"], ev_shards["manifest_sha256"]),
+            )
             stages.append(evaluated)
             result["evaluation"] = evaluated["results"]
     _artifacts(stages, "curate-and-train")
     result["stages"] = stages
     state_path.write_text(json.dumps({k: v for k, v in result.items() if k != "stages"}, indent=2))
-    logger.info(f"shards: {result['manifest']}; checkpoint: {result.get('checkpoint')}; evaluation: {result.get('evaluation')}")
+    logger.info(
+        f"shards: {result['manifest']}; checkpoint: {result.get('checkpoint')}; evaluation: {result.get('evaluation')}"
+    )
     return result
 
 
@@ -270,7 +387,8 @@ def _continued_config(params: PipelineParams, state_path: Path, out: Path) -> st
 
 
 def demo_params(out: Path) -> PipelineParams:
-    """Fixtures of all four formats and a tiny offline Qwen2.5-VL (warm-started), under ``out``: what `make demo` and the demo deployment run."""
+    """Fixtures of all four formats and a tiny offline Qwen2.5-VL (warm-started), under ``out``: what `make demo` and
+    the demo deployment run."""
     import yaml
 
     from curation.fixtures import make_coco, make_d3, make_refcoco, make_vlmr1_jsonl
@@ -288,16 +406,50 @@ def demo_params(out: Path) -> PipelineParams:
     if not (model / "config.json").exists():
         build_tiny_vlm(model, "qwen2_5_vl", warm_start_steps=120)
     config = out / "train.yaml"
-    config.write_text(yaml.safe_dump({"model": str(model), "num_generations": 4, "per_device_train_batch_size": 8, "max_completion_length": 40,
-                                      "learning_rate": 0.002, "beta": 0.0, "max_steps": 2, "save_steps": 1, "seed": 3, "deepspeed": "zero2",
-                                      "use_cpu": True}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(model),
+                "num_generations": 4,
+                "per_device_train_batch_size": 8,
+                "max_completion_length": 40,
+                "learning_rate": 0.002,
+                "beta": 0.0,
+                "max_steps": 2,
+                "save_steps": 1,
+                "seed": 3,
+                "deepspeed": "zero2",
+                "use_cpu": True,
+            }
+        )
+    )
     return PipelineParams(
-        catalog=str(out / "catalog.duckdb"), output=str(out / "run"),
-        sources=[SourceSpec(kind="coco", path=str(data / "coco" / "annotations" / "instances_train2017.json"), images=[str(data / "coco")]),
-                 SourceSpec(kind="refcoco", path=str(data / "refer" / "refcoco" / "refs(unc).p"), images=[str(data / "refer" / "train2014")]),
-                 SourceSpec(kind="d3", path=str(data / "d3" / "d3_json" / "d3_full_annotations.json"), images=[str(data / "d3" / "d3_images")]),
-                 SourceSpec(kind="jsonl", path=str(data / "vlmr1" / "vlmr1_rec_ovd.jsonl"), images=[str(data / "vlmr1" / "images")])],
-        recipe="default", scorer=ScorerParams(model=str(model), k=4, max_new_tokens=40), train_config=str(config))
+        catalog=str(out / "catalog.duckdb"),
+        output=str(out / "run"),
+        sources=[
+            SourceSpec(
+                kind="coco",
+                path=str(data / "coco" / "annotations" / "instances_train2017.json"),
+                images=[str(data / "coco")],
+            ),
+            SourceSpec(
+                kind="refcoco",
+                path=str(data / "refer" / "refcoco" / "refs(unc).p"),
+                images=[str(data / "refer" / "train2014")],
+            ),
+            SourceSpec(
+                kind="d3",
+                path=str(data / "d3" / "d3_json" / "d3_full_annotations.json"),
+                images=[str(data / "d3" / "d3_images")],
+            ),
+            SourceSpec(
+                kind="jsonl", path=str(data / "vlmr1" / "vlmr1_rec_ovd.jsonl"), images=[str(data / "vlmr1" / "images")]
+            ),
+        ],
+        recipe="default",
+        scorer=ScorerParams(model=str(model), k=4, max_new_tokens=40),
+        train_config=str(config),
+    )
 
 
 class AblationParams(BaseModel):
@@ -320,43 +472,89 @@ def equal_pools_task(catalog: str, recipes: list[str], scorer_key: Optional[str]
     result = []
     for sel in pools:
         manifest = write_shards(sel, catalog, Path(out) / sel.recipe.name)
-        result.append(_stage("shard", t0, recipe=sel.recipe.name, manifest=str(manifest), rows=len(sel.rows),
-                             manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest()))
+        result.append(
+            _stage(
+                "shard",
+                t0,
+                recipe=sel.recipe.name,
+                manifest=str(manifest),
+                rows=len(sel.rows),
+                manifest_sha256=hashlib.sha256(manifest.read_bytes()).hexdigest(),
+            )
+        )
     return result
 
 
 @flow(name="ablation", log_prints=True)
-def ablation(params: Optional[AblationParams] = None, demo: bool = False, demo_output: str = "demo-out/ablation") -> dict:
-    """Recipes over one catalog -> equal-size pools -> same training budget and seed -> evaluation -> one comparison table."""
+def ablation(
+    params: Optional[AblationParams] = None, demo: bool = False, demo_output: str = "demo-out/ablation"
+) -> dict:
+    """Recipes over one catalog -> equal-size pools -> same training budget and seed -> evaluation -> one comparison
+    table."""
     if params is None:
         if not demo:
             raise ValueError("give params, or demo=true")
-        base = curate_and_train.fn(demo_params(Path(demo_output)).model_copy(update={"train_config": None}))  # catalog + scores only
+        base = curate_and_train.fn(
+            demo_params(Path(demo_output)).model_copy(update={"train_config": None})
+        )  # catalog + scores only
         p = demo_params(Path(demo_output))
-        params = AblationParams(catalog=p.catalog, output=str(Path(demo_output).resolve() / "ablation"), recipes=["none", "default"],
-                                train_config=p.train_config, scorer_key=next((s["scorer_key"] for s in base.get("stages", []) if s["stage"] == "score"), None))
+        params = AblationParams(
+            catalog=p.catalog,
+            output=str(Path(demo_output).resolve() / "ablation"),
+            recipes=["none", "default"],
+            train_config=p.train_config,
+            scorer_key=next((s["scorer_key"] for s in base.get("stages", []) if s["stage"] == "score"), None),
+        )
     out = Path(params.output)
     snapshot = _snapshot(params.catalog)
     from curation.quality.recipe import load_recipe
 
     stages = [quality_task(params.catalog, r, key=_key(snapshot, load_recipe(r).hash)) for r in params.recipes]
-    pools = equal_pools_task(params.catalog, params.recipes, params.scorer_key, str(out / "shards"),
-                             key=_key(snapshot, params.recipes, params.scorer_key, str(out)))
-    ev = shard_task(params.catalog, params.recipes[0], None, str(out / "eval"), "eval", key=_key(snapshot, "eval", str(out)))
+    pools = equal_pools_task(
+        params.catalog,
+        params.recipes,
+        params.scorer_key,
+        str(out / "shards"),
+        key=_key(snapshot, params.recipes, params.scorer_key, str(out)),
+    )
+    ev = shard_task(
+        params.catalog, params.recipes[0], None, str(out / "eval"), "eval", key=_key(snapshot, "eval", str(out))
+    )
     rows = []
     stages += list(pools) + [ev]
     for pool in pools:
         arm = out / "train" / pool["recipe"]
-        trained = train_task(params.train_config, pool["manifest"], str(arm), params.nprocs,
-                             key=_key(pool["manifest_sha256"], _file_key(params.train_config), str(arm)))
-        evaluated = eval_task(trained["final"], str(Path(ev["manifest"]).parent), params.catalog, f"ablation:{pool['recipe']}",
-                              key=_key(trained["final"], ev["manifest_sha256"], pool["recipe"]))
+        trained = train_task(
+            params.train_config,
+            pool["manifest"],
+            str(arm),
+            params.nprocs,
+            key=_key(pool["manifest_sha256"], _file_key(params.train_config), str(arm)),
+        )
+        evaluated = eval_task(
+            trained["final"],
+            str(Path(ev["manifest"]).parent),
+            params.catalog,
+            f"ablation:{pool['recipe']}",
+            key=_key(trained["final"], ev["manifest_sha256"], pool["recipe"]),
+        )
         stages += [trained, evaluated]
         for split, m in evaluated["metrics"].items():
-            rows.append({"recipe": pool["recipe"], "recipe_hash": load_recipe(pool["recipe"]).hash, "pool_size": pool["rows"], "split": split,
-                         **{k: v for k, v in m.items() if k != "task"}})
+            rows.append(
+                {
+                    "recipe": pool["recipe"],
+                    "recipe_hash": load_recipe(pool["recipe"]).hash,
+                    "pool_size": pool["rows"],
+                    "split": split,
+                    **{k: v for k, v in m.items() if k != "task"},
+                }
+            )
     md, png = _comparison_report(rows, out)
-    create_table_artifact(key="ablation-comparison", table=rows, description=f"metric per recipe and split, equal pool sizes; {md}, {png}")
+    create_table_artifact(
+        key="ablation-comparison",
+        table=rows,
+        description=f"metric per recipe and split, equal pool sizes; {md}, {png}",
+    )
     create_markdown_artifact(key="ablation-comparison-md", markdown=md.read_text())
     return {"comparison": rows, "report": str(md), "plot": str(png), "stages": stages}
 
@@ -369,10 +567,18 @@ def _comparison_report(rows: list[dict], out: Path) -> tuple[Path, Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     metrics = [k for k in ("acc@0.5", "mean_iou", "mAP", "AP50") if any(k in r for r in rows)]
-    lines = ["# Ablation", "", "| recipe | pool size | split | " + " | ".join(metrics) + " |", "|---|---:|---|" + "---:|" * len(metrics)]
+    lines = [
+        "# Ablation",
+        "",
+        "| recipe | pool size | split | " + " | ".join(metrics) + " |",
+        "|---|---:|---|" + "---:|" * len(metrics),
+    ]
     for r in rows:
-        lines.append(f"| {r['recipe']} | {r['pool_size']} | {r['split']} | " + " | ".join(
-            f"{r[m]:.4f}" if isinstance(r.get(m), float) else str(r.get(m, "")) for m in metrics) + " |")
+        lines.append(
+            f"| {r['recipe']} | {r['pool_size']} | {r['split']} | "
+            + " | ".join(f"{r[m]:.4f}" if isinstance(r.get(m), float) else str(r.get(m, "")) for m in metrics)
+            + " |"
+        )
     md = out / "comparison.md"
     md.write_text("\n".join(lines) + "\n")
     fig, ax = plt.subplots(figsize=(8, 3.5))
@@ -381,7 +587,9 @@ def _comparison_report(rows: list[dict], out: Path) -> tuple[Path, Path]:
     metric = metrics[0] if metrics else None
     width = 0.8 / max(len(recipes), 1)
     for i, rec in enumerate(recipes):
-        vals = [next((r.get(metric) or 0.0 for r in rows if r["recipe"] == rec and r["split"] == s), 0.0) for s in splits]
+        vals = [
+            next((r.get(metric) or 0.0 for r in rows if r["recipe"] == rec and r["split"] == s), 0.0) for s in splits
+        ]
         ax.bar([j + i * width for j in range(len(splits))], vals, width, label=rec)
     ax.set_xticks([j + width * (len(recipes) - 1) / 2 for j in range(len(splits))], splits, rotation=20, fontsize=7)
     ax.set_ylabel(metric or "")

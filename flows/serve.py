@@ -20,8 +20,13 @@ def deployments():
     out = os.environ.get("VLMR1_DEMO_OUTPUT", "demo-out")
     return [
         curate_and_train.to_deployment(name="demo", parameters={"demo": True, "demo_output": f"{out}/flow"}),
-        curate_and_train.to_deployment(name="nightly", cron="0 3 * * *", parameters={"demo": True, "demo_output": f"{out}/nightly"},
-                                       description="Incremental retraining: set params to your sources; unchanged sources finish as 'no new data'."),
+        curate_and_train.to_deployment(
+            name="nightly",
+            cron="0 3 * * *",
+            parameters={"demo": True, "demo_output": f"{out}/nightly"},
+            description="Incremental retraining: set params to your sources; unchanged sources finish as 'no new "
+            "data'.",
+        ),
         ablation.to_deployment(name="demo", parameters={"demo": True, "demo_output": f"{out}/flow"}),
     ]
 

@@ -36,7 +36,9 @@ def coco_and_refcoco_catalog(root, n_coco: int, n_refcoco: int, recipes=("none",
 
     db = root / "c.duckdb"
     ingest_coco(db, make_coco(root / "coco", n_images=n_coco), images=ImageCheck([root / "coco"]))
-    ingest_refcoco(db, make_refcoco(root / "refer", n_images=n_refcoco), images=ImageCheck([root / "refer" / "train2014"]))
+    ingest_refcoco(
+        db, make_refcoco(root / "refer", n_images=n_refcoco), images=ImageCheck([root / "refer" / "train2014"])
+    )
     for name in recipes:
         evaluate_recipe(db, load_recipe(name))
     return db

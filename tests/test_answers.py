@@ -48,8 +48,16 @@ def test_rec_box_forms(answer, box):
 
 @pytest.mark.parametrize(
     "answer",
-    ["", "none", '{"bbox_2d": [1, 2, 3]}', '{"bbox_2d": [1, 2, 3, NaN]}', '{"bbox_2d": [true, 2, 3, 4]}',
-     "[1e999, 0, 1, 1]", '{"bbox_2d": "1,2,3,4"}', "[١, ٢, ٣, ٤]"],
+    [
+        "",
+        "none",
+        '{"bbox_2d": [1, 2, 3]}',
+        '{"bbox_2d": [1, 2, 3, NaN]}',
+        '{"bbox_2d": [true, 2, 3, 4]}',
+        "[1e999, 0, 1, 1]",
+        '{"bbox_2d": "1,2,3,4"}',
+        "[١, ٢, ٣, ٤]",
+    ],
 )
 def test_rec_box_refused(answer):
     assert parse_rec_box(answer) is None

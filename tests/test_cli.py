@@ -22,11 +22,29 @@ def test_version():
 def test_rewards_score_reads_stdin_and_keeps_order():
     sol = [{"label": "x", "bbox": [0, 0, 100, 100]}]
     rows = [
-        {"completion": '<think>t</think><answer>{"bbox_2d": [0, 0, 100, 100]}</answer>', "solution": sol, "width": 200, "height": 200},
+        {
+            "completion": '<think>t</think><answer>{"bbox_2d": [0, 0, 100, 100]}</answer>',
+            "solution": sol,
+            "width": 200,
+            "height": 200,
+        },
         {"completion": "garbage", "solution": sol, "width": 200, "height": 200},
-        {"completion": '<think>t</think><answer>[0, 0, 100, 50]</answer>', "solution": sol, "width": 200, "height": 200},
+        {
+            "completion": "<think>t</think><answer>[0, 0, 100, 50]</answer>",
+            "solution": sol,
+            "width": 200,
+            "height": 200,
+        },
     ]
-    out = run("rewards", "score", "--reward", "iou", "--frame", "abs_original", stdin="".join(json.dumps(r) + "\n" for r in rows))
+    out = run(
+        "rewards",
+        "score",
+        "--reward",
+        "iou",
+        "--frame",
+        "abs_original",
+        stdin="".join(json.dumps(r) + "\n" for r in rows),
+    )
     assert out.returncode == 0, out.stderr
     assert [json.loads(line)["reward"] for line in out.stdout.splitlines()] == [1.0, 0.0, 0.5]
 
@@ -34,8 +52,14 @@ def test_rewards_score_reads_stdin_and_keeps_order():
 def test_rewards_score_resized_frame_from_file(tmp_path):
     """abs_resized answers are mapped back through the resized size the row gives."""
     sol = [{"label": "x", "bbox": [100, 100, 200, 200]}]
-    row = {"completion": "<think>t</think><answer>[50, 50, 100, 100]</answer>", "solution": sol,
-           "width": 640, "height": 480, "resized_width": 320, "resized_height": 240}
+    row = {
+        "completion": "<think>t</think><answer>[50, 50, 100, 100]</answer>",
+        "solution": sol,
+        "width": 640,
+        "height": 480,
+        "resized_width": 320,
+        "resized_height": 240,
+    }
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps(row) + "\n")
     out = run("rewards", "score", "--reward", "hit@0.5", "--frame", "abs_resized", str(path))
@@ -46,7 +70,10 @@ def test_rewards_score_resized_frame_from_file(tmp_path):
 def test_rewards_score_ovd_with_fenced_json():
     sol = [{"label": "cat", "bbox": [0, 0, 10, 10]}]
     comp = '<think>t</think><answer>```json\n[{"bbox_2d": [0, 0, 10, 10], "label": "cat"}]\n```</answer>'
-    rows = [{"completion": comp, "solution": sol, "width": 50, "height": 50}, {"completion": comp, "solution": [], "width": 50, "height": 50}]
+    rows = [
+        {"completion": comp, "solution": sol, "width": 50, "height": 50},
+        {"completion": comp, "solution": [], "width": 50, "height": 50},
+    ]
     out = run("rewards", "score", "--reward", "od_length", stdin="".join(json.dumps(r) + "\n" for r in rows))
     assert [round(json.loads(line)["reward"], 9) for line in out.stdout.splitlines()] == [1.0, 0.0]
 

@@ -1,4 +1,5 @@
-"""`vlmr1 ingest coco|refcoco|d3|jsonl`: summary table per file; an unreadable file is reported and the others go in."""
+"""`vlmr1 ingest coco|refcoco|d3|jsonl`: summary table per file; an unreadable file is reported and the others go
+in."""
 
 import os
 import pickle

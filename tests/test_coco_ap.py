@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vlmr1.coco_ap import Case, coco_ap
 from vlmr1.checks import coco_ap_reference
+from vlmr1.coco_ap import Case, coco_ap
 from vlmr1.rewards import RewardBatch, score
 
 GT_LABELS = ["cat", "dog", "car"]
@@ -49,7 +49,9 @@ def _completion(preds) -> str:
 @given(ovd_case())
 def test_map_and_ap50_equal_cocoeval(case):
     gts, preds = case
-    ref_map, ref_ap50 = coco_ap_reference([l for l, _ in gts], [b for _, b in gts], [l for l, _ in preds], [b for _, b in preds])
+    ref_map, ref_ap50 = coco_ap_reference(
+        [lbl for lbl, _ in gts], [b for _, b in gts], [lbl for lbl, _ in preds], [b for _, b in preds]
+    )
     solution = [{"label": label, "bbox": b} for label, b in gts]  # valid by construction of gt_box
     batch = RewardBatch.build([_completion(preds)], [solution], [100], [100], "ovd")
     got_map, got_ap50 = score("map", batch)[0], score("ap50", batch)[0]
@@ -66,7 +68,12 @@ def test_map_and_ap50_equal_cocoeval(case):
 def test_batched_kernel_equals_cocoeval_per_case(cases):
     """Many cases of mixed sizes in one call: chunking and padding change nothing."""
     batch = [
-        Case([l for l, _ in g], np.array([b for _, b in g]).reshape(-1, 4), [l for l, _ in p], np.array([b for _, b in p]).reshape(-1, 4))
+        Case(
+            [lbl for lbl, _ in g],
+            np.array([b for _, b in g]).reshape(-1, 4),
+            [lbl for lbl, _ in p],
+            np.array([b for _, b in p]).reshape(-1, 4),
+        )
         for g, p in cases
     ]
     m_ap, ap50 = coco_ap(batch)

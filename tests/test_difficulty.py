@@ -13,13 +13,13 @@ import pytest
 
 from curation.difficulty import pass_at, score_recipe
 from curation.quality.recipe import load_recipe
+from helpers import coco_and_refcoco_catalog, kill_at_marker
+from helpers import rows as _rows
 from vlmr1.families import get_family
 from vlmr1.rewards import RewardBatch, score
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.rollout.openai_engine import EngineError
 from vlmr1.tiny import build_tiny_vlm
-
-from helpers import coco_and_refcoco_catalog, kill_at_marker, rows as _rows
 
 SAMPLING = Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7)
 
@@ -49,19 +49,33 @@ def test_hf_engine_scores_every_candidate_and_rewards_are_the_training_rewards(m
     recipe = load_recipe("none")
     s = score_recipe(db, recipe, engine, sampling=SAMPLING, partition_size=8)
     assert s.scored_now == s.candidates > 0 and s.completions == 3 * s.candidates
-    rollouts = _rows(db, """SELECT r.completion, r.reward, r.format, r.passed, s.solution, s.width, s.height, s.task
-        FROM rollouts r JOIN samples s USING (sample_id) WHERE scorer_key = ?""", s.scorer_key)
+    rollouts = _rows(
+        db,
+        """SELECT r.completion, r.reward, r.format, r.passed, s.solution, s.width, s.height, s.task
+        FROM rollouts r JOIN samples s USING (sample_id) WHERE scorer_key = ?""",
+        s.scorer_key,
+    )
     assert len(rollouts) == 3 * s.candidates
-    batch = RewardBatch.build([r[0] for r in rollouts], [r[4] for r in rollouts], [r[5] for r in rollouts], [r[6] for r in rollouts],
-                              [r[7] for r in rollouts], get_family(family).frame(), None)
+    batch = RewardBatch.build(
+        [r[0] for r in rollouts],
+        [r[4] for r in rollouts],
+        [r[5] for r in rollouts],
+        [r[6] for r in rollouts],
+        [r[7] for r in rollouts],
+        get_family(family).frame(),
+        None,
+    )
     iou, mAP, fmt = score("iou", batch), score("map", batch), score("format", batch)
     expected = np.where([r[7] == "rec" for r in rollouts], np.nan_to_num(iou), np.nan_to_num(mAP))
     assert np.allclose([r[1] for r in rollouts], expected) and np.allclose([r[2] for r in rollouts], fmt)
     diff = _rows(db, "SELECT k, n_pass, pass_rate, band FROM difficulty WHERE scorer_key = ?", s.scorer_key)
     assert len(diff) == s.candidates and all(k == 3 and 0 <= rate <= 1 for k, _, rate, _ in diff)
     # eval splits and eval-only samples are never scored as training candidates
-    assert _rows(db, """SELECT count(*) FROM difficulty d JOIN samples s USING (sample_id)
-                        WHERE s.split NOT IN ('train2017', 'unc/train')""") == [(0,)]
+    assert _rows(
+        db,
+        """SELECT count(*) FROM difficulty d JOIN samples s USING (sample_id)
+                        WHERE s.split NOT IN ('train2017', 'unc/train')""",
+    ) == [(0,)]
     again = score_recipe(db, recipe, engine, sampling=SAMPLING, partition_size=8)
     assert again.scored_now == 0 and again.completions == 0 and again.already_scored == s.candidates
 
@@ -75,7 +89,8 @@ def warm_models(tmp_path_factory):
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
 def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_path, family):
-    """The engine prefills each prompt once and repeats its cache k times; plain ``generate`` on each request alone must agree."""
+    """The engine prefills each prompt once and repeats its cache k times; plain ``generate`` on each request alone
+    must agree."""
     import torch
     from PIL import Image
 
@@ -85,8 +100,13 @@ def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_
 
     make_coco(tmp_path / "coco", n_images=8)
     images = sorted((tmp_path / "coco").rglob("*.jpg"))[:6]
-    requests = [Request([Image.open(p).convert("RGB")], build_messages("rec", "the dog") if i % 2 else build_messages("ovd", f"'cat', 'dog{i}'"))
-                for i, p in enumerate(images)]
+    requests = [
+        Request(
+            [Image.open(p).convert("RGB")],
+            build_messages("rec", "the dog") if i % 2 else build_messages("ovd", f"'cat', 'dog{i}'"),
+        )
+        for i, p in enumerate(images)
+    ]
     engine = make_engine("hf", str(warm_models[family]), batch_size=4)
     got = engine.generate(requests, Sampling(n=3, temperature=0.0, max_new_tokens=24))
     tok = engine.processor.tokenizer
@@ -94,9 +114,14 @@ def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_
     for r in requests:
         inputs = engine._inputs([r])
         with torch.inference_mode():
-            ids = engine.model.generate(**inputs, do_sample=False, max_new_tokens=24, pad_token_id=tok.pad_token_id,
-                                        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"))
-        texts.append(tok.decode(ids[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+            ids = engine.model.generate(
+                **inputs,
+                do_sample=False,
+                max_new_tokens=24,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+            )
+        texts.append(tok.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
     assert len(set(texts)) > 1, "the warm model should answer differently for different requests"
     assert [[c.text for c in row] for row in got] == [[t] * 3 for t in texts]
     # sampled: k different continuations of one prefill, reproducible from the seed
@@ -106,7 +131,8 @@ def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_
 
 
 def test_checkpoint_generation_defaults_do_not_change_the_sampler(warm_models, tmp_path):
-    """Qwen2.5-VL ships top_k=1, top_p=0.001, repetition_penalty=1.05; scoring must sample as TRL's GRPO does regardless."""
+    """Qwen2.5-VL ships top_k=1, top_p=0.001, repetition_penalty=1.05; scoring must sample as TRL's GRPO does
+    regardless."""
     import json as _json
 
     from PIL import Image
@@ -118,10 +144,16 @@ def test_checkpoint_generation_defaults_do_not_change_the_sampler(warm_models, t
     shutil.copytree(warm_models["qwen2_5_vl"], plain)
     shipped = tmp_path / "shipped"
     shutil.copytree(plain, shipped)
-    config = _json.loads((shipped / "generation_config.json").read_text()) if (shipped / "generation_config.json").exists() else {}
+    config = (
+        _json.loads((shipped / "generation_config.json").read_text())
+        if (shipped / "generation_config.json").exists()
+        else {}
+    )
     config.update(do_sample=True, top_k=1, top_p=0.001, temperature=0.1, repetition_penalty=1.05)
     (shipped / "generation_config.json").write_text(_json.dumps(config))
-    requests = [Request([Image.new("RGB", (300, 200), (40 * i, 90, 160))], build_messages("rec", "the dog")) for i in range(3)]
+    requests = [
+        Request([Image.new("RGB", (300, 200), (40 * i, 90, 160))], build_messages("rec", "the dog")) for i in range(3)
+    ]
     sampling = Sampling(n=4, temperature=1.0, max_new_tokens=32, seed=5)
     a = make_engine("hf", str(plain), batch_size=3).generate(requests, sampling)
     b_engine = make_engine("hf", str(shipped), batch_size=3)
@@ -139,7 +171,11 @@ def test_processor_resizes_exactly_as_the_family_frame_assumes(models, family):
     fam = get_family(family).with_pixels(max_pixels=28 * 28 * 40)
     proc = load_processor(models[family], fam)
     for w, h in [(640, 480), (333, 1000), (57, 57), (1920, 1080)]:
-        out = proc(text=["<|vision_start|><|image_pad|><|vision_end|>x"], images=[Image.new("RGB", (w, h))], return_tensors="pt")
+        out = proc(
+            text=["<|vision_start|><|image_pad|><|vision_end|>x"],
+            images=[Image.new("RGB", (w, h))],
+            return_tensors="pt",
+        )
         _, gh, gw = out["image_grid_thw"][0].tolist()
         assert (gw * 14, gh * 14) == fam.resized(w, h)
 
@@ -169,8 +205,13 @@ class _Server:
                 if owner.calls <= owner.fail_first:
                     return self._send(503, {"error": {"message": "warming up"}})
                 text = next(c["text"] for c in body["messages"][0]["content"] if c["type"] == "text")
-                script = next((v for k, v in owner.answers.items() if k in text), ["<think>?</think><answer>None</answer>"])
-                choices = [{"index": i, "message": {"role": "assistant", "content": script[i % len(script)]}} for i in range(body["n"])]
+                script = next(
+                    (v for k, v in owner.answers.items() if k in text), ["<think>?</think><answer>None</answer>"]
+                )
+                choices = [
+                    {"index": i, "message": {"role": "assistant", "content": script[i % len(script)]}}
+                    for i in range(body["n"])
+                ]
                 self._send(200, {"choices": choices, "usage": {"completion_tokens": 5 * body["n"]}})
 
             def _send(self, code, obj):
@@ -191,27 +232,44 @@ class _Server:
 
 def test_openai_engine_with_a_failing_then_recovering_server_gives_bands(db):
     fam = get_family("qwen2_5_vl")
-    recs = _rows(db, "SELECT problem, solution, width, height FROM samples WHERE task = 'rec' AND split = 'unc/train' ORDER BY sample_id LIMIT 2")
+    recs = _rows(
+        db,
+        "SELECT problem, solution, width, height FROM samples WHERE task = 'rec' AND split = 'unc/train' ORDER BY "
+        "sample_id LIMIT 2",
+    )
     assert len(recs) == 2
     answers = {}
     (good_problem, solution, w, h), (bad_problem, *_) = recs
     box = fam.frame().from_original([json.loads(solution)[0]["bbox"]], w, h)[0].round(1).tolist()
-    right, wrong = f"<think>found it</think><answer>{box}</answer>", "<think>guess</think><answer>[0, 0, 3, 3]</answer>"
+    right, wrong = (
+        f"<think>found it</think><answer>{box}</answer>",
+        "<think>guess</think><answer>[0, 0, 3, 3]</answer>",
+    )
     answers[f"describes: {good_problem}."] = [right, wrong, right]
     answers[f"describes: {bad_problem}."] = [wrong]
     server = _Server(answers, fail_first=2)
     try:
-        engine = make_engine("openai", "served-model", base_url=server.url, family="qwen2_5_vl", backoff=0.01, concurrency=2)
+        engine = make_engine(
+            "openai", "served-model", base_url=server.url, family="qwen2_5_vl", backoff=0.01, concurrency=2
+        )
         s = score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, partition_size=16)
         assert s.scored_now == s.candidates and engine.stats.extras["retries"] >= 2
     finally:
         server.close()
     sent = server.payloads[-1]
-    assert sent["n"] == 3 and sent["messages"][0]["content"][0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert sent["n"] == 3 and sent["messages"][0]["content"][0]["image_url"]["url"].startswith(
+        "data:image/jpeg;base64,"
+    )
     # every sampling knob explicit, so the server's checkpoint defaults (top_k=1, repetition_penalty=1.05) never apply
     assert (sent["temperature"], sent["top_p"], sent["top_k"], sent["repetition_penalty"]) == (1.0, 1.0, -1, 1.0)
-    by_problem = {p: (n, band, suspect) for p, n, band, suspect in _rows(db, """SELECT s.problem, d.n_pass, d.band, d.suspect_annotation
-        FROM difficulty d JOIN samples s USING (sample_id)""")}
+    by_problem = {
+        p: (n, band, suspect)
+        for p, n, band, suspect in _rows(
+            db,
+            """SELECT s.problem, d.n_pass, d.band, d.suspect_annotation
+        FROM difficulty d JOIN samples s USING (sample_id)""",
+        )
+    }
     assert by_problem[good_problem] == (2, "mixed", False)
     assert by_problem[bad_problem] == (0, "zero_std", True)  # well-formed answers that never pass: flagged for review
 
@@ -242,7 +300,8 @@ def write(path, rows):
         time.sleep(120)
 d._write_partition = write
 engine = make_engine("hf", sys.argv[2], batch_size=4)
-d.score_recipe(sys.argv[1], load_recipe("none"), engine, sampling=Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7), partition_size=2)
+sampling = Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7)
+d.score_recipe(sys.argv[1], load_recipe("none"), engine, sampling=sampling, partition_size=2)
 """
 
 
@@ -255,24 +314,52 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp
     assert _rows(db, "SELECT count(DISTINCT sample_id) FROM difficulty") == [(4,)]  # two partitions merged
     engine = make_engine("hf", model, batch_size=4)
     resumed = score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, partition_size=2)
-    assert resumed.merged_leftovers == 2 and resumed.scored_now == resumed.candidates - 6  # only the never-written rest is generated  # the killed run's third partition, merged without generating it again
-    score_recipe(clean, load_recipe("none"), make_engine("hf", model, batch_size=4), sampling=SAMPLING, partition_size=2)
+    assert (
+        resumed.merged_leftovers == 2 and resumed.scored_now == resumed.candidates - 6
+        # only the never-written rest is generated  # the killed run's third partition, merged without generating it
+        # again
+    )
+    score_recipe(
+        clean, load_recipe("none"), make_engine("hf", model, batch_size=4), sampling=SAMPLING, partition_size=2
+    )
     for table in ("rollouts", "difficulty"):
-        assert _rows(db, f"SELECT * FROM {table} ORDER BY ALL") == _rows(clean, f"SELECT * FROM {table} ORDER BY ALL"), table
-    assert _rows(db, "SELECT count(*), count(DISTINCT (sample_id, k_index)) FROM rollouts")[0][0] == _rows(db, "SELECT count(*) FROM rollouts")[0][0]
+        assert _rows(db, f"SELECT * FROM {table} ORDER BY ALL") == _rows(
+            clean, f"SELECT * FROM {table} ORDER BY ALL"
+        ), table
+    assert (
+        _rows(db, "SELECT count(*), count(DISTINCT (sample_id, k_index)) FROM rollouts")[0][0]
+        == _rows(db, "SELECT count(*) FROM rollouts")[0][0]
+    )
 
 
 def test_cli_score_prints_bands_and_writes_the_report(models, db):
     from pathlib import Path
 
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")
-    cmd = [vlmr1, "score", "none", "--catalog", str(db), "--model", str(models["qwen2_vl"]), "--k", "2", "--max-new-tokens", "6",
-           "--limit", "3", "--partition-size", "2"]
+    cmd = [
+        vlmr1,
+        "score",
+        "none",
+        "--catalog",
+        str(db),
+        "--model",
+        str(models["qwen2_vl"]),
+        "--k",
+        "2",
+        "--max-new-tokens",
+        "6",
+        "--limit",
+        "3",
+        "--partition-size",
+        "2",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
     assert "3 scored now (6 completions" in out.stdout and "difficulty bands" in out.stdout
     (key,) = _rows(db, "SELECT DISTINCT scorer_key FROM difficulty")[0]
     report = db.parent / "reports" / "difficulty" / key
-    assert (report / "pass_rate.png").read_bytes()[:4] == b"\x89PNG" and "| source | task | band |" in (report / "difficulty.md").read_text()
+    assert (report / "pass_rate.png").read_bytes()[:4] == b"\x89PNG" and "| source | task | band |" in (
+        report / "difficulty.md"
+    ).read_text()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0 and "3 already scored, 3 scored now" in out.stdout  # the limit applies to new samples

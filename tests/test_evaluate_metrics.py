@@ -29,8 +29,10 @@ def _answer(task, boxes, labels, rng):
     if shape == 1:
         return "<think>t</think><answer>not json at all</answer>"
     if shape == 2:  # far outside the image, and a degenerate box
-        dets += [{"bbox_2d": [1e7, 1e7, 2e7, 2e7], "label": labels[0] if labels else "dog"},
-                 {"bbox_2d": [5, 5, 5, 9], "label": "cat"}]
+        dets += [
+            {"bbox_2d": [1e7, 1e7, 2e7, 2e7], "label": labels[0] if labels else "dog"},
+            {"bbox_2d": [5, 5, 5, 9], "label": "cat"},
+        ]
     if shape == 3:  # more than COCOeval's 100 detections of one category in one image
         dets += [{"bbox_2d": [i, i, i + 20, i + 20], "label": "dog"} for i in range(120)]
     return "<think>t</think><answer>```json\n" + json.dumps(dets) + "\n```</answer>"
@@ -45,7 +47,12 @@ def _rows(rng, n_images):
         gt = []
         for _ in range(n):
             x1, y1 = rng.uniform(0, w - 40), rng.uniform(0, h - 40)
-            gt.append({"label": LABELS[int(rng.integers(0, 4))], "bbox": [x1, y1, x1 + rng.uniform(10, 40), y1 + rng.uniform(10, 40)]})
+            gt.append(
+                {
+                    "label": LABELS[int(rng.integers(0, 4))],
+                    "bbox": [x1, y1, x1 + rng.uniform(10, 40), y1 + rng.uniform(10, 40)],
+                }
+            )
         boxes = FRAME.from_original([t["bbox"] for t in gt] or np.zeros((0, 4)), w, h)
         boxes = boxes + rng.normal(0, 4, size=boxes.shape)  # answers near the truth, some passing, some not
         labels = [t["label"] if rng.random() > 0.2 else "zebra" for t in gt]
@@ -79,8 +86,15 @@ def _reference(rows, completions, idx):
 def test_dataset_map_equals_cocoeval(seed):
     rng = np.random.default_rng(seed)
     rows, completions = _rows(rng, 24)
-    batch = RewardBatch.build(completions, [r["solution"] for r in rows], [r["width"] for r in rows],
-                              [r["height"] for r in rows], [r["task"] for r in rows], FRAME, None)
+    batch = RewardBatch.build(
+        completions,
+        [r["solution"] for r in rows],
+        [r["width"] for r in rows],
+        [r["height"] for r in rows],
+        [r["task"] for r in rows],
+        FRAME,
+        None,
+    )
     ovd = [i for i, r in enumerate(rows) if r["task"] == "ovd"]
     ours = dataset_map(batch, ovd)
     ref = _reference(rows, completions, ovd)
@@ -96,8 +110,15 @@ def test_evaluation_equals_the_rewards_row_by_row():
     rows, completions = _rows(rng, 30)
     for r in rows:
         r["split"] = "all"
-    batch = RewardBatch.build(completions, [r["solution"] for r in rows], [r["width"] for r in rows],
-                              [r["height"] for r in rows], [r["task"] for r in rows], FRAME, None)
+    batch = RewardBatch.build(
+        completions,
+        [r["solution"] for r in rows],
+        [r["width"] for r in rows],
+        [r["height"] for r in rows],
+        [r["task"] for r in rows],
+        FRAME,
+        None,
+    )
     metrics = split_metrics(rows, completions, FRAME)
     rec = [i for i, r in enumerate(rows) if r["task"] == "rec"]
     assert metrics["all/rec"]["mean_iou"] == pytest.approx(float(np.mean(score("iou", batch)[rec])), abs=0)

@@ -32,10 +32,21 @@ def _port():
 def prefect(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
     port = _port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "INFO", "VLMR1_DEMO_OUTPUT": str(home / "out")}
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                              stdout=open(home / "server.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        "VLMR1_DEMO_OUTPUT": str(home / "out"),
+    }
+    server = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=open(home / "server.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -47,8 +58,14 @@ def prefect(tmp_path_factory):
     state = {"env": env, "home": home, "serve": None}
 
     def start_serve():
-        state["serve"] = subprocess.Popen([sys.executable, "-m", "flows.serve"], env=env, cwd=str(REPO), stdout=open(home / "serve.log", "a"),
-                                          stderr=subprocess.STDOUT, start_new_session=True)
+        state["serve"] = subprocess.Popen(
+            [sys.executable, "-m", "flows.serve"],
+            env=env,
+            cwd=str(REPO),
+            stdout=open(home / "serve.log", "a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 120
         while "curate-and-train/demo" not in _cli(env, "deployment", "ls").stdout:
             assert time.monotonic() < deadline, (home / "serve.log").read_text()[-3000:]
@@ -68,7 +85,14 @@ def prefect(tmp_path_factory):
 
 
 def _cli(env, *args, timeout=900):
-    return subprocess.run([str(BIN / "prefect"), *args], env={**env, "COLUMNS": "250"}, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+    return subprocess.run(
+        [str(BIN / "prefect"), *args],
+        env={**env, "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(REPO),
+    )
 
 
 def _run(prefect, deployment, out, watch=True):
@@ -88,8 +112,13 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
     evaluation = json.loads(Path(last["evaluation"]).read_text())
     assert evaluation["metrics"] and all(m["n"] > 0 for m in evaluation["metrics"].values())
     artifacts = _cli(prefect["env"], "artifact", "ls").stdout
-    for key in ("curate-and-train-stages", "curate-and-train-quality-funnel", "curate-and-train-difficulty", "curate-and-train-training-curve",
-                "curate-and-train-evaluation"):
+    for key in (
+        "curate-and-train-stages",
+        "curate-and-train-quality-funnel",
+        "curate-and-train-difficulty",
+        "curate-and-train-training-curve",
+        "curate-and-train-evaluation",
+    ):
         assert key in artifacts
     trained_before = sorted(p.name for p in (out / "run" / "train").iterdir())
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
@@ -101,7 +130,10 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
     assert r.returncode == 0 and "Completed" in r.stdout
     assert "no new data" in _cli(prefect["env"], "artifact", "inspect", "curate-and-train-result").stdout
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
-    assert con.execute("SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM rollouts)").fetchone() == counts_before
+    assert (
+        con.execute("SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM rollouts)").fetchone()
+        == counts_before
+    )
     con.close()
     assert sorted(p.name for p in (out / "run" / "train").iterdir()) == trained_before
     print(f"first run {first:.1f} s, no-new-data run {second:.1f} s")
@@ -127,7 +159,10 @@ def test_killing_the_server_process_during_scoring_then_rerun_equals_uninterrupt
     tables = {}
     for run in (reference, out):
         con = duckdb.connect(str(run / "catalog.duckdb"), read_only=True)
-        tables[run] = {t: con.execute(f"SELECT * EXCLUDE (scorer_key) FROM {t} ORDER BY ALL").fetchall() for t in ("rollouts", "difficulty")}
+        tables[run] = {
+            t: con.execute(f"SELECT * EXCLUDE (scorer_key) FROM {t} ORDER BY ALL").fetchall()
+            for t in ("rollouts", "difficulty")
+        }
         con.close()
     assert tables[reference] == tables[out] and tables[out]["rollouts"]
 
@@ -151,6 +186,8 @@ def test_ablation_deployment_compares_recipes_on_equal_pools(prefect):
     table = _cli(prefect["env"], "artifact", "inspect", "ablation-comparison").stdout
     assert "none" in table and "default" in table
     md = (out / "ablation" / "comparison.md").read_text()
-    sizes = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in md.splitlines()[4:] if line.startswith("| ")}
+    sizes = {
+        line.split("|")[1].strip(): line.split("|")[2].strip() for line in md.splitlines()[4:] if line.startswith("| ")
+    }
     assert set(sizes) == {"none", "default"} and len(set(sizes.values())) == 1
     assert (out / "ablation" / "comparison.png").exists()

@@ -12,8 +12,8 @@ import pytest
 from curation import catalog
 from curation.fixtures import COCO_CATEGORIES, DEFECTS, make_coco
 from curation.ingest import ingest_coco
-
-from helpers import kill_at_marker, rows as _rows
+from helpers import kill_at_marker
+from helpers import rows as _rows
 
 
 @pytest.fixture()
@@ -29,7 +29,10 @@ def test_round_trip_equals_pycocotools(coco, tmp_path):
     ref = COCO(str(coco))
     bad_ids = {int(rid) for section, rid, _ in DEFECTS if section == "annotations"}
     ref_anns = {a["id"]: a for a in ref.dataset["annotations"] if a["id"] not in bad_ids}
-    ours = {r[0]: r[1:] for r in _rows(db, "SELECT ann_id, image_id, category_id, x1, y1, x2, y2, iscrowd FROM annotations")}
+    ours = {
+        r[0]: r[1:]
+        for r in _rows(db, "SELECT ann_id, image_id, category_id, x1, y1, x2, y2, iscrowd FROM annotations")
+    }
     assert set(ours) == set(ref_anns)
     for ann_id, (image_id, cat, x1, y1, x2, y2, crowd) in ours.items():
         a = ref_anns[ann_id]
@@ -45,7 +48,9 @@ def test_round_trip_equals_pycocotools(coco, tmp_path):
 def test_each_defect_is_rejected_with_file_index_and_reason(coco, tmp_path):
     db = tmp_path / "c.duckdb"
     summary = ingest_coco(db, coco)
-    rejects = _rows(db, "SELECT section, record_id, reason, record_index, path FROM rejects ORDER BY section, record_id")
+    rejects = _rows(
+        db, "SELECT section, record_id, reason, record_index, path FROM rejects ORDER BY section, record_id"
+    )
     assert [(s, rid) for s, rid, *_ in rejects] == sorted((s, rid) for s, rid, _ in DEFECTS)
     data = json.loads(coco.read_text())
     for (section, rid, reason, index, path), (_, _, expected) in zip(rejects, sorted(DEFECTS)):
@@ -58,10 +63,18 @@ def test_ovd_samples_one_per_image_with_non_crowd_boxes(coco, tmp_path):
     db = tmp_path / "c.duckdb"
     ingest_coco(db, coco, absent=2, seed=7)
     samples = {r[0]: r for r in _rows(db, "SELECT image_id, problem, solution, task, split FROM samples")}
-    assert len(samples) == 12 and {r[3] for r in samples.values()} == {"ovd"} and {r[4] for r in samples.values()} == {"train2017"}
+    assert (
+        len(samples) == 12
+        and {r[3] for r in samples.values()} == {"ovd"}
+        and {r[4] for r in samples.values()} == {"train2017"}
+    )
     names = dict(COCO_CATEGORIES)
     for image_id, (_, problem, solution, _, _) in samples.items():
-        boxes = _rows(db, "SELECT category_id, x1, y1, x2, y2 FROM annotations WHERE image_id = ? AND NOT iscrowd ORDER BY ann_id", image_id)
+        boxes = _rows(
+            db,
+            "SELECT category_id, x1, y1, x2, y2 FROM annotations WHERE image_id = ? AND NOT iscrowd ORDER BY ann_id",
+            image_id,
+        )
         sol = json.loads(solution)
         assert [(t["label"], t["bbox"]) for t in sol] == [(names[c], [x1, y1, x2, y2]) for c, x1, y1, x2, y2 in boxes]
         listed = [p.strip("'") for p in problem.split(", ")]
@@ -70,7 +83,9 @@ def test_ovd_samples_one_per_image_with_non_crowd_boxes(coco, tmp_path):
     assert json.loads(samples[12][2]) == []  # the image without boxes is a "None" sample
     again = tmp_path / "again.duckdb"
     ingest_coco(again, coco, absent=2, seed=7)
-    assert _rows(again, "SELECT sample_id, problem FROM samples ORDER BY 1") == _rows(db, "SELECT sample_id, problem FROM samples ORDER BY 1")
+    assert _rows(again, "SELECT sample_id, problem FROM samples ORDER BY 1") == _rows(
+        db, "SELECT sample_id, problem FROM samples ORDER BY 1"
+    )
 
 
 def test_same_file_twice_adds_nothing_and_changed_file_replaces_its_own_rows(coco, tmp_path):
@@ -96,8 +111,15 @@ def test_second_writer_gets_a_clear_error_with_the_pid(tmp_path):
     db = tmp_path / "c.duckdb"
     with catalog.connect(db):
         pass
-    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         t0 = time.monotonic()
@@ -159,10 +181,22 @@ def test_cli_ingest_prints_a_summary(coco, tmp_path):
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")
     db = tmp_path / "c.duckdb"
     env = {**os.environ, "COLUMNS": "400"}  # one table row per line
-    out = subprocess.run([vlmr1, "ingest", "coco", str(coco), "--catalog", str(db)], capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [vlmr1, "ingest", "coco", str(coco), "--catalog", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "new" in out.stdout and "unknown image id: 1" in out.stdout
-    out = subprocess.run([vlmr1, "ingest", "coco", str(coco), "--catalog", str(db)], capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [vlmr1, "ingest", "coco", str(coco), "--catalog", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert "unchanged, skipped" in out.stdout
 
 
@@ -205,6 +239,10 @@ def test_quality_cases_are_kept_and_images_probe_clean(coco, tmp_path):
     probes = dict(_rows(db, "SELECT path, sha256 FROM image_probes"))
     root = coco.parent.parent / "train2017"
     assert probes[str(root / f"{10:012d}.jpg")] == probes[str(root / f"{2:012d}.jpg")]
-    near = _rows(db, "SELECT bit_count(xor(a.phash, b.phash)) FROM image_probes a, image_probes b WHERE a.path = ? AND b.path = ?",
-                 str(root / f"{11:012d}.jpg"), str(root / f"{3:012d}.jpg"))[0][0]
+    near = _rows(
+        db,
+        "SELECT bit_count(xor(a.phash, b.phash)) FROM image_probes a, image_probes b WHERE a.path = ? AND b.path = ?",
+        str(root / f"{11:012d}.jpg"),
+        str(root / f"{3:012d}.jpg"),
+    )[0][0]
     assert near <= 6

@@ -5,9 +5,8 @@ import pickle
 
 from curation.fixtures import D3_DEFECTS, make_d3
 from curation.ingest.d3 import ingest_d3
-from vlmr1.records import parse_solution
-
 from helpers import rows as _rows
+from vlmr1.records import parse_solution
 
 
 def test_every_image_gets_every_description_of_its_group(tmp_path):
@@ -18,7 +17,14 @@ def test_every_image_gets_every_description_of_its_group(tmp_path):
     groups = pickle.loads((tmp_path / "d3_pkl" / "groups.pkl").read_bytes())
     sentences = pickle.loads((tmp_path / "d3_pkl" / "sentences.pkl").read_bytes())
     known = {im["id"] for im in data["images"]}
-    expected = {(i, s) for g in groups.values() for i in g["img_id"] if i in known for s in g["inner_sent_id"] if s in sentences}
+    expected = {
+        (i, s)
+        for g in groups.values()
+        for i in g["img_id"]
+        if i in known
+        for s in g["inner_sent_id"]
+        if s in sentences
+    }
     rows = _rows(db, "SELECT image_id, sent_id, problem, solution, split, task, eval_only, attributes FROM samples")
     assert {(r[0], r[1]) for r in rows} == expected and summary.counts["samples"] == len(expected)
     boxes = {}
@@ -30,10 +36,15 @@ def test_every_image_gets_every_description_of_its_group(tmp_path):
         text = sentences[sent_id]["raw_sent"]
         assert problem == f"'{text}'" and split == "all" and task == "ovd" and eval_only
         targets = parse_solution(solution)
-        assert [t.bbox for t in targets] == boxes.get((image_id, sent_id), []) and all(t.label == text for t in targets)
+        assert [t.bbox for t in targets] == boxes.get((image_id, sent_id), []) and all(
+            t.label == text for t in targets
+        )
         negatives += not targets
         attrs = json.loads(attributes)
-        assert attrs["absence"] == sentences[sent_id]["is_negative"] and sent_id in groups[attrs["group_id"]]["inner_sent_id"]
+        assert (
+            attrs["absence"] == sentences[sent_id]["is_negative"]
+            and sent_id in groups[attrs["group_id"]]["inner_sent_id"]
+        )
     assert 0 < negatives < len(rows)  # no-target pairs are kept as "None" samples, and there are positives too
 
 

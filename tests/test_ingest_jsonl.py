@@ -8,9 +8,8 @@ import pytest
 from curation.fixtures import JSONL_DEFECTS, make_vlmr1_jsonl, write_jpeg
 from curation.images import ImageCheck, probe
 from curation.ingest.jsonl import ingest_jsonl
-from vlmr1.records import parse_solution
-
 from helpers import rows as _rows
+from vlmr1.records import parse_solution
 
 
 @pytest.fixture()
@@ -28,7 +27,10 @@ def test_good_lines_become_rec_and_ovd_samples(jsonl, tmp_path):
     assert rows["b.jpg"][3:] == (240, 320)  # image given as a one-element list; size from the probe
     task, problem, solution, *_ = rows["c.jpg"]
     assert (task, problem) == ("ovd", "'dog', 'person', 'cat'")
-    assert [(t.label, t.bbox) for t in parse_solution(solution)] == [("dog", (10, 20, 110, 140)), ("person", (150.5, 30, 300, 200))]
+    assert [(t.label, t.bbox) for t in parse_solution(solution)] == [
+        ("dog", (10, 20, 110, 140)),
+        ("person", (150.5, 30, 300, 200)),
+    ]
     assert rows["d.jpg"][:3] == ("ovd", "'giraffe', 'boat'", "[]")
 
 
@@ -36,9 +38,11 @@ def test_every_defect_is_a_reject_with_line_and_reason(jsonl, tmp_path):
     db = tmp_path / "c.duckdb"
     ingest_jsonl(db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
     rejects = _rows(db, "SELECT record_id, reason, record_index, section FROM rejects")
-    assert sorted((str(r[0]), r[1].split(":")[0]) for r in rejects) == sorted((str(i), reason) for i, reason in JSONL_DEFECTS)
+    assert sorted((str(r[0]), r[1].split(":")[0]) for r in rejects) == sorted(
+        (str(i), reason) for i, reason in JSONL_DEFECTS
+    )
     lines = jsonl.read_text().splitlines()
-    for record_id, reason, index, section in rejects:
+    for record_id, _reason, index, section in rejects:
         if section == "lines":  # the index points at the line
             assert record_id is None or json.loads(lines[index])["id"] == int(record_id)
     by_id = {r[0]: r[1] for r in rejects}
@@ -65,7 +69,9 @@ def test_probes_are_cached_by_path_size_and_mtime(jsonl, tmp_path, monkeypatch):
     monkeypatch.setattr(images, "probe_many", lambda paths, **kw: probed.extend(paths) or real(paths, **kw))
     copy = jsonl.with_name("copy.jsonl")
     copy.write_text(jsonl.read_text())
-    assert not ingest_jsonl(db, copy, images=check, source="copy").skipped  # same bytes, other options: a file of its own
+    assert not ingest_jsonl(
+        db, copy, images=check, source="copy"
+    ).skipped  # same bytes, other options: a file of its own
     assert probed == []  # every image (the missing one too: still missing) comes from the cache
     a = jsonl.parent / "images" / "a.jpg"
     write_jpeg(a, 320, 240, seed=999)
@@ -98,6 +104,9 @@ def test_probe_facts(tmp_path):
 def test_phash_is_stored_as_ubigint_for_hamming_in_sql(jsonl, tmp_path):
     db = tmp_path / "c.duckdb"
     ingest_jsonl(db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
-    (n,) = _rows(db, "SELECT count(*) FROM image_probes a, image_probes b WHERE a.phash IS NOT NULL AND b.phash IS NOT NULL "
-                     "AND bit_count(xor(a.phash, b.phash)) = 0 AND a.path = b.path")[0]
+    (n,) = _rows(
+        db,
+        "SELECT count(*) FROM image_probes a, image_probes b WHERE a.phash IS NOT NULL AND b.phash IS NOT NULL "
+        "AND bit_count(xor(a.phash, b.phash)) = 0 AND a.path = b.path",
+    )[0]
     assert n == 5

@@ -10,9 +10,8 @@ import pytest
 from curation.fixtures import REFCOCO_DEFECTS, make_refcoco, py2_pickle
 from curation.ingest.refcoco import ingest_refcoco, split_by
 from curation.ingest.safe_pickle import UnsafePickle, load_plain
-from vlmr1.records import make_sample_id, parse_solution
-
 from helpers import rows as _rows
+from vlmr1.records import make_sample_id, parse_solution
 
 
 class _WritesAFile:
@@ -40,10 +39,18 @@ def test_samples_equal_the_refs_sentences_one_to_one(tmp_path, dataset, by):
             continue
         for s in ref["sentences"]:
             x, y, w, h = boxes[ref["ann_id"]]
-            expected[(ref["ref_id"], s["sent_id"])] = (f"{by}/{ref['split']}", s["sent"], s["raw"], ref["ann_id"], [x, y, x + w, y + h])
+            expected[(ref["ref_id"], s["sent_id"])] = (
+                f"{by}/{ref['split']}",
+                s["sent"],
+                s["raw"],
+                ref["ann_id"],
+                [x, y, x + w, y + h],
+            )
     got = {}
     for sid, ref_id, sent_id, split, problem, raw, ann_id, solution, source, task in _rows(
-            db, "SELECT sample_id, ref_id, sent_id, split, problem, problem_raw, ann_id, solution, source, task FROM samples"):
+        db,
+        "SELECT sample_id, ref_id, sent_id, split, problem, problem_raw, ann_id, solution, source, task FROM samples",
+    ):
         (target,) = parse_solution(solution)
         assert target.label == problem and source == dataset and task == "rec"
         assert sid == make_sample_id(dataset, (by, ref_id, sent_id))
@@ -59,7 +66,9 @@ def test_each_defect_is_rejected_with_index_and_reason(tmp_path):
     refs_path = make_refcoco(tmp_path)
     db = tmp_path / "c.duckdb"
     ingest_refcoco(db, refs_path)
-    rejects = _rows(db, "SELECT section, record_id, reason, record_index, path FROM rejects ORDER BY section, record_id")
+    rejects = _rows(
+        db, "SELECT section, record_id, reason, record_index, path FROM rejects ORDER BY section, record_id"
+    )
     assert [(s, r) for s, r, *_ in rejects] == sorted((s, r) for s, r, _ in REFCOCO_DEFECTS)
     refs = pickle.loads(refs_path.read_bytes(), encoding="latin1")
     for (section, rid, reason, index, path), (_, _, expected) in zip(rejects, sorted(REFCOCO_DEFECTS)):
@@ -73,13 +82,18 @@ def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path):
     payload = pickle.dumps([{"ref_id": 1, "evil": _WritesAFile(target)}], protocol=2)
     # the payload is live: plain pickle would write the file (in a throwaway process)
     live = tmp_path / "live.txt"
-    subprocess.run([sys.executable, "-c", "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"],
-                   input=pickle.dumps(_WritesAFile(live)), check=True)
+    subprocess.run(
+        [sys.executable, "-c", "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"],
+        input=pickle.dumps(_WritesAFile(live)),
+        check=True,
+    )
     assert live.read_text() == "pwned"
 
     refs_path = make_refcoco(tmp_path)
     refs_path.write_bytes(payload)
-    with pytest.raises(UnsafePickle, match=r"refs\(unc\)\.p: refused: the pickle wants to call (__builtin__|builtins)\.exec"):
+    with pytest.raises(
+        UnsafePickle, match=r"refs\(unc\)\.p: refused: the pickle wants to call (__builtin__|builtins)\.exec"
+    ):
         load_plain(refs_path)
     db = tmp_path / "c.duckdb"
     with pytest.raises(UnsafePickle):
@@ -89,15 +103,26 @@ def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path):
 
 
 def test_plain_pickles_of_every_protocol_load(tmp_path):
-    data = [{"ref_id": 1, "sentences": [{"raw": "Café  au lait", "sent_id": 2}], "split": "val", "score": 0.5, "ok": True, "n": None,
-             "big": 2 ** 70, "t": (1, 2), "s": {3}}]
+    data = [
+        {
+            "ref_id": 1,
+            "sentences": [{"raw": "Café  au lait", "sent_id": 2}],
+            "split": "val",
+            "score": 0.5,
+            "ok": True,
+            "n": None,
+            "big": 2**70,
+            "t": (1, 2),
+            "s": {3},
+        }
+    ]
     for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
         p = tmp_path / f"p{protocol}.p"
         p.write_bytes(pickle.dumps(data, protocol=protocol))
         assert load_plain(p) == data
     p = tmp_path / "py2.p"
-    p.write_bytes(py2_pickle([{"raw": "Café", "n": 2 ** 40, "x": 1.5, "t": (1,)}]))
-    assert load_plain(p) == [{"raw": "Café", "n": 2 ** 40, "x": 1.5, "t": (1,)}]
+    p.write_bytes(py2_pickle([{"raw": "Café", "n": 2**40, "x": 1.5, "t": (1,)}]))
+    assert load_plain(p) == [{"raw": "Café", "n": 2**40, "x": 1.5, "t": (1,)}]
     p.write_bytes(b"\x80\x02]q\x00(K\x01")  # truncated
     with pytest.raises(ValueError, match="not a readable pickle"):
         load_plain(p)

@@ -35,7 +35,8 @@ def line(key):
 
 @pytest.fixture(scope="module")
 def qcat(tmp_path_factory):
-    """A catalog with every kind of defect: COCO 2017, RefCOCO, COCO 2014 over RefCOCO's images, D3, and jsonl with bad images kept."""
+    """A catalog with every kind of defect: COCO 2017, RefCOCO, COCO 2014 over RefCOCO's images, D3, and jsonl with
+    bad images kept."""
     root = tmp_path_factory.mktemp("quality")
     db = root / "c.duckdb"
     ingest_coco(db, make_coco(root / "coco"), images=ImageCheck([root / "coco"]))
@@ -58,14 +59,37 @@ def qcat(tmp_path_factory):
     from PIL import Image
 
     Image.new("1", (10000, 9000)).save(img / "bomb.png")
-    shutil.copy(root / "d3" / "d3_images" / "d3_000001.jpg", img / "from_d3.jpg")  # a D3 (evaluation) image in training data
+    shutil.copy(
+        root / "d3" / "d3_images" / "d3_000001.jpg", img / "from_d3.jpg"
+    )  # a D3 (evaluation) image in training data
     d3_size = Image.open(img / "from_d3.jpg").size
-    rows = [("good", "good.jpg", 320, 240), ("missing", "missing.jpg", 320, 240), ("garbage", "garbage.jpg", 320, 240),
-            ("bomb", "bomb.png", 10000, 9000), ("mismatch", "good.jpg", 999, 999), ("leak", "from_d3.jpg", *d3_size)]
+    rows = [
+        ("good", "good.jpg", 320, 240),
+        ("missing", "missing.jpg", 320, 240),
+        ("garbage", "garbage.jpg", 320, 240),
+        ("bomb", "bomb.png", 10000, 9000),
+        ("mismatch", "good.jpg", 999, 999),
+        ("leak", "from_d3.jpg", *d3_size),
+    ]
     jl = root / "quality_lines.jsonl"
-    jl.write_text("".join(json.dumps({"id": k, "image": image, "width": w, "height": h, "conversations": [
-        {"from": "human", "value": "<image>" + REC_QUESTION.format(expression=f"the thing in {k}")},
-        {"from": "gpt", "value": "[10, 10, 100, 100]"}]}) + "\n" for k, image, w, h in rows))
+    jl.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": k,
+                    "image": image,
+                    "width": w,
+                    "height": h,
+                    "conversations": [
+                        {"from": "human", "value": "<image>" + REC_QUESTION.format(expression=f"the thing in {k}")},
+                        {"from": "gpt", "value": "[10, 10, 100, 100]"},
+                    ],
+                }
+            )
+            + "\n"
+            for k, image, w, h in rows
+        )
+    )
     ingest_jsonl(db, jl, images=ImageCheck([img], reject=False))
     refs = load_plain(refs_path)
     return {"db": db, "refs": refs, "inst": inst}
@@ -92,7 +116,7 @@ EXPECTED = {
     "expr_too_long": lambda q: {ref(952, 9520)},
     "non_ascii_or_empty": lambda q: {ref(950, 9500)},
     "non_unique_ref": lambda q: {ref(953, 9530), ref(954, 9540)},
-    "ambiguous_target": lambda q: set(),                 # no image has more than 3 same-category distractors
+    "ambiguous_target": lambda q: set(),  # no image has more than 3 same-category distractors
     "image_missing": lambda q: {line("missing")},
     "image_unreadable": lambda q: {line("garbage"), line("bomb")},
     "image_size_mismatch": lambda q: {line("mismatch")},
@@ -120,7 +144,12 @@ def test_distractors_count_same_category_boxes_in_the_image(qcat):
         target = next((a for a in anns if a["id"] == r["ann_id"]), None)
         if target is None or target["image_id"] != r["image_id"]:
             continue
-        if any(a["id"] != target["id"] and a["image_id"] == target["image_id"] and a["category_id"] == target["category_id"] for a in anns):
+        if any(
+            a["id"] != target["id"]
+            and a["image_id"] == target["image_id"]
+            and a["category_id"] == target["category_id"]
+            for a in anns
+        ):
             expected |= {ref(r["ref_id"], s["sent_id"]) for s in r["sentences"] if s["sent_id"] not in (9021,)}
     got = _flags(qcat["db"], "ambiguous_target", max_distractors=0)
     assert expected and got == expected
@@ -138,9 +167,18 @@ def test_recipes_have_independent_flags_and_rerunning_is_idempotent(qcat):
         after = con.execute("SELECT recipe_hash, rule, sample_id, action FROM quality_flags ORDER BY ALL").fetchall()
     assert before == after
     with catalog.connect(db) as con:
-        dropped = {h: {r[0] for r in con.execute("SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'", [h]).fetchall()}
-                   for h in (default.hash, strict.hash)}
-    assert default.hash != strict.hash and dropped[default.hash] < dropped[strict.hash]  # strict drops what default only flags
+        dropped = {
+            h: {
+                r[0]
+                for r in con.execute(
+                    "SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'", [h]
+                ).fetchall()
+            }
+            for h in (default.hash, strict.hash)
+        }
+    assert (
+        default.hash != strict.hash and dropped[default.hash] < dropped[strict.hash]
+    )  # strict drops what default only flags
     assert again.funnel[-1].kept_after == again.kept < again.total
     none = evaluate_recipe(db, load_recipe("none"))
     assert none.kept == none.total and flagged_ids(db, none.recipe_hash) == set()
@@ -162,17 +200,24 @@ def test_invalid_custom_rule_fails_with_its_name_before_any_work(qcat):
     with pytest.raises(RuleError, match=r"rule 'my_rule'.*no_such_column"):
         evaluate_recipe(qcat["db"], recipe)
     with catalog.connect(qcat["db"]) as con:
-        assert con.execute("SELECT count(*) FROM quality_flags WHERE recipe_hash = ?", [recipe.hash]).fetchone()[0] == 0
+        assert (
+            con.execute("SELECT count(*) FROM quality_flags WHERE recipe_hash = ?", [recipe.hash]).fetchone()[0] == 0
+        )
 
 
 def test_custom_rule_with_parameters(qcat):
-    recipe = Recipe(name="custom", rules=[RuleSpec(name="long_rec", sql="task = 'rec' AND expr_tokens >= {n}", params={"n": 30})])
+    recipe = Recipe(
+        name="custom", rules=[RuleSpec(name="long_rec", sql="task = 'rec' AND expr_tokens >= {n}", params={"n": 30})]
+    )
     assert flagged_ids(qcat["db"], evaluate_recipe(qcat["db"], recipe).recipe_hash) == {ref(952, 9520)}
 
 
 def test_recipe_errors_name_file_line_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\nrules:\n  - rule: tiny_box\n    params: {min_frac: 0.1}\n  - rule: huge_box\n    params: {nope: 1}\n")
+    bad.write_text(
+        "name: bad\nrules:\n  - rule: tiny_box\n    params: {min_frac: 0.1}\n  - rule: huge_box\n    params: "
+        "{nope: 1}\n"
+    )
     with pytest.raises(RecipeError, match=r"bad\.yaml:5: rules\.1: .*huge_box' has no parameter nope"):
         load_recipe(bad)
     bad.write_text("name: bad\nrules:\n  - rule: tiny_box\n    action: delete\n")
@@ -208,20 +253,36 @@ def test_cli_quality_funnel_report_and_diff(qcat, tmp_path):
 
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")
     env = {**os.environ, "COLUMNS": "200"}
-    out = subprocess.run([vlmr1, "quality", "default", "--catalog", str(qcat["db"]), "--out", str(tmp_path / "rep")],
-                         capture_output=True, text=True, timeout=180, env=env)
+    out = subprocess.run(
+        [vlmr1, "quality", "default", "--catalog", str(qcat["db"]), "--out", str(tmp_path / "rep")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "eval_leakage" in out.stdout and "kept after" in out.stdout
     md = (tmp_path / "rep" / "funnel.md").read_text()
     assert "| crowd | drop | 1 |" in md
     assert (tmp_path / "rep" / "funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    out = subprocess.run([vlmr1, "quality", "--diff", "default", "strict", "--catalog", str(qcat["db"]), "--out", str(tmp_path / "d")],
-                         capture_output=True, text=True, timeout=180, env=env)
+    out = subprocess.run(
+        [vlmr1, "quality", "--diff", "default", "strict", "--catalog", str(qcat["db"]), "--out", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "tiny_box" in (tmp_path / "d" / "diff.md").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nrules:\n  - {name: oops, sql: 'nonexistent_feature'}\n")
-    out = subprocess.run([vlmr1, "quality", str(bad), "--catalog", str(qcat["db"])], capture_output=True, text=True, timeout=180, env=env)
+    out = subprocess.run(
+        [vlmr1, "quality", str(bad), "--catalog", str(qcat["db"])],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
     assert out.returncode == 2 and "rule 'oops'" in out.stderr
 
 

@@ -19,8 +19,19 @@ def test_sample_id_is_stable_and_source_scoped():
 
 
 def _sample(**kw):
-    base = dict(sample_id="s1", source="coco", split="train2017", task="ovd", image_key="a.jpg", width=640, height=480,
-                problem="'cat'", solution=(Target("cat", (1.0, 2.0, 30.0, 40.0)),), image_id=7, category_ids=(17,))
+    base = dict(
+        sample_id="s1",
+        source="coco",
+        split="train2017",
+        task="ovd",
+        image_key="a.jpg",
+        width=640,
+        height=480,
+        problem="'cat'",
+        solution=(Target("cat", (1.0, 2.0, 30.0, 40.0)),),
+        image_id=7,
+        category_ids=(17,),
+    )
     base.update(kw)
     return Sample(**base)
 
@@ -64,13 +75,19 @@ def test_invalid_solutions_name_the_target(solution, message):
 
 def test_prompts_follow_vlmr1():
     rec = get_template("vlmr1").question("rec", "the man on the left")
-    assert rec.startswith("Please provide the bounding box coordinate of the region this sentence describes: the man on the left.")
+    assert rec.startswith(
+        "Please provide the bounding box coordinate of the region this sentence describes: the man on the left."
+    )
     assert rec.endswith("Output the final answer in JSON format.")
     ovd = get_template("vlmr1").question("ovd", ovd_phrases(["cat", "dog"]))
     assert "detect the following objects: ['cat', 'dog']." in ovd and '"bbox_2d": [x1, y1, x2, y2]' in ovd
     assert ovd.endswith("simply respond with None.")
     msgs = build_messages("rec", "a dog")
-    assert msgs[0]["role"] == "user" and msgs[0]["content"][0] == {"type": "image"} and msgs[0]["content"][1]["type"] == "text"
+    assert (
+        msgs[0]["role"] == "user"
+        and msgs[0]["content"][0] == {"type": "image"}
+        and msgs[0]["content"][1]["type"] == "text"
+    )
     with pytest.raises(ValueError, match="unknown task"):
         get_template("vlmr1").question("vqa", "x")
     with pytest.raises(ValueError, match="unknown prompt template"):

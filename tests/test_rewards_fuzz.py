@@ -30,7 +30,9 @@ json_value = st.recursive(
     max_leaves=20,
 )
 fragments = st.one_of(
-    st.sampled_from(["<think>", "</think>", "<answer>", "</answer>", "```json", "```", "None", "[", "]", "{", "}", ",", " "]),
+    st.sampled_from(
+        ["<think>", "</think>", "<answer>", "</answer>", "```json", "```", "None", "[", "]", "{", "}", ",", " "]
+    ),
     st.text(max_size=20),
     numbers.map(str),
     json_value.map(lambda v: json.dumps(v, allow_nan=True)),

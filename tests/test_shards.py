@@ -12,17 +12,17 @@ from curation.difficulty import score_recipe
 from curation.exports import to_easyr1, to_vlmr1_jsonl
 from curation.images import ImageCheck
 from curation.ingest import ingest_jsonl
-from curation.quality.recipe import Recipe, Selection as SelectionSpec, load_recipe
+from curation.quality.apply import evaluate_recipe
+from curation.quality.recipe import Recipe, load_recipe
+from curation.quality.recipe import Selection as SelectionSpec
 from curation.selection import equal_size, select
 from curation.shards import write_shards
+from helpers import coco_and_refcoco_catalog, kill_at_marker
 from vlmr1.prompts import build_messages
 from vlmr1.records import parse_solution
-from curation.quality.apply import evaluate_recipe
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.shards import ShardError, load, load_table
 from vlmr1.tiny import build_tiny_vlm
-
-from helpers import coco_and_refcoco_catalog, kill_at_marker
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,12 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
     db = coco_and_refcoco_catalog(root, 12, 8)
     model = build_tiny_vlm(root / "tiny", "qwen2_5_vl")
-    s = score_recipe(db, load_recipe("none"), make_engine("hf", str(model), batch_size=8), sampling=Sampling(n=2, max_new_tokens=6, seed=1))
+    s = score_recipe(
+        db,
+        load_recipe("none"),
+        make_engine("hf", str(model), batch_size=8),
+        sampling=Sampling(n=2, max_new_tokens=6, seed=1),
+    )
     return {"root": root, "db": db, "model": model, "scorer": s.scorer_key}
 
 
@@ -44,7 +49,11 @@ def test_same_inputs_give_byte_identical_shards(world, tmp_path):
     b = write_shards(select(world["db"], load_recipe("default"), world["scorer"]), world["db"], tmp_path / "b").parent
     assert _files(a) == _files(b) and len(_files(a)) >= 2
     m = json.loads((a / "manifest.json").read_text())
-    assert m["scorer_key"] == world["scorer"] and m["family"]["frame"] == "abs_resized" and m["counts"]["rows"] == len(sel.rows)
+    assert (
+        m["scorer_key"] == world["scorer"]
+        and m["family"]["frame"] == "abs_resized"
+        and m["counts"]["rows"] == len(sel.rows)
+    )
 
 
 def test_equal_size_pools_are_equal_and_deterministic(world, tmp_path):
@@ -54,7 +63,9 @@ def test_equal_size_pools_are_equal_and_deterministic(world, tmp_path):
     assert len({len(s.rows) for s in first}) == 1 and len(first[0].rows) > 0
     for x, y, name in zip(first, second, ("none", "strict")):
         assert [r["sample_id"] for r in x.rows] == [r["sample_id"] for r in y.rows]
-        assert _files(write_shards(x, world["db"], tmp_path / f"x-{name}").parent) == _files(write_shards(y, world["db"], tmp_path / f"y-{name}").parent)
+        assert _files(write_shards(x, world["db"], tmp_path / f"x-{name}").parent) == _files(
+            write_shards(y, world["db"], tmp_path / f"y-{name}").parent
+        )
 
 
 def test_selection_caps_balance_pool_and_curriculum(world):
@@ -67,7 +78,9 @@ def test_selection_caps_balance_pool_and_curriculum(world):
     assert len(sel.rows) == 6 and sources.count("coco") == 3 and sources.count("refcoco") == 3
     rates = [r["pass_rate"] for r in sel.rows]
     assert rates == sorted(rates, reverse=True)
-    band = Recipe(name="band", rules=[], selection=SelectionSpec(difficulty={"min_pass_rate": 0.5, "max_pass_rate": 1.0}))
+    band = Recipe(
+        name="band", rules=[], selection=SelectionSpec(difficulty={"min_pass_rate": 0.5, "max_pass_rate": 1.0})
+    )
     evaluate_recipe(world["db"], band)
     assert all(r["pass_rate"] >= 0.5 for r in select(world["db"], band, world["scorer"]).rows)
 
@@ -89,10 +102,15 @@ def test_load_round_trips_prompts_images_and_solutions_through_trl(world, tmp_pa
         for row, r in zip(ds, sel.rows):
             assert row["solution"] == r["solution"] and row["task"] == r["task"] and row["pass_rate"] == r["pass_rate"]
             expected = build_messages(r["task"], r["problem"])
-            assert [[c["type"] for c in m["content"]] for m in row["prompt"]] == [[c["type"] for c in m["content"]] for m in expected]
+            assert [[c["type"] for c in m["content"]] for m in row["prompt"]] == [
+                [c["type"] for c in m["content"]] for m in expected
+            ]
             assert row["prompt"][0]["content"][1]["text"] == expected[0]["content"][1]["text"]
             with Image.open(r["image_path"]) as original:
-                assert row["image"].size == original.size and row["image"].convert("RGB").tobytes() == original.convert("RGB").tobytes()
+                assert (
+                    row["image"].size == original.size
+                    and row["image"].convert("RGB").tobytes() == original.convert("RGB").tobytes()
+                )
             text = maybe_apply_chat_template({"prompt": row["prompt"]}, processor)["prompt"]
             assert "<|image_pad|>" in text and r["problem"].split(",")[0].strip("'") in text
             # the prompt GRPO trains on is, character for character, the one the scorer measured difficulty with
@@ -152,7 +170,10 @@ def test_vlmr1_export_parses_back_to_the_same_samples(world, tmp_path):
     for jsonl, folder in pairs:
         ingest_jsonl(db2, jsonl, images=ImageCheck([folder]))
     with catalog.connect(db2) as con:
-        back = {(r[0], r[1]): r[2:] for r in con.execute("SELECT image_key, problem, task, solution, width, height FROM samples").fetchall()}
+        back = {
+            (r[0], r[1]): r[2:]
+            for r in con.execute("SELECT image_key, problem, task, solution, width, height FROM samples").fetchall()
+        }
     assert len(back) == len(sel.rows)
     for r in sel.rows:
         task, solution, w, h = back[(r["image_key"], r["problem"])]
@@ -173,24 +194,55 @@ def test_cli_shard_ablation_and_export(world, tmp_path):
 
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")
     env = {**os.environ, "COLUMNS": "250"}
-    out = subprocess.run([vlmr1, "shard", "none", "strict", "--catalog", str(world["db"]), "--out", str(tmp_path / "abl"),
-                          "--scorer", world["scorer"], "--equal-size"], capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run(
+        [
+            vlmr1,
+            "shard",
+            "none",
+            "strict",
+            "--catalog",
+            str(world["db"]),
+            "--out",
+            str(tmp_path / "abl"),
+            "--scorer",
+            world["scorer"],
+            "--equal-size",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     a, b = (json.loads((tmp_path / "abl" / n / "manifest.json").read_text()) for n in ("none", "strict"))
     assert a["counts"]["rows"] == b["counts"]["rows"] > 0 and a["recipe"]["name"] == "none"
-    assert (tmp_path / "abl" / "none" / "selection.png").exists() and "equal size" in (tmp_path / "abl" / "none" / "selection.md").read_text()
-    out = subprocess.run([vlmr1, "export", str(tmp_path / "abl" / "none"), "--to", "vlmr1-jsonl", "--out", str(tmp_path / "exp")],
-                         capture_output=True, text=True, timeout=300, env=env)
+    assert (tmp_path / "abl" / "none" / "selection.png").exists() and "equal size" in (
+        tmp_path / "abl" / "none" / "selection.md"
+    ).read_text()
+    out = subprocess.run(
+        [vlmr1, "export", str(tmp_path / "abl" / "none"), "--to", "vlmr1-jsonl", "--out", str(tmp_path / "exp")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode == 0 and "--data_file_paths" in out.stdout and "--image_folders" in out.stdout
-    out = subprocess.run([vlmr1, "shard", "none", "--catalog", str(world["db"]), "--out", str(tmp_path / "x"), "--scorer", "nope"],
-                         capture_output=True, text=True, timeout=300, env=env)
+    out = subprocess.run(
+        [vlmr1, "shard", "none", "--catalog", str(world["db"]), "--out", str(tmp_path / "x"), "--scorer", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert out.returncode == 2 and "no scorer 'nope'" in out.stderr
 
 
 def test_shards_are_bounded_by_rows_and_bytes_and_load_in_order(world, tmp_path):
     sel = select(world["db"], load_recipe("none"), world["scorer"])
     m = json.loads(write_shards(sel, world["db"], tmp_path / "r", max_rows=7).read_text())
-    assert [s["rows"] for s in m["shards"]] == [7] * (len(sel.rows) // 7) + ([len(sel.rows) % 7] if len(sel.rows) % 7 else [])
+    assert [s["rows"] for s in m["shards"]] == [7] * (len(sel.rows) // 7) + (
+        [len(sel.rows) % 7] if len(sel.rows) % 7 else []
+    )
     assert load(tmp_path / "r")["sample_id"] == [r["sample_id"] for r in sel.rows]
     m = json.loads(write_shards(sel, world["db"], tmp_path / "e", embed_images=True, max_bytes=4000).read_text())
     assert len(m["shards"]) > 1 and sum(s["rows"] for s in m["shards"]) == len(sel.rows)

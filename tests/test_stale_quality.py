@@ -16,17 +16,18 @@ from curation.ingest import ingest_coco, ingest_refcoco
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import load_recipe
 from curation.selection import StaleQuality, candidates, select
+from helpers import rows
 from vlmr1.families import get_family
 from vlmr1.rollout import Sampling
-
-from helpers import rows
 
 
 @pytest.fixture()
 def stale(tmp_path):
     """RefCOCO ingested and ``default`` evaluated; then a COCO file with planted defects ingested after it."""
     db = tmp_path / "c.duckdb"
-    ingest_refcoco(db, make_refcoco(tmp_path / "refer", n_images=6), images=ImageCheck([tmp_path / "refer" / "train2014"]))
+    ingest_refcoco(
+        db, make_refcoco(tmp_path / "refer", n_images=6), images=ImageCheck([tmp_path / "refer" / "train2014"])
+    )
     evaluate_recipe(db, load_recipe("default"))
     ingest_coco(db, make_coco(tmp_path / "coco"), images=ImageCheck([tmp_path / "coco"]))
     return db
@@ -37,7 +38,9 @@ def _dropped_now(db, tmp_path):
     copy = tmp_path / "fresh.duckdb"
     copy.write_bytes(Path(db).read_bytes())
     h = evaluate_recipe(copy, load_recipe("default")).recipe_hash
-    dropped = {r[0] for r in rows(copy, "SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'", h)}
+    dropped = {
+        r[0] for r in rows(copy, "SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'", h)
+    }
     with catalog.connect(copy) as con:
         kept = [r["sample_id"] for r in candidates(con, load_recipe("default"))]
     return dropped, kept
@@ -45,7 +48,9 @@ def _dropped_now(db, tmp_path):
 
 def test_library_refuses_stale_flags_naming_recipe_and_snapshot(stale):
     recipe = load_recipe("default")
-    with pytest.raises(StaleQuality, match=rf"recipe 'default' \({recipe.hash}\) was evaluated on catalog snapshot \w{{12}}"):
+    with pytest.raises(
+        StaleQuality, match=rf"recipe 'default' \({recipe.hash}\) was evaluated on catalog snapshot \w{{12}}"
+    ):
         select(stale, recipe)
     with pytest.raises(StaleQuality, match="re-run `vlmr1 quality default`"):
         score_recipe(stale, recipe, engine=_NoEngine(), sampling=Sampling(n=2))
@@ -61,11 +66,20 @@ def test_cli_shard_re_evaluates_stale_flags_and_no_dropped_sample_reaches_the_sh
     assert dropped, "the second file's planted defects must be dropped by the default recipe"
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")
     out = tmp_path / "shards"
-    r = subprocess.run([vlmr1, "shard", "default", "--catalog", str(stale), "--out", str(out)], capture_output=True,
-                       text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    r = subprocess.run(
+        [vlmr1, "shard", "default", "--catalog", str(stale), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert r.returncode == 0, r.stderr
     assert "re-evaluating its quality flags now" in r.stderr
-    ids = [sid for f in sorted(out.glob("shard-*.parquet")) for sid in pq.read_table(f, columns=["sample_id"])["sample_id"].to_pylist()]
+    ids = [
+        sid
+        for f in sorted(out.glob("shard-*.parquet"))
+        for sid in pq.read_table(f, columns=["sample_id"])["sample_id"].to_pylist()
+    ]
     assert not set(ids) & dropped
     assert sorted(ids) == sorted(kept)
 

@@ -1,4 +1,5 @@
-"""GRPO on DeepSpeed (CPU): 2 steps in one and two processes, reward log, resume, cancel; evaluation with known answers."""
+"""GRPO on DeepSpeed (CPU): 2 steps in one and two processes, reward log, resume, cancel; evaluation with known
+answers."""
 
 import hashlib
 import json
@@ -17,6 +18,7 @@ import yaml
 from curation.quality.recipe import load_recipe
 from curation.selection import select
 from curation.shards import write_shards
+from helpers import coco_and_refcoco_catalog
 from training.config import TrainConfigError, load_config
 from training.evaluate import evaluate_model, rows_from_shards
 from training.grpo import ManifestMismatch, check_manifest, sampler_differences
@@ -24,8 +26,6 @@ from training.launch import LaunchSpec, run
 from vlmr1.families import get_family
 from vlmr1.rollout.base import Completion, EngineStats
 from vlmr1.tiny import build_tiny_vlm
-
-from helpers import coco_and_refcoco_catalog
 
 STEPS = 2
 
@@ -38,10 +38,31 @@ def setup(tmp_path_factory):
     write_shards(select(db, load_recipe("none"), pool="eval"), db, root / "eval_shards")
     model = build_tiny_vlm(root / "tiny", "qwen2_5_vl", warm_start_steps=120)
     config = root / "train.yaml"
-    config.write_text(yaml.safe_dump({"model": str(model), "num_generations": 4, "per_device_train_batch_size": 8, "max_completion_length": 40,
-                                      "learning_rate": 0.002, "beta": 0.0, "max_steps": STEPS, "save_steps": 1, "seed": 3,
-                                      "deepspeed": "zero2", "use_cpu": True}))
-    return {"root": root, "db": db, "model": model, "config": config, "shards": root / "shards", "eval": root / "eval_shards"}
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": str(model),
+                "num_generations": 4,
+                "per_device_train_batch_size": 8,
+                "max_completion_length": 40,
+                "learning_rate": 0.002,
+                "beta": 0.0,
+                "max_steps": STEPS,
+                "save_steps": 1,
+                "seed": 3,
+                "deepspeed": "zero2",
+                "use_cpu": True,
+            }
+        )
+    )
+    return {
+        "root": root,
+        "db": db,
+        "model": model,
+        "config": config,
+        "shards": root / "shards",
+        "eval": root / "eval_shards",
+    }
 
 
 def _weights(folder):
@@ -70,7 +91,9 @@ def test_two_grpo_steps_on_zero2_in_one_process_change_the_parameters(setup, one
     before, after = _weights(setup["model"]), _weights(out / "final")
     trained = [k for k in after if "visual" not in k]
     assert any(not np.array_equal(before[k], after[k]) for k in trained)
-    assert all(np.array_equal(before[k], after[k]) for k in after if "visual" in k)  # the vision tower is frozen by default
+    assert all(
+        np.array_equal(before[k], after[k]) for k in after if "visual" in k
+    )  # the vision tower is frozen by default
     log = _reward_log(out)
     keys = [(row["sample_id"], row["step"]) for row in log]
     assert len(keys) == len(set(keys)) == STEPS * 2  # 8 completions per step / 4 generations = 2 samples per step
@@ -83,7 +106,9 @@ def test_two_processes(setup):
     assert r.returncode == 0, "\n".join(r.tail)
     log = _reward_log(out)
     keys = [(row["sample_id"], row["step"]) for row in log]
-    assert len(keys) == len(set(keys)) == STEPS * 4 and all(row["n"] == 4 for row in log)  # two ranks x 2 samples per step
+    assert len(keys) == len(set(keys)) == STEPS * 4 and all(
+        row["n"] == 4 for row in log
+    )  # two ranks x 2 samples per step
 
 
 def test_resume_from_step_one_equals_the_uninterrupted_run(setup, one_process):
@@ -109,9 +134,25 @@ def test_cancelling_the_launcher_leaves_no_process_of_the_group(setup):
     cfg["max_steps"] = 10_000
     long = setup["root"] / "long.yaml"
     long.write_text(yaml.safe_dump(cfg))
-    launcher = subprocess.Popen([sys.executable, "-m", "training.launch", "--config", str(long), "--manifest", str(setup["shards"]),
-                                 "--output", str(setup["root"] / "cancel"), "--nprocs", "2"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(Path(__file__).resolve().parent.parent))
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "training.launch",
+            "--config",
+            str(long),
+            "--manifest",
+            str(setup["shards"]),
+            "--output",
+            str(setup["root"] / "cancel"),
+            "--nprocs",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=str(Path(__file__).resolve().parent.parent),
+    )
     try:
         pgid, deadline = None, time.monotonic() + 300
         for line in launcher.stdout:
@@ -149,11 +190,27 @@ def test_manifest_for_another_family_or_template_is_refused(setup, tmp_path):
     with pytest.raises(ManifestMismatch, match="prompt template"):
         check_manifest(dict(manifest, template="plain@1"), cfg)
     # a scorer that sampled differently from training: each difference named, not refused
-    scored = dict(manifest, scorer={"sampling": {"n": cfg.num_generations, "temperature": 0.7, "top_p": cfg.top_p, "top_k": 50,
-                                                 "max_new_tokens": cfg.max_completion_length}})
+    scored = dict(
+        manifest,
+        scorer={
+            "sampling": {
+                "n": cfg.num_generations,
+                "temperature": 0.7,
+                "top_p": cfg.top_p,
+                "top_k": 50,
+                "max_new_tokens": cfg.max_completion_length,
+            }
+        },
+    )
     said = sampler_differences(scored, cfg)
     assert len(said) == 2 and "temperature=0.7" in said[0] and "top_k=50" in said[1]
-    same = {"n": cfg.num_generations, "temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k, "max_new_tokens": cfg.max_completion_length}
+    same = {
+        "n": cfg.num_generations,
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "top_k": cfg.top_k,
+        "max_new_tokens": cfg.max_completion_length,
+    }
     assert sampler_differences(dict(manifest, scorer={"sampling": same}), cfg) == []
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: x\nnum_generations: 4\nper_device_train_batch_size: 6\n")
@@ -168,18 +225,24 @@ def _pixels(row):
 
 
 class Scripted:
-    """An engine that answers with the ground truth in the family's frame, optionally shifted: the metrics are then known."""
+    """An engine that answers with the ground truth in the family's frame, optionally shifted: the metrics are then
+    known."""
 
     def __init__(self, rows, shift=0.0):
         self.family, self.stats = get_family("qwen2_5_vl"), EngineStats()
         self.answers = {}
         for r in rows:
-            boxes = self.family.frame().from_original([t["bbox"] for t in json.loads(r["solution"])] or np.zeros((0, 4)), r["width"], r["height"])
+            boxes = self.family.frame().from_original(
+                [t["bbox"] for t in json.loads(r["solution"])] or np.zeros((0, 4)), r["width"], r["height"]
+            )
             boxes = boxes + np.array([shift, 0, shift, 0])
             if r["task"] == "rec":
                 ans = json.dumps([float(v) for v in boxes[0]])
             else:
-                dets = [{"bbox_2d": [float(v) for v in b], "label": t["label"]} for b, t in zip(boxes, json.loads(r["solution"]))]
+                dets = [
+                    {"bbox_2d": [float(v) for v in b], "label": t["label"]}
+                    for b, t in zip(boxes, json.loads(r["solution"]))
+                ]
                 ans = "```json\n" + json.dumps(dets) + "\n```" if dets else "None"
             self.answers[r["problem"], _pixels(r)] = f"<think>known</think><answer>{ans}</answer>"
 
@@ -198,7 +261,9 @@ def test_evaluation_scores_known_answers(setup):
 
     rows = rows_from_shards(setup["eval"])
     keys = [(r["problem"], _pixels(r)) for r in rows]
-    rows = [r for r, k in zip(rows, keys) if keys.count(k) == 1]  # the planted non-unique reference has no single right answer
+    rows = [
+        r for r, k in zip(rows, keys) if keys.count(k) == 1
+    ]  # the planted non-unique reference has no single right answer
     assert {r["task"] for r in rows} == {"rec"} and len(rows) > 3
     perfect = evaluate_model(Scripted(rows), rows)
     assert all(m["acc@0.5"] == 1.0 and m["mean_iou"] == pytest.approx(1.0) for m in perfect["metrics"].values())
@@ -211,19 +276,40 @@ def test_evaluation_scores_known_answers(setup):
             if r["split"] != split:
                 continue
             gt = np.array(json.loads(r["solution"])[0]["bbox"], dtype=float)
-            pred = frame.to_original(frame.from_original([gt], r["width"], r["height"]) + [6.0, 0, 6.0, 0], r["width"], r["height"])[0]
+            pred = frame.to_original(
+                frame.from_original([gt], r["width"], r["height"]) + [6.0, 0, 6.0, 0], r["width"], r["height"]
+            )[0]
             ious.append(float(iou_pairwise(pred[None], gt[None])[0]))
-        assert m["mean_iou"] == pytest.approx(np.mean(ious)) and m["acc@0.5"] == pytest.approx(np.mean([v >= 0.5 for v in ious]))
+        assert m["mean_iou"] == pytest.approx(np.mean(ious)) and m["acc@0.5"] == pytest.approx(
+            np.mean([v >= 0.5 for v in ious])
+        )
 
 
 def test_cli_eval_writes_json_and_catalog_rows(setup, one_process):
     out, _ = one_process
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")
-    r = subprocess.run([vlmr1, "eval", str(out / "final"), "--data", str(setup["eval"]), "--catalog", str(setup["db"]), "--max-new-tokens", "24"],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    r = subprocess.run(
+        [
+            vlmr1,
+            "eval",
+            str(out / "final"),
+            "--data",
+            str(setup["eval"]),
+            "--catalog",
+            str(setup["db"]),
+            "--max-new-tokens",
+            "24",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert r.returncode == 0, r.stderr
     results = json.loads((out / "final" / "eval" / "eval_shards.json").read_text())
-    assert results["n"] == len(rows_from_shards(setup["eval"])) and all("acc@0.5" in m for m in results["metrics"].values())
+    assert results["n"] == len(rows_from_shards(setup["eval"])) and all(
+        "acc@0.5" in m for m in results["metrics"].values()
+    )
     from curation import catalog
 
     with catalog.connect(setup["db"]) as con:

@@ -11,14 +11,31 @@ from vlmr1.rewards import trl_reward
 def _columns():
     rec_sol = json.dumps([{"label": "man", "bbox": [0, 0, 100, 100]}])
     ovd_sol = json.dumps([{"label": "cat", "bbox": [0, 0, 50, 50]}])
-    return {"solution": [rec_sol, ovd_sol], "width": [200, 200], "height": [200, 200], "task": ["rec", "ovd"],
-            "trainer_state": object(), "log_extra": lambda *a: None, "log_metric": lambda *a: None}
+    return {
+        "solution": [rec_sol, ovd_sol],
+        "width": [200, 200],
+        "height": [200, 200],
+        "task": ["rec", "ovd"],
+        "trainer_state": object(),
+        "log_extra": lambda *a: None,
+        "log_metric": lambda *a: None,
+    }
 
 
 def test_conversational_completions_and_mixed_tasks():
     completions = [
         [{"role": "assistant", "content": "<think>t</think><answer>[0, 0, 100, 50]</answer>"}],
-        [{"role": "assistant", "content": [{"type": "text", "text": '<think>t</think><answer>[{"bbox_2d": [0, 0, 50, 50], "label": "cat"}]</answer>'}]}],
+        [
+            {
+                "role": "assistant",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": '<think>t</think><answer>[{"bbox_2d": [0, 0, 50, 50], "label": "cat"}]</answer>',
+                    }
+                ],
+            }
+        ],
     ]
     kwargs = dict(prompts=[[], []], completions=completions, completion_ids=[[1], [2]], **_columns())
     assert trl_reward("iou")(**kwargs) == [0.5, None]  # None: not an OVD reward's row, TRL skips it

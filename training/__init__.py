@@ -1,1 +1,2 @@
-"""GRPO training (TRL GRPOTrainer on DeepSpeed), its launcher and evaluation. Reads shard manifests only, never the catalog."""
+"""GRPO training (TRL GRPOTrainer on DeepSpeed), its launcher and evaluation. Reads shard manifests only, never the
+catalog."""

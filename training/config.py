@@ -1,4 +1,5 @@
-"""The training config: a YAML file (pydantic-validated, errors name file, line and field) mapped onto TRL's ``GRPOConfig``.
+"""The training config: a YAML file (pydantic-validated, errors name file, line and field) mapped onto
+TRL's ``GRPOConfig``.
 
 The family, template and resize parameters here must match the shard
 manifest's (``training.grpo.check_manifest``): difficulty labels were
@@ -72,7 +73,9 @@ class TrainConfig(BaseModel):
         if unknown:
             raise ValueError(f"unknown rewards {sorted(unknown)}; known: {sorted(REGISTRY)}")
         if (self.per_device_train_batch_size * self.gradient_accumulation_steps) % self.num_generations:
-            raise ValueError("per_device_train_batch_size x gradient_accumulation_steps must be a multiple of num_generations")
+            raise ValueError(
+                "per_device_train_batch_size x gradient_accumulation_steps must be a multiple of num_generations"
+            )
         return self
 
     def deepspeed_config(self) -> Optional[str]:
@@ -92,14 +95,32 @@ class TrainConfig(BaseModel):
         from trl import GRPOConfig
 
         return GRPOConfig(
-            output_dir=str(output_dir), num_generations=self.num_generations, per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps, beta=self.beta, epsilon=self.epsilon, epsilon_high=self.epsilon_high,
-            loss_type=self.loss_type, learning_rate=self.learning_rate, temperature=self.temperature,
-            top_p=self.top_p, top_k=self.top_k,
-            max_completion_length=self.max_completion_length, max_steps=self.max_steps, num_train_epochs=self.num_train_epochs,
-            save_steps=self.save_steps, logging_steps=self.logging_steps, report_to=self.report_to, seed=self.seed,
-            deepspeed=self.deepspeed_config(), gradient_checkpointing=self.gradient_checkpointing, use_cpu=self.use_cpu,
-            reward_weights=list(self.rewards.values()), bf16=False, save_strategy="steps", remove_unused_columns=False,
+            output_dir=str(output_dir),
+            num_generations=self.num_generations,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            gradient_accumulation_steps=self.gradient_accumulation_steps,
+            beta=self.beta,
+            epsilon=self.epsilon,
+            epsilon_high=self.epsilon_high,
+            loss_type=self.loss_type,
+            learning_rate=self.learning_rate,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_completion_length=self.max_completion_length,
+            max_steps=self.max_steps,
+            num_train_epochs=self.num_train_epochs,
+            save_steps=self.save_steps,
+            logging_steps=self.logging_steps,
+            report_to=self.report_to,
+            seed=self.seed,
+            deepspeed=self.deepspeed_config(),
+            gradient_checkpointing=self.gradient_checkpointing,
+            use_cpu=self.use_cpu,
+            reward_weights=list(self.rewards.values()),
+            bf16=False,
+            save_strategy="steps",
+            remove_unused_columns=False,
         )
 
 

@@ -25,9 +25,20 @@ def rows_from_shards(path: str | Path) -> list[dict]:
     from vlmr1.shards import load_table
 
     table, _ = load_table(path)
-    return [{"task": r["task"], "problem": r["problem"], "solution": r["solution"], "width": r["width"], "height": r["height"],
-             "split": f"{r['source']}:{r['split']}", "image": r["image"]["path"], "image_bytes": r["image"]["bytes"], "sample_id": r["sample_id"]}
-            for r in table.to_pylist()]
+    return [
+        {
+            "task": r["task"],
+            "problem": r["problem"],
+            "solution": r["solution"],
+            "width": r["width"],
+            "height": r["height"],
+            "split": f"{r['source']}:{r['split']}",
+            "image": r["image"]["path"],
+            "image_bytes": r["image"]["bytes"],
+            "sample_id": r["sample_id"],
+        }
+        for r in table.to_pylist()
+    ]
 
 
 def _image(row: dict):
@@ -41,32 +52,48 @@ def _image(row: dict):
         return img.convert("RGB")
 
 
-def evaluate_model(engine: Engine, rows: list[dict], *, template: str = "vlmr1", max_new_tokens: int = 256,
-                   batch: int = 32) -> dict:
+def evaluate_model(
+    engine: Engine, rows: list[dict], *, template: str = "vlmr1", max_new_tokens: int = 256, batch: int = 32
+) -> dict:
     """Metrics per split (REC: acc@0.5, mean IoU; OVD: dataset-level mAP, AP50), greedy decoding."""
     family: Family = engine.family
     completions: list[str] = []
     for start in range(0, len(rows), batch):
-        part = rows[start:start + batch]
+        part = rows[start : start + batch]
         requests = [Request([_image(r)], build_messages(r["task"], r["problem"], template)) for r in part]
         greedy = Sampling(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
         completions += [c[0].text for c in engine.generate(requests, greedy)]
-    return {"metrics": split_metrics(rows, completions, family.frame()), "n": len(rows), "family": family.key(),
-            "template": template}
+    return {
+        "metrics": split_metrics(rows, completions, family.frame()),
+        "n": len(rows),
+        "family": family.key(),
+        "template": template,
+    }
 
 
 def split_metrics(rows: list[dict], completions: list[str], frame) -> dict:
     """REC Acc@0.5 / mean IoU and OVD dataset-level mAP / AP50 per split, from the training rewards' own code."""
-    rb = RewardBatch.build(completions, [r["solution"] for r in rows], [r["width"] for r in rows],
-                           [r["height"] for r in rows], [r["task"] for r in rows], frame, None)
+    rb = RewardBatch.build(
+        completions,
+        [r["solution"] for r in rows],
+        [r["width"] for r in rows],
+        [r["height"] for r in rows],
+        [r["task"] for r in rows],
+        frame,
+        None,
+    )
     iou, hit = score("iou", rb), score("hit@0.5", rb)
     out: dict = {}
     for split in sorted({r["split"] for r in rows}):
         rec = [i for i, r in enumerate(rows) if r["split"] == split and r["task"] == "rec"]
         ovd = [i for i, r in enumerate(rows) if r["split"] == split and r["task"] == "ovd"]
         if rec:
-            out[f"{split}/rec"] = {"task": "rec", "n": len(rec), "acc@0.5": float(np.mean(hit[rec])),
-                                   "mean_iou": float(np.mean(iou[rec]))}
+            out[f"{split}/rec"] = {
+                "task": "rec",
+                "n": len(rec),
+                "acc@0.5": float(np.mean(hit[rec])),
+                "mean_iou": float(np.mean(iou[rec])),
+            }
         if ovd:
             m, ap50 = dataset_map(rb, ovd)
             out[f"{split}/ovd"] = {"task": "ovd", "n": len(ovd), "mAP": m, "AP50": ap50}

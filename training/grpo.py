@@ -29,24 +29,32 @@ class ManifestMismatch(ShardError):
 
 
 def check_manifest(manifest: dict, cfg: TrainConfig) -> list[str]:
-    """Refuse shards whose difficulty labels were measured under another adapter; return warnings for what cannot be checked."""
+    """Refuse shards whose difficulty labels were measured under another adapter; return warnings for what cannot be
+    checked."""
     from vlmr1.prompts import get_template
 
     warnings = []
     want = cfg.family_obj().key()
     have = manifest.get("family")
     if have is None:
-        warnings.append("the manifest has no scorer family (no difficulty band was applied): family and resize not checked")
+        warnings.append(
+            "the manifest has no scorer family (no difficulty band was applied): family and resize not checked"
+        )
     elif have != want:
-        raise ManifestMismatch(f"shards were scored for {have}, this training config is {want}: difficulty labels would not hold")
+        raise ManifestMismatch(
+            f"shards were scored for {have}, this training config is {want}: difficulty labels would not hold"
+        )
     template = get_template(cfg.template).key()
     if manifest.get("template") != template:
-        raise ManifestMismatch(f"shards use prompt template {manifest.get('template')!r}, this training config {template!r}")
+        raise ManifestMismatch(
+            f"shards use prompt template {manifest.get('template')!r}, this training config {template!r}"
+        )
     return warnings + sampler_differences(manifest, cfg)
 
 
 def sampler_differences(manifest: dict, cfg: TrainConfig) -> list[str]:
-    """Where the scorer sampled differently from this training run: its pass rates then describe another policy's rollouts.
+    """Where the scorer sampled differently from this training run: its pass rates then describe another
+    policy's rollouts.
 
     A warning, not a refusal: scoring at another k or length is a deliberate
     trade; the run says so instead of letting the labels look exact.
@@ -54,10 +62,20 @@ def sampler_differences(manifest: dict, cfg: TrainConfig) -> list[str]:
     sampling = ((manifest.get("scorer") or {}).get("sampling")) or {}
     if not sampling:
         return []
-    training = {"temperature": cfg.temperature, "top_p": cfg.top_p, "top_k": cfg.top_k, "n": cfg.num_generations,
-                "max_new_tokens": cfg.max_completion_length}
-    return [f"difficulty was scored with {name}={sampling.get(name, 'unrecorded')!r}, training samples with {name}={value!r}: "
-            "pass rates describe another sampler" for name, value in training.items() if sampling.get(name) != value]
+    training = {
+        "temperature": cfg.temperature,
+        "top_p": cfg.top_p,
+        "top_k": cfg.top_k,
+        "n": cfg.num_generations,
+        "max_new_tokens": cfg.max_completion_length,
+    }
+    return [
+        f"difficulty was scored with {name}={sampling.get(name, 'unrecorded')!r}, training samples with "
+        f"{name}={value!r}: "
+        "pass rates describe another sampler"
+        for name, value in training.items()
+        if sampling.get(name) != value
+    ]
 
 
 class RewardLog:
@@ -75,9 +93,17 @@ class RewardLog:
             call = self.calls.get((step, name), 0)
             self.calls[(step, name)] = call + 1
             self.rows.setdefault(step, []).extend(
-                {"step": step, "rank": self.rank, "call": call, "pos": i, "sample_id": sid, "reward": name,
-                 "value": float("nan") if v is None else float(v)}
-                for i, (sid, v) in enumerate(zip(kwargs["sample_id"], values)))
+                {
+                    "step": step,
+                    "rank": self.rank,
+                    "call": call,
+                    "pos": i,
+                    "sample_id": sid,
+                    "reward": name,
+                    "value": float("nan") if v is None else float(v),
+                }
+                for i, (sid, v) in enumerate(zip(kwargs["sample_id"], values))
+            )
             return values
 
         reward.__name__ = name
@@ -97,7 +123,8 @@ class RewardLog:
 
 
 def fold_reward_log(folder: Path, weights: dict[str, float], out: Path) -> int:
-    """One row per (sample_id, step): weighted reward mean/std over the sample's generations, and each reward's mean."""
+    """One row per (sample_id, step): weighted reward mean/std over the sample's generations, and each reward's
+    mean."""
     import duckdb
 
     files = sorted(folder.glob("step-*-rank-*.parquet"))
@@ -109,12 +136,14 @@ def fold_reward_log(folder: Path, weights: dict[str, float], out: Path) -> int:
     per_reward = ", ".join(f"avg(value) FILTER (WHERE reward = '{r}') AS \"{r}_mean\"" for r in weights)
     con.execute(f"""COPY (
         WITH totals AS (
-            SELECT step, rank, call, pos, any_value(sample_id) AS sample_id, sum(coalesce(value, 0) * weight) FILTER (WHERE NOT isnan(value)) AS total
+            SELECT step, rank, call, pos, any_value(sample_id) AS sample_id, sum(coalesce(value, 0) * weight) FILTER
+            (WHERE NOT isnan(value)) AS total
             FROM raw JOIN w USING (reward) GROUP BY ALL
         ), per_reward AS (
             SELECT sample_id, step, {per_reward} FROM raw WHERE NOT isnan(value) GROUP BY ALL
         )
-        SELECT t.sample_id, t.step, count(*) AS n, avg(coalesce(t.total, 0)) AS reward_mean, coalesce(stddev_pop(coalesce(t.total, 0)), 0) AS reward_std,
+        SELECT t.sample_id, t.step, count(*) AS n, avg(coalesce(t.total, 0)) AS reward_mean,
+        coalesce(stddev_pop(coalesce(t.total, 0)), 0) AS reward_std,
                p.* EXCLUDE (sample_id, step)
         FROM totals t LEFT JOIN per_reward p USING (sample_id, step) GROUP BY ALL ORDER BY t.step, t.sample_id
     ) TO '{out}' (FORMAT parquet)""")
@@ -133,8 +162,16 @@ def _prepare_model(cfg: TrainConfig):
     if cfg.lora is not None:
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                                 target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                lora_dropout=cfg.lora.dropout,
+                target_modules=cfg.lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
     return model
 
 
@@ -153,7 +190,9 @@ def train(cfg: TrainConfig, manifest_path: str | Path, output_dir: str | Path, r
         for line in warnings:
             print(f"VLMR1_WARNING {line}", flush=True)
     family = cfg.family_obj()
-    dataset = load(manifest_path).select_columns(["prompt", "image", "solution", "width", "height", "task", "sample_id"])
+    dataset = load(manifest_path).select_columns(
+        ["prompt", "image", "solution", "width", "height", "task", "sample_id"]
+    )
     log = RewardLog(output_dir / "reward_log", rank)
     frame = family.frame()
     rewards = [log.wrap(name, trl_reward(name, frame)) for name in cfg.rewards]
@@ -163,8 +202,14 @@ def train(cfg: TrainConfig, manifest_path: str | Path, output_dir: str | Path, r
             log.flush()
 
     processor = load_processor(cfg.model, family)
-    trainer = GRPOTrainer(model=_prepare_model(cfg), reward_funcs=rewards, args=cfg.grpo_args(output_dir), train_dataset=dataset,
-                          processing_class=processor, callbacks=[FlushRewards()])
+    trainer = GRPOTrainer(
+        model=_prepare_model(cfg),
+        reward_funcs=rewards,
+        args=cfg.grpo_args(output_dir),
+        train_dataset=dataset,
+        processing_class=processor,
+        callbacks=[FlushRewards()],
+    )
     checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resume and checkpoints else None)
     log.flush()

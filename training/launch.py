@@ -38,7 +38,7 @@ class LaunchSpec:
     manifest: str
     output: str
     nprocs: int = 1
-    launcher: str = "torchrun"        # torchrun | accelerate (used when nprocs > 1 or num_machines > 1)
+    launcher: str = "torchrun"  # torchrun | accelerate (used when nprocs > 1 or num_machines > 1)
     num_machines: int = 1
     machine_rank: int = 0
     main_address: str = "127.0.0.1"
@@ -55,16 +55,56 @@ class LaunchSpec:
         import tempfile
 
         # DeepSpeed compiles ops on first use (a minute on CPU): keep them in one place across runs
-        env["TORCH_EXTENSIONS_DIR"] = self.extensions_dir or os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(tempfile.gettempdir()) / "vlmr1-torch-extensions")
+        env["TORCH_EXTENSIONS_DIR"] = (
+            self.extensions_dir
+            or os.environ.get("TORCH_EXTENSIONS_DIR")
+            or str(Path(tempfile.gettempdir()) / "vlmr1-torch-extensions")
+        )
         if self.nprocs == 1 and self.num_machines == 1:
-            return [sys.executable, *args], {**env, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}
+            return [sys.executable, *args], {
+                **env,
+                "RANK": "0",
+                "WORLD_SIZE": "1",
+                "LOCAL_RANK": "0",
+                "LOCAL_WORLD_SIZE": "1",
+            }
         if self.launcher == "accelerate":
-            cmd = [sys.executable, "-m", "accelerate.commands.launch", "--use_deepspeed", "--num_processes", str(self.nprocs * self.num_machines),
-                   "--num_machines", str(self.num_machines), "--machine_rank", str(self.machine_rank), "--main_process_ip", self.main_address,
-                   "--main_process_port", str(port), "--module", "training.grpo", *args[2:]]
+            cmd = [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--use_deepspeed",
+                "--num_processes",
+                str(self.nprocs * self.num_machines),
+                "--num_machines",
+                str(self.num_machines),
+                "--machine_rank",
+                str(self.machine_rank),
+                "--main_process_ip",
+                self.main_address,
+                "--main_process_port",
+                str(port),
+                "--module",
+                "training.grpo",
+                *args[2:],
+            ]
             return cmd, env
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(self.nprocs), "--nnodes", str(self.num_machines),
-               "--node_rank", str(self.machine_rank), "--master_addr", self.main_address, "--master_port", str(port), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(self.nprocs),
+            "--nnodes",
+            str(self.num_machines),
+            "--node_rank",
+            str(self.machine_rank),
+            "--master_addr",
+            self.main_address,
+            "--master_port",
+            str(port),
+            *args,
+        ]
         return cmd, env
 
 
@@ -80,7 +120,8 @@ class LaunchResult:
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the launched process, its group and every descendant (torchrun puts workers in sessions of their own), then SIGKILL."""
+    """SIGTERM the launched process, its group and every descendant (torchrun puts workers in sessions of their own),
+    then SIGKILL."""
     import psutil
 
     try:
@@ -110,8 +151,13 @@ def _quiet():
     return contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess, PermissionError)
 
 
-def run(spec: LaunchSpec, *, log_path: str | Path | None = None, timeout: float | None = None,
-        on_line: Callable[[str], None] | None = None) -> LaunchResult:
+def run(
+    spec: LaunchSpec,
+    *,
+    log_path: str | Path | None = None,
+    timeout: float | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> LaunchResult:
     """Run training to the end (or timeout/cancel); every line goes to the log file and ``on_line``."""
     import json
 
@@ -120,8 +166,17 @@ def run(spec: LaunchSpec, *, log_path: str | Path | None = None, timeout: float 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     shm_before = set(glob.glob(SHM_GLOB))
     t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, env={**os.environ, **extra}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                            start_new_session=True, cwd=str(Path(__file__).resolve().parent.parent), preexec_fn=_die_with_parent)
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **extra},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+        cwd=str(Path(__file__).resolve().parent.parent),
+        preexec_fn=_die_with_parent,
+    )
     cancelled = {"flag": False}
     if on_line:
         on_line(f"VLMR1_LAUNCHED pid={proc.pid} pgid={proc.pid} cmd={' '.join(cmd)}")
@@ -140,7 +195,7 @@ def run(spec: LaunchSpec, *, log_path: str | Path | None = None, timeout: float 
                 line = line.rstrip("\n")
                 tail = (tail + [line])[-40:]
                 if line.startswith("VLMR1_RESULT "):
-                    result = json.loads(line[len("VLMR1_RESULT "):])
+                    result = json.loads(line[len("VLMR1_RESULT ") :])
                 if "Error" in line or "error:" in line:
                     last_error = line
                 if on_line:
@@ -158,12 +213,20 @@ def run(spec: LaunchSpec, *, log_path: str | Path | None = None, timeout: float 
             signal.signal(s, handler)
         for f in set(glob.glob(SHM_GLOB)) - shm_before:
             Path(f).unlink(missing_ok=True)
-    return LaunchResult(proc.returncode, str(log_path), result, last_error if proc.returncode else None, cancelled["flag"],
-                        time.monotonic() - t0, tail)
+    return LaunchResult(
+        proc.returncode,
+        str(log_path),
+        result,
+        last_error if proc.returncode else None,
+        cancelled["flag"],
+        time.monotonic() - t0,
+        tail,
+    )
 
 
 def _die_with_parent() -> None:
-    """In the child: SIGTERM when the launching process dies (Linux), so a killed flow run or worker never orphans training.
+    """In the child: SIGTERM when the launching process dies (Linux), so a killed flow run or worker never orphans
+    training.
 
     Signal handlers can only be installed on the main thread; Prefect runs tasks on others. This covers that case.
     """
@@ -194,11 +257,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--timeout", type=float)
     args = ap.parse_args(argv)
-    spec = LaunchSpec(args.config, args.manifest, args.output, args.nprocs, args.launcher, args.num_machines, args.machine_rank,
-                      args.main_address, resume=args.resume, extensions_dir=os.environ.get("TORCH_EXTENSIONS_DIR"))
+    spec = LaunchSpec(
+        args.config,
+        args.manifest,
+        args.output,
+        args.nprocs,
+        args.launcher,
+        args.num_machines,
+        args.machine_rank,
+        args.main_address,
+        resume=args.resume,
+        extensions_dir=os.environ.get("TORCH_EXTENSIONS_DIR"),
+    )
     r = run(spec, timeout=args.timeout, on_line=lambda line: print(line, flush=True))
     if r.returncode:
-        print(f"training failed (exit {r.returncode}){': ' + r.last_error if r.last_error else ''}; log: {r.log}", file=sys.stderr)
+        print(
+            f"training failed (exit {r.returncode}){': ' + r.last_error if r.last_error else ''}; log: {r.log}",
+            file=sys.stderr,
+        )
     return r.returncode
 
 

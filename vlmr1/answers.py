@@ -30,9 +30,7 @@ ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 _NUM = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 # Four numbers in brackets. ASCII digits only; each quantified piece is
 # separated by a literal, so matching is linear in the input.
-_FOUR_NUMBERS = re.compile(
-    rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]", re.ASCII
-)
+_FOUR_NUMBERS = re.compile(rf"\[\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*,\s*({_NUM})\s*\]", re.ASCII)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,16 @@ def coco_ap_reference(gt_labels, gt_boxes, pred_labels, pred_boxes) -> tuple[flo
     anns = []
     for k, (label, (x1, y1, x2, y2)) in enumerate(zip(gt_labels, gt_boxes)):
         w, h = x2 - x1, y2 - y1
-        anns.append({"id": k + 1, "image_id": 1, "category_id": cat_ids[label], "bbox": [x1, y1, w, h], "area": w * h, "iscrowd": 0})
+        anns.append(
+            {
+                "id": k + 1,
+                "image_id": 1,
+                "category_id": cat_ids[label],
+                "bbox": [x1, y1, w, h],
+                "area": w * h,
+                "iscrowd": 0,
+            }
+        )
     dets = [
         {"image_id": 1, "category_id": cat_ids[label], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 1.0}
         for label, (x1, y1, x2, y2) in zip(pred_labels, pred_boxes)
@@ -68,8 +77,11 @@ def adversarial_completions(n_chars: int) -> list[str]:
     return [s[:n_chars] for s in shapes]
 
 
-def coco_map_reference(gts: list[list[tuple[str, tuple]]], dts: list[list[tuple[str, tuple]]]) -> tuple[float | None, float | None]:
-    """pycocotools' dataset-level (mAP@[.5:.95], AP50), one COCOeval over all images: ``gts[i]`` / ``dts[i]`` are (label, xyxy) lists of image i."""
+def coco_map_reference(
+    gts: list[list[tuple[str, tuple]]], dts: list[list[tuple[str, tuple]]]
+) -> tuple[float | None, float | None]:
+    """pycocotools' dataset-level (mAP@[.5:.95], AP50), one COCOeval over all images: ``gts[i]`` / ``dts[i]`` are
+    (label, xyxy) lists of image i."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
@@ -82,13 +94,29 @@ def coco_map_reference(gts: list[list[tuple[str, tuple]]], dts: list[list[tuple[
     for i, g in enumerate(gts):
         for lbl, (x1, y1, x2, y2) in g:
             k += 1
-            anns.append({"id": k, "image_id": i + 1, "category_id": cat[normalize_label(lbl)], "bbox": [x1, y1, x2 - x1, y2 - y1],
-                         "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": k,
+                    "image_id": i + 1,
+                    "category_id": cat[normalize_label(lbl)],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
     gt = COCO()
-    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": v, "name": k_} for k_, v in cat.items()]}
+    gt.dataset = {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": v, "name": k_} for k_, v in cat.items()],
+    }
     gt.createIndex()
-    dets = [{"image_id": i + 1, "category_id": cat[normalize_label(lbl)], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 1.0}
-            for i, d in enumerate(dts) for lbl, (x1, y1, x2, y2) in d if normalize_label(lbl) in cat]
+    dets = [
+        {"image_id": i + 1, "category_id": cat[normalize_label(lbl)], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": 1.0}
+        for i, d in enumerate(dts)
+        for lbl, (x1, y1, x2, y2) in d
+        if normalize_label(lbl) in cat
+    ]
     if not dets:
         return 0.0, 0.0
     ev = COCOeval(gt, gt.loadRes(dets), "bbox")

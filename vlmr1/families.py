@@ -15,12 +15,12 @@ from vlmr1.boxes import QWEN_FACTOR, QWEN_MAX_PIXELS, QWEN_MIN_PIXELS, BoxFrame,
 @dataclass(frozen=True)
 class Family:
     name: str
-    model_types: tuple[str, ...]   # transformers config.model_type values of this family
-    frame_kind: str                # abs_resized | norm1000 | abs_original
-    processor: str                 # transformers processor class (its video processor is not needed)
+    model_types: tuple[str, ...]  # transformers config.model_type values of this family
+    frame_kind: str  # abs_resized | norm1000 | abs_original
+    processor: str  # transformers processor class (its video processor is not needed)
     min_pixels: int = QWEN_MIN_PIXELS
     max_pixels: int = QWEN_MAX_PIXELS
-    factor: int = QWEN_FACTOR      # patch size x spatial merge size
+    factor: int = QWEN_FACTOR  # patch size x spatial merge size
 
     def frame(self) -> BoxFrame:
         return BoxFrame(self.frame_kind, min_pixels=self.min_pixels, max_pixels=self.max_pixels, factor=self.factor)
@@ -31,11 +31,24 @@ class Family:
         return w, h
 
     def with_pixels(self, min_pixels: int | None = None, max_pixels: int | None = None) -> "Family":
-        return Family(self.name, self.model_types, self.frame_kind, self.processor, min_pixels or self.min_pixels,
-                      max_pixels or self.max_pixels, self.factor)
+        return Family(
+            self.name,
+            self.model_types,
+            self.frame_kind,
+            self.processor,
+            min_pixels or self.min_pixels,
+            max_pixels or self.max_pixels,
+            self.factor,
+        )
 
     def key(self) -> dict:
-        return {"family": self.name, "frame": self.frame_kind, "min_pixels": self.min_pixels, "max_pixels": self.max_pixels, "factor": self.factor}
+        return {
+            "family": self.name,
+            "frame": self.frame_kind,
+            "min_pixels": self.min_pixels,
+            "max_pixels": self.max_pixels,
+            "factor": self.factor,
+        }
 
 
 FAMILIES = {

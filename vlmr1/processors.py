@@ -17,14 +17,21 @@ from vlmr1.families import Family
 
 @lru_cache(maxsize=None)
 def video_free(processor_class_name: str):
-    """A subclass of the family's processor whose __init__ has no video_processor (transformers reads attributes from it)."""
+    """A subclass of the family's processor whose __init__ has no video_processor (transformers reads attributes from
+    it)."""
     import transformers
 
     base = getattr(transformers, processor_class_name)
 
     class VideoFreeProcessor(base):  # type: ignore[misc, valid-type]
         def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            super().__init__(image_processor=image_processor, tokenizer=tokenizer, video_processor=None, chat_template=chat_template, **kwargs)
+            super().__init__(
+                image_processor=image_processor,
+                tokenizer=tokenizer,
+                video_processor=None,
+                chat_template=chat_template,
+                **kwargs,
+            )
 
     VideoFreeProcessor.__name__ = f"VideoFree{processor_class_name}"
     return VideoFreeProcessor
@@ -44,8 +51,15 @@ def load_processor(path: str | Path, family: Family):
         images = Qwen2VLImageProcessorPil.from_pretrained(str(path))
         proc = video_free(family.processor)(image_processor=images, tokenizer=tok, chat_template=tok.chat_template)
     ip = proc.image_processor
-    ip.size = {**(ip.size if isinstance(getattr(ip, "size", None), dict) else {}), "shortest_edge": family.min_pixels, "longest_edge": family.max_pixels}
-    for legacy in ("min_pixels", "max_pixels"):  # transformers 5 reads size; stale attributes would override it with a warning
+    ip.size = {
+        **(ip.size if isinstance(getattr(ip, "size", None), dict) else {}),
+        "shortest_edge": family.min_pixels,
+        "longest_edge": family.max_pixels,
+    }
+    for legacy in (
+        "min_pixels",
+        "max_pixels",
+    ):  # transformers 5 reads size; stale attributes would override it with a warning
         if hasattr(ip, legacy):
             setattr(ip, legacy, None)
     proc.tokenizer.padding_side = "left"

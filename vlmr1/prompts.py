@@ -73,4 +73,6 @@ def ovd_phrases(categories: Iterable[str]) -> str:
 def build_messages(task: str, problem: str, template: str = "vlmr1", n_images: int = 1) -> list[dict]:
     """One user turn: image placeholder(s) then the question, as TRL's conversational prompts expect."""
     text = get_template(template).question(task, problem)
-    return [{"role": "user", "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": text}]}]
+    return [
+        {"role": "user", "content": [*({"type": "image"} for _ in range(n_images)), {"type": "text", "text": text}]}
+    ]

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 
 @dataclass
 class StageReport:
-    stage: str                                                # ingest | quality | score | select | shard | train | evaluate
+    stage: str  # ingest | quality | score | select | shard | train | evaluate
     title: str
-    counts: dict[str, object] = field(default_factory=dict)   # headline numbers and identifiers
+    counts: dict[str, object] = field(default_factory=dict)  # headline numbers and identifiers
     funnel: list[tuple[str, int]] = field(default_factory=list)  # (step, samples left after it)
     tables: dict[str, list[dict]] = field(default_factory=dict)  # name -> rows
-    timings: dict[str, float] = field(default_factory=dict)   # seconds per part
-    files: dict[str, str] = field(default_factory=dict)       # what -> path
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per part
+    files: dict[str, str] = field(default_factory=dict)  # what -> path
     notes: list[str] = field(default_factory=list)
 
     def table(self, name: str) -> list[dict]:
@@ -30,13 +30,20 @@ class StageReport:
 
     def summary_row(self) -> dict:
         """One flat row for a table of stages: counts, total seconds and files."""
-        return {"stage": self.stage, "title": self.title, **{k: _cell(v) for k, v in self.counts.items()},
-                "seconds": round(sum(self.timings.values()), 3), **self.files}
+        return {
+            "stage": self.stage,
+            "title": self.title,
+            **{k: _cell(v) for k, v in self.counts.items()},
+            "seconds": round(sum(self.timings.values()), 3),
+            **self.files,
+        }
 
     def to_markdown(self) -> str:
         lines = [f"## {self.title}", ""]
         if self.counts:
-            lines += ["| what | value |", "|---|---:|"] + [f"| {k} | {_cell(v)} |" for k, v in self.counts.items()] + [""]
+            lines += (
+                ["| what | value |", "|---|---:|"] + [f"| {k} | {_cell(v)} |" for k, v in self.counts.items()] + [""]
+            )
         if self.funnel:
             lines += ["| step | samples |", "|---|---:|"] + [f"| {s} | {n} |" for s, n in self.funnel] + [""]
         for name in self.tables:

@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from vlmr1.answers import parse_ovd, parse_rec_box, split_tags, normalize_label
+from vlmr1.answers import normalize_label, parse_ovd, parse_rec_box, split_tags
 from vlmr1.boxes import BoxFrame, iou_pairwise
 from vlmr1.coco_ap import AREA_MAX, MAX_DETS, coco_ap_flat
 from vlmr1.records import Target, parse_solution
@@ -96,7 +96,9 @@ def completion_text(completion) -> str:
             return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
         return content if isinstance(content, str) else ""
     if isinstance(completion, (list, tuple)):
-        return "".join(completion_text(m) for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant")
+        return "".join(
+            completion_text(m) for m in completion if isinstance(m, dict) and m.get("role", "assistant") == "assistant"
+        )
     return ""
 
 
@@ -251,15 +253,27 @@ REGISTRY: dict[str, RewardSpec] = {
     spec.name: spec
     for spec in (
         RewardSpec("format", None, _format, "think/answer tags well formed and the answer parses for its task"),
-        RewardSpec("iou", "rec", _task_reward("rec", lambda b, r: b.memo("rec", r, _rec_ious)), "REC: IoU of the answer box with the target"),
+        RewardSpec(
+            "iou",
+            "rec",
+            _task_reward("rec", lambda b, r: b.memo("rec", r, _rec_ious)),
+            "REC: IoU of the answer box with the target",
+        ),
         RewardSpec(
             "hit@0.5",
             "rec",
             _task_reward("rec", lambda b, r: (b.memo("rec", r, _rec_ious) >= 0.5).astype(np.float64)),
             "REC: 1 if IoU >= 0.5",
         ),
-        RewardSpec("map", "ovd", _task_reward("ovd", lambda b, r: b.memo("ovd", r, _ovd_scores)["map"]), "OVD: COCO AP@[.5:.95]"),
-        RewardSpec("ap50", "ovd", _task_reward("ovd", lambda b, r: b.memo("ovd", r, _ovd_scores)["ap50"]), "OVD: COCO AP50"),
+        RewardSpec(
+            "map",
+            "ovd",
+            _task_reward("ovd", lambda b, r: b.memo("ovd", r, _ovd_scores)["map"]),
+            "OVD: COCO AP@[.5:.95]",
+        ),
+        RewardSpec(
+            "ap50", "ovd", _task_reward("ovd", lambda b, r: b.memo("ovd", r, _ovd_scores)["ap50"]), "OVD: COCO AP50"
+        ),
         RewardSpec(
             "od_length",
             "ovd",
@@ -310,13 +324,23 @@ def dataset_map(batch: RewardBatch, rows: Sequence[int] | None = None) -> tuple[
         area = (dt_box[far, 2] - dt_box[far, 0]) * (dt_box[far, 3] - dt_box[far, 1])
         ignored = ~((area >= 0) & (area <= AREA_MAX))
         dt_box = dt_box.copy()
-        dt_box[far] = np.where(ignored[:, None], [reach, reach, reach - 1, reach + 1], [reach, reach, reach + 1, reach + 1])
+        dt_box[far] = np.where(
+            ignored[:, None], [reach, reach, reach - 1, reach + 1], [reach, reach, reach + 1, reach + 1]
+        )
     span = 2.0 * reach + 4.0
     gt_shift = (np.asarray(p.gt_case, np.float64) * span)[:, None]
     dt_shift = (dt_case.astype(np.float64) * span)[:, None]
     with np.errstate(all="ignore"):
-        m_ap, ap50 = coco_ap_flat(1, np.zeros(len(p.gt_case), np.int64), p.gt_label, p.gt_box + gt_shift,
-                                  np.zeros(len(dt_case), np.int64), dt_label, dt_box + dt_shift, max_dets=len(dt_case) + 1)
+        m_ap, ap50 = coco_ap_flat(
+            1,
+            np.zeros(len(p.gt_case), np.int64),
+            p.gt_label,
+            p.gt_box + gt_shift,
+            np.zeros(len(dt_case), np.int64),
+            dt_label,
+            dt_box + dt_shift,
+            max_dets=len(dt_case) + 1,
+        )
     return (None, None) if np.isnan(m_ap[0]) else (float(m_ap[0]), float(ap50[0]))
 
 

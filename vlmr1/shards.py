@@ -1,4 +1,5 @@
-"""Curated shards: the contract between curation and training (ARCHITECTURE.md). Training reads these, never the catalog.
+"""Curated shards: the contract between curation and training (ARCHITECTURE.md). Training reads these, never the
+catalog.
 
 A shard set is a folder: parquet files (``SHARD_SCHEMA``) and ``manifest.json``
 (written last) with every file's rows, bytes and sha256. ``load`` verifies
@@ -18,16 +19,34 @@ from vlmr1.hashing import sha256_file
 
 FORMAT = "vlmr1-shards/1"
 _CONTENT = pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())]))
-SHARD_SCHEMA = pa.schema([
-    ("sample_id", pa.string()), ("task", pa.string()),
-    ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", _CONTENT)]))),
-    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),  # datasets' Image storage: bytes, or a path
-    ("image_root", pa.int32()),       # index into the manifest's image_roots for a relative path; null when embedded
-    ("problem", pa.string()), ("solution", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
-    ("source", pa.string()), ("split", pa.string()),
-    ("pass_rate", pa.float64()), ("reward_std", pa.float64()), ("band", pa.string()), ("n_pass", pa.int32()), ("k", pa.int32()),
-    ("image_id", pa.int64()), ("ann_id", pa.int64()), ("ref_id", pa.int64()), ("sent_id", pa.int64()), ("source_sha256", pa.string()),
-])
+SHARD_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("task", pa.string()),
+        ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", _CONTENT)]))),
+        (
+            "image",
+            pa.struct([("bytes", pa.binary()), ("path", pa.string())]),
+        ),  # datasets' Image storage: bytes, or a path
+        ("image_root", pa.int32()),  # index into the manifest's image_roots for a relative path; null when embedded
+        ("problem", pa.string()),
+        ("solution", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("source", pa.string()),
+        ("split", pa.string()),
+        ("pass_rate", pa.float64()),
+        ("reward_std", pa.float64()),
+        ("band", pa.string()),
+        ("n_pass", pa.int32()),
+        ("k", pa.int32()),
+        ("image_id", pa.int64()),
+        ("ann_id", pa.int64()),
+        ("ref_id", pa.int64()),
+        ("sent_id", pa.int64()),
+        ("source_sha256", pa.string()),
+    ]
+)
 
 
 class ShardError(ValueError):

@@ -12,7 +12,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% if m['content'] is string %}{{ m['content'] }}{% else %}"
     "{% for c in m['content'] %}{% if c['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
@@ -26,9 +34,14 @@ def _corpus() -> list[str]:
 
     t = get_template("vlmr1")
     lines = [t.question("rec", "the man on the left"), t.question("ovd", "'dog', 'person'")]
-    lines += [f"<think> the {w} is at the left </think><answer>[{i}, {i * 2}, {i + 100}, {i * 2 + 80}]</answer>"
-              for i, w in enumerate(["man", "dog", "car", "cup", "cat", "chair"] * 10)]
-    lines += ['<answer>```json\n[{"bbox_2d": [10, 20, 110, 140], "label": "dog"}]\n```</answer>', "<answer>None</answer>"] * 20
+    lines += [
+        f"<think> the {w} is at the left </think><answer>[{i}, {i * 2}, {i + 100}, {i * 2 + 80}]</answer>"
+        for i, w in enumerate(["man", "dog", "car", "cup", "cat", "chair"] * 10)
+    ]
+    lines += [
+        '<answer>```json\n[{"bbox_2d": [10, 20, 110, 140], "label": "dog"}]\n```</answer>',
+        "<answer>None</answer>",
+    ] * 20
     return lines * 3
 
 
@@ -39,11 +52,23 @@ def _answer_examples(rng, n: int) -> list[tuple[str, str]]:
         x, y = rng.randrange(0, 200), rng.randrange(0, 150)
         box = [x, y, x + rng.randrange(20, 120), y + rng.randrange(20, 90)]
         if rng.random() < 0.6:
-            out.append(("rec", rng.choice(["the man on the left", "the dog", "red car", "the small cat"]),
-                        f"<think> it is there </think><answer>{box}</answer>"))
+            out.append(
+                (
+                    "rec",
+                    rng.choice(["the man on the left", "the dog", "red car", "the small cat"]),
+                    f"<think> it is there </think><answer>{box}</answer>",
+                )
+            )
         elif rng.random() < 0.7:
             label = rng.choice(["dog", "person", "car", "cat"])
-            out.append(("ovd", f"'{label}', 'chair'", f'<think> I see it </think><answer>```json\n[{{"bbox_2d": {box}, "label": "{label}"}}]\n```</answer>'))
+            out.append(
+                (
+                    "ovd",
+                    f"'{label}', 'chair'",
+                    f'<think> I see it </think><answer>```json\n[{{"bbox_2d": {box}, "label": '
+                    f'"{label}"}}]\n```</answer>',
+                )
+            )
         else:
             out.append(("ovd", "'giraffe', 'boat'", "<think> nothing </think><answer>None</answer>"))
     return out
@@ -68,7 +93,10 @@ def warm_start(model, processor, steps: int, seed: int = 0, batch: int = 16) -> 
     model.train()
     for _ in range(steps):
         examples = _answer_examples(rng, batch)
-        prompts = [processor.apply_chat_template(build_messages(t, p), add_generation_prompt=True, tokenize=False) for t, p, _ in examples]
+        prompts = [
+            processor.apply_chat_template(build_messages(t, p), add_generation_prompt=True, tokenize=False)
+            for t, p, _ in examples
+        ]
         p_ids = tok(prompts, add_special_tokens=False)["input_ids"]
         a_ids = tok([a + "<|im_end|>" for _, _, a in examples], add_special_tokens=False)["input_ids"]
         length = max(len(p) + len(a) for p, a in zip(p_ids, a_ids))
@@ -77,7 +105,7 @@ def warm_start(model, processor, steps: int, seed: int = 0, batch: int = 16) -> 
         mask = torch.zeros((batch, length), dtype=torch.long)
         for i, (p, a) in enumerate(zip(p_ids, a_ids)):
             ids[i, : len(p) + len(a)] = torch.tensor(p + a)
-            labels[i, len(p): len(p) + len(a)] = torch.tensor(a)
+            labels[i, len(p) : len(p) + len(a)] = torch.tensor(a)
             mask[i, : len(p) + len(a)] = 1
         model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
         opt.step()
@@ -87,16 +115,41 @@ def warm_start(model, processor, steps: int, seed: int = 0, batch: int = 16) -> 
 
 # Qwen2.5-VL-3B-Instruct's published dimensions (config.json): for GPU throughput with random weights, no download.
 QWEN2_5_VL_3B = {
-    "text": dict(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                 num_key_value_heads=2, head_dim=128, max_position_embeddings=128000, tie_word_embeddings=True,
-                 rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]}),
-    "vision": dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048, patch_size=14,
-                   spatial_merge_size=2, temporal_patch_size=2, fullatt_block_indexes=[7, 15, 23, 31], window_size=112),
+    "text": dict(
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        head_dim=128,
+        max_position_embeddings=128000,
+        tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+    ),
+    "vision": dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=2048,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        fullatt_block_indexes=[7, 15, 23, 31],
+        window_size=112,
+    ),
 }
 
 
-def build_tiny_vlm(out: str | Path, family: str = "qwen2_5_vl", seed: int = 0, warm_start_steps: int = 0, dims: dict | None = None,
-                   dtype: str = "float32") -> Path:
+def build_tiny_vlm(
+    out: str | Path,
+    family: str = "qwen2_5_vl",
+    seed: int = 0,
+    warm_start_steps: int = 0,
+    dims: dict | None = None,
+    dtype: str = "float32",
+) -> Path:
     """Save a tiny model + tokenizer + processor of ``family`` to ``out``; return ``out``.
 
     ``warm_start_steps`` > 0 teaches it the answer formats first (``warm_start``), offline, in seconds.
@@ -116,28 +169,71 @@ def build_tiny_vlm(out: str | Path, family: str = "qwen2_5_vl", seed: int = 0, w
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(_corpus(), trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIAL,
-                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE)
+    bpe.train_from_iterator(
+        _corpus(),
+        trainers.BpeTrainer(
+            vocab_size=512, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE
+    )
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
     images = Qwen2VLImageProcessorPil(min_pixels=fam.min_pixels, max_pixels=fam.max_pixels)
     proc = video_free(fam.processor)(image_processor=images, tokenizer=tok, chat_template=CHAT_TEMPLATE)
-    text = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                head_dim=32, max_position_embeddings=4096, bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                pad_token_id=ids["<|endoftext|>"],
-                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]})
-    common = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-                  vision_end_token_id=ids["<|vision_end|>"], bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                  pad_token_id=ids["<|endoftext|>"])
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        max_position_embeddings=4096,
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
+    )
+    common = dict(
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
     if family == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLConfig as Config, Qwen2_5_VLForConditionalGeneration as Model
+        from transformers import Qwen2_5_VLConfig as Config
+        from transformers import Qwen2_5_VLForConditionalGeneration as Model
 
-        vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64, patch_size=14, spatial_merge_size=2,
-                      temporal_patch_size=2, fullatt_block_indexes=[0], window_size=112)
+        vision = dict(
+            depth=1,
+            hidden_size=32,
+            intermediate_size=64,
+            num_heads=2,
+            out_hidden_size=64,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            fullatt_block_indexes=[0],
+            window_size=112,
+        )
     elif family == "qwen2_vl":
-        from transformers import Qwen2VLConfig as Config, Qwen2VLForConditionalGeneration as Model
+        from transformers import Qwen2VLConfig as Config
+        from transformers import Qwen2VLForConditionalGeneration as Model
 
-        vision = dict(depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+        vision = dict(
+            depth=1,
+            embed_dim=32,
+            hidden_size=64,
+            mlp_ratio=2,
+            num_heads=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+        )
     else:
         raise ValueError(f"no tiny builder for family {family!r}")
     if dims:

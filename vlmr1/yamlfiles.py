@@ -1,4 +1,5 @@
-"""YAML files validated by pydantic, with errors that name the file, the line and the field (recipes, training configs)."""
+"""YAML files validated by pydantic, with errors that name the file, the line and the field (recipes, training
+configs)."""
 
 from __future__ import annotations
 

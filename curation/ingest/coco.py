@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import Optional
 
 import duckdb
@@ -53,8 +52,16 @@ def split_name(path: Path) -> str:
     return stem.split("instances_", 1)[1] if "instances_" in stem else stem
 
 
-def stage_coco(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *, source: str = "coco", split: str | None = None,
-               absent: int = 3, seed: int = 0) -> int:
+def stage_coco(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    content_sha256: str,
+    *,
+    source: str = "coco",
+    split: str | None = None,
+    absent: int = 3,
+    seed: int = 0,
+) -> int:
     """Fill the staging tables from one COCO file; return its record count."""
     split = split or split_name(path)
     n_records = stage_instances(con, path)
@@ -65,7 +72,8 @@ def stage_coco(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, 
 
 
 def stage_instances(con: duckdb.DuckDBPyConnection, path: Path) -> int:
-    """Read, validate and stage a COCO-format file's images and annotations; leave cats_ok/imgs_ok/anns_ok for the caller.
+    """Read, validate and stage a COCO-format
+    file's images and annotations; leave cats_ok/imgs_ok/anns_ok for the caller.
 
     Shared by the COCO, RefCOCO (instances.json) and D3 readers; returns the record count.
     """
@@ -73,11 +81,15 @@ def stage_instances(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     n_records = sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TYPED)
     _validate(con)
     con.execute("INSERT INTO new_images SELECT image_id, image_key, width, height FROM imgs_ok")
-    con.execute("INSERT INTO new_anns SELECT ann_id, image_id, category_id, category, x1, y1, x2, y2, area, iscrowd FROM anns_ok")
+    con.execute(
+        "INSERT INTO new_anns SELECT ann_id, image_id, category_id, category, x1, y1, x2, y2, area, iscrowd FROM "
+        "anns_ok"
+    )
     return n_records
 
 
 # ---------------------------------------------------------------- reading
+
 
 class _Image(msgspec.Struct, gc=False):
     id: int
@@ -101,7 +113,8 @@ class _Category(msgspec.Struct, gc=False):
 
 
 class _CocoFile(msgspec.Struct):
-    """The fields ingest uses; msgspec skips the rest (segmentation polygons are most of the bytes) without building them."""
+    """The fields ingest uses; msgspec skips the rest (segmentation polygons are most of the bytes) without building
+    them."""
 
     images: list[_Image] = []
     annotations: list[_Annotation] = []
@@ -111,8 +124,9 @@ class _CocoFile(msgspec.Struct):
 TYPED = {
     "typed_cats": "i BIGINT, id BIGINT, name VARCHAR, rid VARCHAR, reason VARCHAR",
     "typed_images": "i BIGINT, id BIGINT, image_key VARCHAR, width BIGINT, height BIGINT, rid VARCHAR, reason VARCHAR",
-    "typed_anns": "i BIGINT, id BIGINT, image_id BIGINT, category_id BIGINT, x DOUBLE, y DOUBLE, w DOUBLE, h DOUBLE, area DOUBLE, "
-                  "iscrowd BOOLEAN, rid VARCHAR, reason VARCHAR",
+    "typed_anns": "i BIGINT, id BIGINT, image_id BIGINT, category_id BIGINT, x DOUBLE, y DOUBLE, w DOUBLE, h DOUBLE, "
+    "area DOUBLE, "
+    "iscrowd BOOLEAN, rid VARCHAR, reason VARCHAR",
 }
 
 
@@ -129,7 +143,7 @@ def _load_typed(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             return
     except OverflowError:  # an integer beyond int64: let the exact path name it
         pass
-    for name, columns in TYPED.items():
+    for name in TYPED:
         con.execute(f"DELETE FROM {name}")
     _load_raw(con, path)
     _type_rules(con)
@@ -146,19 +160,28 @@ def _load_typed_fast(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
     del data
     tables = {
         "typed_cats": {"id": [c.id for c in cats], "name": [c.name for c in cats]},
-        "typed_images": {"id": [m.id for m in imgs], "image_key": [m.file_name for m in imgs], "width": [m.width for m in imgs],
-                         "height": [m.height for m in imgs]},
+        "typed_images": {
+            "id": [m.id for m in imgs],
+            "image_key": [m.file_name for m in imgs],
+            "width": [m.width for m in imgs],
+            "height": [m.height for m in imgs],
+        },
     }
     box = np.array([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4)
     tables["typed_anns"] = {
         "id": np.fromiter((a.id for a in anns), np.int64, len(anns)),
         "image_id": np.fromiter((a.image_id for a in anns), np.int64, len(anns)),
         "category_id": np.fromiter((a.category_id for a in anns), np.int64, len(anns)),
-        "x": box[:, 0], "y": box[:, 1], "w": box[:, 2], "h": box[:, 3],
+        "x": box[:, 0],
+        "y": box[:, 1],
+        "w": box[:, 2],
+        "h": box[:, 3],
         "area": pa.array([a.area for a in anns], pa.float64()),
         "iscrowd": pa.array([a.iscrowd for a in anns], pa.int64()),
     }
-    crowd_values = set(np.unique(tables["typed_anns"]["iscrowd"].to_numpy(zero_copy_only=False)).tolist()) if anns else set()
+    crowd_values = (
+        set(np.unique(tables["typed_anns"]["iscrowd"].to_numpy(zero_copy_only=False)).tolist()) if anns else set()
+    )
     if not crowd_values <= {0, 1}:
         return False
     for name, cols in tables.items():
@@ -172,18 +195,23 @@ def _load_typed_fast(con: duckdb.DuckDBPyConnection, path: Path) -> bool:
 
 def _load_raw(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """raw_cats / raw_images / raw_anns with every field as JSON: DuckDB's reader, or Python's for a broken file."""
-    columns = ", ".join(f"{section}: 'STRUCT({', '.join(f'{f} JSON' for f in fields)})[]'" for section, (_, fields) in SECTIONS.items())
+    columns = ", ".join(
+        f"{section}: 'STRUCT({', '.join(f'{f} JSON' for f in fields)})[]'" for section, (_, fields) in SECTIONS.items()
+    )
     try:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE raw_file AS SELECT * FROM read_json(?, columns = {{{columns}}}, format = 'unstructured', "
+            f"CREATE OR REPLACE TEMP TABLE raw_file AS SELECT * FROM read_json(?, columns = {{{columns}}}, format = "
+            "'unstructured', "
             f"records = true, maximum_object_size = ?)",
             [str(path), max(path.stat().st_size + 1, 1 << 24)],
         )
         if con.execute("SELECT count(*) FROM raw_file").fetchone()[0] != 1:
             raise duckdb.InvalidInputException("top level is not one object")
-        for section, (table, fields) in SECTIONS.items():
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT generate_subscripts({section}, 1) - 1 AS i, "
-                        f"unnest({section}, recursive := true) FROM raw_file")
+        for section, (table, _fields) in SECTIONS.items():
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT generate_subscripts({section}, 1) - 1 AS i, "
+                f"unnest({section}, recursive := true) FROM raw_file"
+            )
         con.execute("DROP TABLE raw_file")
     except (duckdb.Error, OverflowError):
         con.execute("DROP TABLE IF EXISTS raw_file")
@@ -196,7 +224,10 @@ def _load_raw_python(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     add_rejects(con, rejects)
     for section, (table, fields) in SECTIONS.items():
         records = [json.dumps(r, allow_nan=True) for r in sections[section]]
-        con.register("_records", pa.table({"i": pa.array(range(len(records)), pa.int64()), "rec": pa.array(records, pa.string())}))
+        con.register(
+            "_records",
+            pa.table({"i": pa.array(range(len(records)), pa.int64()), "rec": pa.array(records, pa.string())}),
+        )
         picks = ", ".join(f"rec::JSON -> '{f}' AS {f}" for f in fields)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT i, {picks} FROM _records")
         con.unregister("_records")
@@ -216,7 +247,9 @@ def load_sections(path: Path, rejects: list[Reject]) -> dict[str, list]:
         rejects.append(Reject("file", None, None, f"JSON unreadable: {exc}; salvaging the records before the error"))
         return {section: list(_stream(path, section)) for section in SECTIONS}
     if not isinstance(data, dict):
-        rejects.append(Reject("file", None, None, f"JSON unreadable: top level is {type(data).__name__}, not an object"))
+        rejects.append(
+            Reject("file", None, None, f"JSON unreadable: top level is {type(data).__name__}, not an object")
+        )
         return {section: [] for section in SECTIONS}
     out = {}
     for section in SECTIONS:
@@ -241,29 +274,38 @@ def _stream(path: Path, section: str):
 
 # ---------------------------------------------------------------- validating
 
+
 def _type_rules(con: duckdb.DuckDBPyConnection) -> None:
-    """raw_* (fields as JSON) -> typed_*: a field of the wrong JSON type is a reason, never a silent cast ("10" is not 10)."""
+    """raw_* (fields as JSON) -> typed_*: a field of the wrong JSON type is a reason, never a silent cast ("10" is not
+    10)."""
     rid = "CASE WHEN json_type(id) = 'VARCHAR' THEN id ->> '$' ELSE id::VARCHAR END"
     int_or_null = lambda f: f"CASE WHEN json_type({f}) IN {INT} THEN TRY_CAST({f} AS BIGINT) END"  # noqa: E731
-    con.execute(f"""INSERT INTO typed_cats SELECT i, {int_or_null('id')}, name ->> '$', {rid},
+    con.execute(f"""INSERT INTO typed_cats SELECT i, {int_or_null("id")}, name ->> '$', {rid},
         CASE WHEN json_type(id) NOT IN {INT} OR json_type(name) IS DISTINCT FROM 'VARCHAR'
              THEN 'category needs an integer id and a non-empty name' END FROM raw_cats""")
-    con.execute(f"""INSERT INTO typed_images SELECT i, {int_or_null('id')}, file_name ->> '$', {int_or_null('width')}, {int_or_null('height')}, {rid},
+    con.execute(f"""INSERT INTO typed_images SELECT i, {int_or_null("id")}, file_name ->> '$', {int_or_null("width")},
+        {int_or_null("height")}, {rid},
         CASE WHEN json_type(id) NOT IN {INT} OR id IS NULL THEN 'image needs an integer id'
              WHEN json_type(width) NOT IN {INT} OR json_type(height) NOT IN {INT}
-             THEN 'width/height must be positive integers: ' || coalesce(width::VARCHAR, 'missing') || 'x' || coalesce(height::VARCHAR, 'missing')
+             THEN 'width/height must be positive integers: ' || coalesce(width::VARCHAR, 'missing') || 'x' ||
+             coalesce(height::VARCHAR, 'missing')
              WHEN json_type(file_name) IS DISTINCT FROM 'VARCHAR' THEN 'file_name missing' END FROM raw_images""")
-    bbox_ok = (f"json_type(bbox) = 'ARRAY' AND json_array_length(bbox) = 4 "
-               f"AND list_bool_and(list_transform(json_type(bbox, ['$[0]', '$[1]', '$[2]', '$[3]']), lambda t: t IN {NUM}))")
+    bbox_ok = (
+        f"json_type(bbox) = 'ARRAY' AND json_array_length(bbox) = 4 "
+        f"AND list_bool_and(list_transform(json_type(bbox, ['$[0]', '$[1]', '$[2]', '$[3]']), lambda t: t IN {NUM}))"
+    )
     con.execute(f"""INSERT INTO typed_anns
-        SELECT i, {int_or_null('id')}, {int_or_null('image_id')}, {int_or_null('category_id')}, b[1], b[2], b[3], b[4],
-            CASE WHEN json_type(area) IN {NUM} THEN area::DOUBLE END, coalesce(iscrowd::VARCHAR IN ('1', 'true'), false), {rid},
+        SELECT i, {int_or_null("id")}, {int_or_null("image_id")}, {int_or_null("category_id")}, b[1], b[2], b[3], b[4],
+            CASE WHEN json_type(area) IN {NUM} THEN area::DOUBLE END,
+            coalesce(iscrowd::VARCHAR IN ('1', 'true'), false), {rid},
             CASE WHEN json_type(id) NOT IN {INT} OR id IS NULL THEN 'annotation needs an integer id'
-                 WHEN json_type(image_id) NOT IN {INT} OR image_id IS NULL THEN 'unknown image id: ' || coalesce(image_id::VARCHAR, 'missing')
+                 WHEN json_type(image_id) NOT IN {INT} OR image_id IS NULL THEN 'unknown image id: ' ||
+                 coalesce(image_id::VARCHAR, 'missing')
                  WHEN json_type(category_id) NOT IN {INT} OR category_id IS NULL
                       THEN 'unknown category id: ' || coalesce(category_id::VARCHAR, 'missing')
                  WHEN b IS NULL THEN 'bbox must be 4 finite numbers: ' || coalesce(bbox::VARCHAR, 'missing')
-                 WHEN iscrowd IS NOT NULL AND iscrowd::VARCHAR NOT IN ('0', '1', 'true', 'false') THEN 'iscrowd must be 0 or 1: ' || iscrowd::VARCHAR
+                 WHEN iscrowd IS NOT NULL AND iscrowd::VARCHAR NOT IN ('0', '1', 'true', 'false') THEN
+                 'iscrowd must be 0 or 1: ' || iscrowd::VARCHAR
             END
         FROM (SELECT *, CASE WHEN {bbox_ok} THEN bbox::DOUBLE[] END AS b FROM raw_anns)""")
     for t in ("raw_cats", "raw_images", "raw_anns"):
@@ -271,10 +313,17 @@ def _type_rules(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _validate(con: duckdb.DuckDBPyConnection) -> None:
-    """Value rules over typed_* -> cats_ok / imgs_ok / anns_ok; every other record goes to new_rejects with its reason."""
-    con.execute("UPDATE typed_cats SET reason = 'category needs an integer id and a non-empty name' WHERE reason IS NULL AND trim(name) = ''")
+    """Value rules over typed_* -> cats_ok / imgs_ok / anns_ok; every other record goes to new_rejects with its
+    reason."""
+    con.execute(
+        "UPDATE typed_cats SET reason = 'category needs an integer id and a non-empty name' WHERE reason IS NULL AND "
+        "trim(name) = ''"
+    )
     _reject_and_dedupe(con, "typed_cats", "categories", "duplicate category id")
-    con.execute("CREATE OR REPLACE TEMP TABLE cats_ok AS SELECT id AS category_id, trim(name) AS name FROM typed_cats WHERE reason IS NULL")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE cats_ok AS SELECT id AS category_id, trim(name) AS name FROM typed_cats WHERE "
+        "reason IS NULL"
+    )
 
     con.execute("""UPDATE typed_images SET reason = CASE
             WHEN width <= 0 OR height <= 0 OR width > 2147483647 OR height > 2147483647
@@ -282,8 +331,11 @@ def _validate(con: duckdb.DuckDBPyConnection) -> None:
             WHEN image_key = '' THEN 'file_name missing' END
         WHERE reason IS NULL""")
     _reject_and_dedupe(con, "typed_images", "images", "duplicate image id")
-    con.execute("CREATE OR REPLACE TEMP TABLE imgs_ok AS SELECT id AS image_id, image_key, width::INTEGER AS width, height::INTEGER AS height "
-                "FROM typed_images WHERE reason IS NULL")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE imgs_ok AS SELECT id AS image_id, image_key, width::INTEGER AS width, "
+        "height::INTEGER AS height "
+        "FROM typed_images WHERE reason IS NULL"
+    )
 
     con.execute("""CREATE OR REPLACE TEMP TABLE anns_checked AS
         SELECT a.i, a.id, a.rid, im.image_id, a.category_id, c.name AS category, a.x, a.y, a.w, a.h, a.area, a.iscrowd,
@@ -294,10 +346,12 @@ def _validate(con: duckdb.DuckDBPyConnection) -> None:
                     THEN 'bbox must be 4 finite numbers: [' || a.x || ', ' || a.y || ', ' || a.w || ', ' || a.h || ']'
                 WHEN a.w <= 0 OR a.h <= 0 THEN 'bbox has no area: w=' || a.w || ', h=' || a.h
             END) AS reason
-        FROM typed_anns a LEFT JOIN imgs_ok im ON im.image_id = a.image_id LEFT JOIN cats_ok c ON c.category_id = a.category_id""")
+        FROM typed_anns a LEFT JOIN imgs_ok im ON im.image_id = a.image_id LEFT JOIN cats_ok c ON c.category_id =
+        a.category_id""")
     _reject_and_dedupe(con, "anns_checked", "annotations", "duplicate annotation id")
     con.execute("""CREATE OR REPLACE TEMP TABLE anns_ok AS SELECT id AS ann_id, image_id, category_id, category,
-            x AS x1, y AS y1, x + w AS x2, y + h AS y2, CASE WHEN isfinite(area) THEN area ELSE w * h END AS area, iscrowd
+            x AS x1, y AS y1, x + w AS x2, y + h AS y2, CASE WHEN isfinite(area) THEN area ELSE w * h END AS area,
+            iscrowd
         FROM anns_checked WHERE reason IS NULL""")
     for t in ("typed_cats", "typed_images", "typed_anns", "anns_checked"):
         con.execute(f"DROP TABLE {t}")
@@ -307,32 +361,46 @@ def _reject_and_dedupe(con: duckdb.DuckDBPyConnection, table: str, section: str,
     """Mark later copies of a valid id as duplicates, then move every invalid record to new_rejects."""
     con.execute(f"""UPDATE {table} SET reason = '{duplicate}' WHERE reason IS NULL AND i IN (
         SELECT i FROM {table} WHERE reason IS NULL QUALIFY row_number() OVER (PARTITION BY id ORDER BY i) > 1)""")
-    con.execute(f"INSERT INTO new_rejects SELECT '{section}', i, coalesce(rid, id::VARCHAR), reason FROM {table} WHERE reason IS NOT NULL")
+    con.execute(
+        f"INSERT INTO new_rejects SELECT '{section}', i, coalesce(rid, id::VARCHAR), reason FROM {table} WHERE reason "
+        "IS NOT NULL"
+    )
 
 
 # ---------------------------------------------------------------- samples
 
-def _stage_samples(con: duckdb.DuckDBPyConnection, source: str, split: str, absent: int, seed: int, content_sha256: str) -> None:
+
+def _stage_samples(
+    con: duckdb.DuckDBPyConnection, source: str, split: str, absent: int, seed: int, content_sha256: str
+) -> None:
     image_ids = con.execute("SELECT image_id FROM imgs_ok ORDER BY image_id").fetchnumpy()["image_id"].astype(np.int64)
     names = [r[0] for r in con.execute("SELECT DISTINCT name FROM cats_ok ORDER BY name").fetchall()]
     pairs = con.execute("""SELECT a.image_id, n.col, bool_and(a.iscrowd) AS crowd_only FROM anns_ok a
-        JOIN (SELECT name, row_number() OVER (ORDER BY name) - 1 AS col FROM (SELECT DISTINCT name FROM cats_ok)) n ON n.name = a.category
+        JOIN (SELECT name, row_number() OVER (ORDER BY name) - 1 AS col FROM (SELECT DISTINCT name FROM cats_ok)) n ON
+        n.name = a.category
         GROUP BY ALL""").fetchnumpy()
     rows = np.searchsorted(image_ids, pairs["image_id"].astype(np.int64))
-    problems = ovd_problems(image_ids, names, rows, pairs["col"].astype(np.int64), ~pairs["crowd_only"].astype(bool), absent, seed, split)
+    problems = ovd_problems(
+        image_ids, names, rows, pairs["col"].astype(np.int64), ~pairs["crowd_only"].astype(bool), absent, seed, split
+    )
     con.register("_problems", pa.table({"image_id": image_ids, "problem": problems}))
-    con.execute("""INSERT INTO new_samples BY NAME
-        SELECT left(sha256(?::VARCHAR || chr(31) || ?::VARCHAR || '/' || im.image_id), 24) AS sample_id, ?::VARCHAR AS source, ?::VARCHAR AS split,
+    con.execute(
+        """INSERT INTO new_samples BY NAME
+        SELECT left(sha256(?::VARCHAR || chr(31) || ?::VARCHAR || '/' || im.image_id), 24) AS sample_id, ?::VARCHAR AS
+        source, ?::VARCHAR AS split,
             'ovd' AS task, im.image_key, im.width, im.height, p.problem, NULL AS problem_raw,
             coalesce(s.solution, '[]') AS solution, im.image_id, NULL AS ann_id, NULL AS ref_id, NULL AS sent_id,
             coalesce(s.category_ids, []::BIGINT[]) AS category_ids, ?::VARCHAR AS source_sha256,
             'images' AS rec_section, NULL AS rec_index, im.image_id::VARCHAR AS rec_id
         FROM imgs_ok im JOIN _problems p USING (image_id)
         LEFT JOIN (
-            SELECT image_id, to_json(list({'label': category, 'bbox': [x1, y1, x2, y2]} ORDER BY ann_id))::VARCHAR AS solution,
+            SELECT image_id, to_json(list({'label': category, 'bbox': [x1, y1, x2, y2]} ORDER BY ann_id))::VARCHAR AS
+            solution,
                 list_sort(list_distinct(list(category_id))) AS category_ids
             FROM anns_ok WHERE NOT iscrowd GROUP BY image_id
-        ) s USING (image_id)""", [source, split, source, split, content_sha256])
+        ) s USING (image_id)""",
+        [source, split, source, split, content_sha256],
+    )
     con.unregister("_problems")
 
 
@@ -350,8 +418,17 @@ def _name_hash(text: str) -> int:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
 
 
-def ovd_problems(image_ids: np.ndarray, names: list[str], rows: np.ndarray, cols: np.ndarray, present: np.ndarray,
-                 absent: int, seed: int, split: str, chunk: int = 8192) -> list[str]:
+def ovd_problems(
+    image_ids: np.ndarray,
+    names: list[str],
+    rows: np.ndarray,
+    cols: np.ndarray,
+    present: np.ndarray,
+    absent: int,
+    seed: int,
+    split: str,
+    chunk: int = 8192,
+) -> list[str]:
     """Phrase list per image: present categories plus ``absent`` sampled absent ones, in hashed order.
 
     ``(rows[k], cols[k])`` says image ``rows[k]`` has category ``names[cols[k]]``;
@@ -382,7 +459,11 @@ def ovd_problems(image_ids: np.ndarray, names: list[str], rows: np.ndarray, cols
             if absent > 0:
                 cand = np.where(in_image, top, key)
                 k = min(absent, m)
-                pick = np.argpartition(cand, k - 1, axis=1)[:, :k] if k < m else np.broadcast_to(np.arange(m), (stop - start, m))
+                pick = (
+                    np.argpartition(cand, k - 1, axis=1)[:, :k]
+                    if k < m
+                    else np.broadcast_to(np.arange(m), (stop - start, m))
+                )
                 ok = np.take_along_axis(cand, pick, axis=1) != top
                 rr = np.broadcast_to(np.arange(stop - start)[:, None], pick.shape)
                 chosen[rr[ok], pick[ok]] = True
@@ -390,14 +471,29 @@ def ovd_problems(image_ids: np.ndarray, names: list[str], rows: np.ndarray, cols
             order = np.argsort(order_key, axis=1, kind="stable")
             counts = chosen.sum(axis=1)
             for j in range(stop - start):
-                out.append(", ".join(quoted[order[j, :counts[j]]]))
+                out.append(", ".join(quoted[order[j, : counts[j]]]))
     return out
 
 
-def ingest_coco(catalog_path: str | Path, path: str | Path, *, source: str = "coco", split: str | None = None, absent: int = 3,
-                seed: int = 0, images: ImageCheck | None = None) -> IngestSummary:
+def ingest_coco(
+    catalog_path: str | Path,
+    path: str | Path,
+    *,
+    source: str = "coco",
+    split: str | None = None,
+    absent: int = 3,
+    seed: int = 0,
+    images: ImageCheck | None = None,
+) -> IngestSummary:
     """Ingest one COCO instances file: images, annotations, one OVD sample per image."""
     path = Path(path)
     options = {"source": source, "split": split, "absent": absent, "seed": seed}
-    return ingest_file(catalog_path, path, kind="coco", source=source, options=options, images=images,
-                       stage=lambda con, p, sha: stage_coco(con, p, sha, source=source, split=split, absent=absent, seed=seed))
+    return ingest_file(
+        catalog_path,
+        path,
+        kind="coco",
+        source=source,
+        options=options,
+        images=images,
+        stage=lambda con, p, sha: stage_coco(con, p, sha, source=source, split=split, absent=absent, seed=seed),
+    )

@@ -30,23 +30,42 @@ from curation.ingest.store import IngestSummary, Reject, add_rejects, ingest_fil
 from vlmr1.prompts import ovd_phrases
 from vlmr1.records import make_sample_id
 
-PAIR_SCHEMA = pa.schema([("group_index", pa.int64()), ("group_id", pa.int64()), ("image_id", pa.int64()), ("sent_id", pa.int64()),
-                         ("text", pa.string()), ("absence", pa.bool_()), ("sample_id", pa.string())])
+PAIR_SCHEMA = pa.schema(
+    [
+        ("group_index", pa.int64()),
+        ("group_id", pa.int64()),
+        ("image_id", pa.int64()),
+        ("sent_id", pa.int64()),
+        ("text", pa.string()),
+        ("absence", pa.bool_()),
+        ("sample_id", pa.string()),
+    ]
+)
 
 
 def _int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def pairs_from_groups(groups, sentences, image_ids: set[int], category_names: dict[int, str], rejects: list[Reject]) -> list[dict]:
-    """(image, description) pairs of D3's intra-group protocol; bad groups/references become rejects (section ``groups``)."""
+def pairs_from_groups(
+    groups, sentences, image_ids: set[int], category_names: dict[int, str], rejects: list[Reject]
+) -> list[dict]:
+    """(image, description) pairs of D3's intra-group protocol; bad groups/references become rejects (section
+    ``groups``)."""
     rows = []
     if not isinstance(groups, dict) or not isinstance(sentences, dict):
         rejects.append(Reject("file", None, None, "groups.pkl and sentences.pkl must each hold a dict keyed by id"))
         return rows
     for gi, (gid, g) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
-        if not isinstance(g, dict) or not _int(gid) or not isinstance(g.get("img_id"), list) or not isinstance(g.get("inner_sent_id"), list):
-            rejects.append(Reject("groups", gi, str(gid), "group needs an integer id and img_id / inner_sent_id lists"))
+        if (
+            not isinstance(g, dict)
+            or not _int(gid)
+            or not isinstance(g.get("img_id"), list)
+            or not isinstance(g.get("inner_sent_id"), list)
+        ):
+            rejects.append(
+                Reject("groups", gi, str(gid), "group needs an integer id and img_id / inner_sent_id lists")
+            )
             continue
         sents = []
         for sid in g["inner_sent_id"]:
@@ -54,16 +73,39 @@ def pairs_from_groups(groups, sentences, image_ids: set[int], category_names: di
             text = s.get("raw_sent") if isinstance(s, dict) else None
             text = text if isinstance(text, str) and text.strip() else category_names.get(sid)
             if not _int(sid) or not text:
-                rejects.append(Reject("groups", gi, f"{gid}/sent {sid}", f"unknown sentence id: {sid!r} (not in sentences.pkl or the json)"))
+                rejects.append(
+                    Reject(
+                        "groups",
+                        gi,
+                        f"{gid}/sent {sid}",
+                        f"unknown sentence id: {sid!r} (not in sentences.pkl or the json)",
+                    )
+                )
                 continue
             sents.append((sid, text.strip(), bool(s.get("is_negative")) if isinstance(s, dict) else False))
         for image_id in g["img_id"]:
             if image_id not in image_ids:
-                rejects.append(Reject("groups", gi, f"{gid}/image {image_id}", f"unknown image id: {image_id!r} (not in the json, or rejected there)"))
+                rejects.append(
+                    Reject(
+                        "groups",
+                        gi,
+                        f"{gid}/image {image_id}",
+                        f"unknown image id: {image_id!r} (not in the json, or rejected there)",
+                    )
+                )
                 continue
             for sid, text, absence in sents:
-                rows.append({"group_index": gi, "group_id": gid, "image_id": image_id, "sent_id": sid, "text": text, "absence": absence,
-                             "sample_id": make_sample_id("d3", ("all", image_id, sid))})
+                rows.append(
+                    {
+                        "group_index": gi,
+                        "group_id": gid,
+                        "image_id": image_id,
+                        "sent_id": sid,
+                        "text": text,
+                        "absence": absence,
+                        "sample_id": make_sample_id("d3", ("all", image_id, sid)),
+                    }
+                )
     return rows
 
 
@@ -80,39 +122,66 @@ def stage_d3(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *,
         add_rejects(con, rejects)
         n_records += len(groups) if isinstance(groups, dict) else 0
     else:  # annotated pairs only: no negatives can be formed without the groups
-        rows = [{"group_index": None, "group_id": None, "image_id": i, "sent_id": c, "text": names[c], "absence": None,
-                 "sample_id": make_sample_id("d3", ("all", i, c))}
-                for i, c in con.execute("SELECT DISTINCT image_id, category_id FROM anns_ok ORDER BY ALL").fetchall()]
+        rows = [
+            {
+                "group_index": None,
+                "group_id": None,
+                "image_id": i,
+                "sent_id": c,
+                "text": names[c],
+                "absence": None,
+                "sample_id": make_sample_id("d3", ("all", i, c)),
+            }
+            for i, c in con.execute("SELECT DISTINCT image_id, category_id FROM anns_ok ORDER BY ALL").fetchall()
+        ]
     for r in rows:
         r["problem"] = ovd_phrases([r["text"]])
         r["attributes"] = json.dumps({"absence": r["absence"], "group_id": r["group_id"]})
     schema = PAIR_SCHEMA.append(pa.field("problem", pa.string())).append(pa.field("attributes", pa.string()))
     con.register("_pairs", pa.Table.from_pylist(rows, schema=schema))
-    con.execute("""INSERT INTO new_samples BY NAME
-        SELECT p.sample_id, 'd3' AS source, 'all' AS split, 'ovd' AS task, im.image_key, im.width, im.height, p.problem, p.text AS problem_raw,
+    con.execute(
+        """INSERT INTO new_samples BY NAME
+        SELECT p.sample_id, 'd3' AS source, 'all' AS split, 'ovd' AS task, im.image_key, im.width, im.height,
+        p.problem, p.text AS problem_raw,
             coalesce(s.solution, '[]') AS solution, p.image_id, NULL AS ann_id, NULL AS ref_id, p.sent_id,
             [p.sent_id] AS category_ids, ?::VARCHAR AS source_sha256, true AS eval_only, p.attributes,
             'images' AS rec_section, NULL AS rec_index, p.image_id || '/sent ' || p.sent_id AS rec_id
         FROM _pairs p JOIN imgs_ok im USING (image_id)
         LEFT JOIN (
             SELECT a.image_id, a.category_id AS sent_id,
-                to_json(list({'label': p2.text, 'bbox': [a.x1, a.y1, a.x2, a.y2]} ORDER BY a.ann_id))::VARCHAR AS solution
+                to_json(list({'label': p2.text, 'bbox': [a.x1, a.y1, a.x2, a.y2]} ORDER BY a.ann_id))::VARCHAR AS
+                solution
             FROM anns_ok a JOIN (SELECT DISTINCT sent_id, text FROM _pairs) p2 ON p2.sent_id = a.category_id
             WHERE NOT a.iscrowd GROUP BY ALL
-        ) s USING (image_id, sent_id)""", [content_sha256])
+        ) s USING (image_id, sent_id)""",
+        [content_sha256],
+    )
     con.unregister("_pairs")
     for t in ("cats_ok", "imgs_ok", "anns_ok"):
         con.execute(f"DROP TABLE {t}")
     return n_records
 
 
-def ingest_d3(catalog_path: str | Path, path: str | Path, *, pkl_dir: str | Path | None = None, images: ImageCheck | None = None) -> IngestSummary:
+def ingest_d3(
+    catalog_path: str | Path, path: str | Path, *, pkl_dir: str | Path | None = None, images: ImageCheck | None = None
+) -> IngestSummary:
     """Ingest ``d3_full_annotations.json``; ``pkl_dir`` defaults to ``../d3_pkl`` beside it when that folder exists."""
     path = Path(path)
     if pkl_dir is None and (path.parent.parent / "d3_pkl" / "groups.pkl").exists():
         pkl_dir = path.parent.parent / "d3_pkl"
     pkl_dir = Path(pkl_dir) if pkl_dir else None
     companions = [pkl_dir / "sentences.pkl", pkl_dir / "groups.pkl"] if pkl_dir else []
-    options = {"pkl_dir": str(pkl_dir) if pkl_dir else None, "pairs": "intra-group (with negatives)" if pkl_dir else "annotated only"}
-    return ingest_file(catalog_path, path, kind="d3", source="d3", options=options, images=images, companions=companions,
-                       stage=lambda con, p, sha: stage_d3(con, p, sha, pkl_dir=pkl_dir))
+    options = {
+        "pkl_dir": str(pkl_dir) if pkl_dir else None,
+        "pairs": "intra-group (with negatives)" if pkl_dir else "annotated only",
+    }
+    return ingest_file(
+        catalog_path,
+        path,
+        kind="d3",
+        source="d3",
+        options=options,
+        images=images,
+        companions=companions,
+        stage=lambda con, p, sha: stage_d3(con, p, sha, pkl_dir=pkl_dir),
+    )

@@ -24,10 +24,12 @@ import duckdb
 
 from curation.images import ImageCheck, cached_probes
 from curation.ingest.store import IngestSummary, Reject, Staged, ingest_file, stage_rows
-from vlmr1.answers import strip_fence, is_none_answer
+from vlmr1.answers import is_none_answer, strip_fence
 from vlmr1.records import Target, make_sample_id, solution_json, validate_box
 
-_REC = re.compile(r"^Please provide the bounding box coordinate of the region this sentence describes: (.+?)\.?$", re.S)
+_REC = re.compile(
+    r"^Please provide the bounding box coordinate of the region this sentence describes: (.+?)\.?$", re.S
+)
 _OVD = re.compile(r"detect the following objects: \[(.*?)\]\.", re.S)
 
 
@@ -78,7 +80,9 @@ def parse_ground_truth(answer: str, where: str) -> tuple[str, tuple[Target, ...]
     raise RecordError(f"answer unreadable: neither a 4-number box nor a list of detections: {answer[:80]!r}")
 
 
-def parse_line(line: str, index: int, *, source: str, split: str, stem: str, content_sha256: str | None = None) -> dict:
+def parse_line(
+    line: str, index: int, *, source: str, split: str, stem: str, content_sha256: str | None = None
+) -> dict:
     """One jsonl line -> a sample row (width/height may be None until probed)."""
     try:
         rec = json.loads(line)
@@ -109,14 +113,37 @@ def parse_line(line: str, index: int, *, source: str, split: str, stem: str, con
         problem = m.group(1).strip() if m else question
         targets = truth
     return {
-        "sample_id": make_sample_id(source, (stem, key)), "source": source, "split": split, "task": task, "image_key": image,
-        "width": w, "height": h, "problem": problem, "problem_raw": question, "solution": solution_json(targets),
-        "image_id": None, "ann_id": None, "ref_id": None, "sent_id": None, "category_ids": None, "source_sha256": content_sha256,
-        "rec_section": "lines", "rec_index": index, "rec_id": None if key == index and "id" not in rec else str(key),
+        "sample_id": make_sample_id(source, (stem, key)),
+        "source": source,
+        "split": split,
+        "task": task,
+        "image_key": image,
+        "width": w,
+        "height": h,
+        "problem": problem,
+        "problem_raw": question,
+        "solution": solution_json(targets),
+        "image_id": None,
+        "ann_id": None,
+        "ref_id": None,
+        "sent_id": None,
+        "category_ids": None,
+        "source_sha256": content_sha256,
+        "rec_section": "lines",
+        "rec_index": index,
+        "rec_id": None if key == index and "id" not in rec else str(key),
     }
 
 
-def stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *, source: str, split: str, images: ImageCheck | None) -> int:
+def stage_jsonl(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    content_sha256: str,
+    *,
+    source: str,
+    split: str,
+    images: ImageCheck | None,
+) -> int:
     staged = Staged()
     rows = []
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -125,22 +152,44 @@ def stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str,
                 continue
             staged.n_records += 1
             try:
-                rows.append(parse_line(line, index, source=source, split=split, stem=path.stem, content_sha256=content_sha256))
+                rows.append(
+                    parse_line(line, index, source=source, split=split, stem=path.stem, content_sha256=content_sha256)
+                )
             except RecordError as exc:
                 staged.rejects.append(Reject("lines", index, _line_id(line), str(exc)))
     unsized = [r for r in rows if r["width"] is None]
     if unsized and images is not None:
         paths = {r["image_key"]: images.resolve(r["image_key"]) for r in unsized}
-        cached_probes(con, sorted(set(paths.values())), verify=images.verify, max_pixels=images.max_pixels, workers=images.workers)
-        sizes = dict(((p, (w, h)) for p, w, h in con.execute(
-            "SELECT path, width, height FROM image_probes WHERE path IN (SELECT unnest(?))", [sorted(set(paths.values()))]).fetchall()))
+        cached_probes(
+            con,
+            sorted(set(paths.values())),
+            verify=images.verify,
+            max_pixels=images.max_pixels,
+            workers=images.workers,
+        )
+        sizes = dict(
+            (
+                (p, (w, h))
+                for p, w, h in con.execute(
+                    "SELECT path, width, height FROM image_probes WHERE path IN (SELECT unnest(?))",
+                    [sorted(set(paths.values()))],
+                ).fetchall()
+            )
+        )
         for r in unsized:
             r["width"], r["height"] = sizes.get(paths[r["image_key"]], (None, None))
     for r in rows:
         if r["width"] is None:
             # sized by its probe or not at all: a missing image is named as such by the image check
             if images is None:
-                staged.rejects.append(Reject("lines", r["rec_index"], r["rec_id"], "image size unknown: the line has no width/height and no image root was given"))
+                staged.rejects.append(
+                    Reject(
+                        "lines",
+                        r["rec_index"],
+                        r["rec_id"],
+                        "image size unknown: the line has no width/height and no image root was given",
+                    )
+                )
                 continue
             r["width"] = r["height"] = 0  # the image check rejects it with the probe's reason (in either mode)
         staged.samples.append(r)
@@ -155,11 +204,24 @@ def _line_id(line: str) -> str | None:
     return str(value["id"]) if isinstance(value, dict) and "id" in value else None
 
 
-def ingest_jsonl(catalog_path: str | Path, path: str | Path, *, source: str | None = None, split: str = "train",
-                 images: ImageCheck | None = None) -> IngestSummary:
+def ingest_jsonl(
+    catalog_path: str | Path,
+    path: str | Path,
+    *,
+    source: str | None = None,
+    split: str = "train",
+    images: ImageCheck | None = None,
+) -> IngestSummary:
     """Ingest one VLM-R1 jsonl file; ``source`` defaults to the file's stem."""
     path = Path(path)
     source = source or path.stem
     options = {"source": source, "split": split}
-    return ingest_file(catalog_path, path, kind="jsonl", source=source, options=options, images=images,
-                       stage=lambda con, p, sha: stage_jsonl(con, p, sha, source=source, split=split, images=images))
+    return ingest_file(
+        catalog_path,
+        path,
+        kind="jsonl",
+        source=source,
+        options=options,
+        images=images,
+        stage=lambda con, p, sha: stage_jsonl(con, p, sha, source=source, split=split, images=images),
+    )

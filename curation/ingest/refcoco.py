@@ -35,8 +35,10 @@ _SPLIT_BY = re.compile(r"refs\((\w+)\)\.p$")
 _SPACES = re.compile(r"\s+")
 
 
-SENTENCE_SCHEMA = pa.schema([(c, pa.int64()) for c in ("ref_index", "ref_id", "ann_id", "image_id", "sent_id")]
-                            + [(c, pa.string()) for c in ("split", "problem", "problem_raw", "sample_id")])
+SENTENCE_SCHEMA = pa.schema(
+    [(c, pa.int64()) for c in ("ref_index", "ref_id", "ann_id", "image_id", "sent_id")]
+    + [(c, pa.string()) for c in ("split", "problem", "problem_raw", "sample_id")]
+)
 
 
 def split_by(path: Path) -> str:
@@ -79,17 +81,29 @@ def flatten_refs(refs, source: str, by: str, rejects: list[Reject]) -> list[dict
             text = sent if isinstance(sent, str) and sent.strip() else raw
             if not isinstance(s, dict) or not _int(s.get("sent_id")) or not isinstance(text, str) or not text.strip():
                 sid = s.get("sent_id") if isinstance(s, dict) and _int(s.get("sent_id")) else f"#{j}"
-                rejects.append(Reject("refs", i, f"{rid}/{sid}", f"sentence {j} needs an integer sent_id and non-empty text"))
+                rejects.append(
+                    Reject("refs", i, f"{rid}/{sid}", f"sentence {j} needs an integer sent_id and non-empty text")
+                )
                 continue
-            rows.append({
-                "ref_index": i, "ref_id": ref["ref_id"], "ann_id": ref["ann_id"], "image_id": ref["image_id"], "sent_id": s["sent_id"],
-                "split": f"{by}/{ref['split']}", "problem": normalize_sentence(text), "problem_raw": raw if isinstance(raw, str) else None,
-                "sample_id": make_sample_id(source, (by, ref["ref_id"], s["sent_id"])),
-            })
+            rows.append(
+                {
+                    "ref_index": i,
+                    "ref_id": ref["ref_id"],
+                    "ann_id": ref["ann_id"],
+                    "image_id": ref["image_id"],
+                    "sent_id": s["sent_id"],
+                    "split": f"{by}/{ref['split']}",
+                    "problem": normalize_sentence(text),
+                    "problem_raw": raw if isinstance(raw, str) else None,
+                    "sample_id": make_sample_id(source, (by, ref["ref_id"], s["sent_id"])),
+                }
+            )
     return rows
 
 
-def stage_refcoco(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *, instances: Path, source: str) -> int:
+def stage_refcoco(
+    con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *, instances: Path, source: str
+) -> int:
     """Fill the staging tables from a refs pickle and its instances.json; return the record count."""
     by = split_by(path)
     refs = load_plain(path)  # raises before anything is staged when the pickle is refused
@@ -106,26 +120,46 @@ def stage_refcoco(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: st
         FROM _sentences s LEFT JOIN anns_ok a USING (ann_id) LEFT JOIN imgs_ok im ON im.image_id = a.image_id""")
     con.unregister("_sentences")
     con.execute("""INSERT INTO new_rejects SELECT 'refs', ref_index, ref_id || '/' || sent_id,
-            CASE WHEN NOT known_ann THEN 'unknown annotation id: ' || ann_id || ' (not in instances.json, or rejected there)'
+            CASE WHEN NOT known_ann THEN 'unknown annotation id: ' || ann_id ||
+            ' (not in instances.json, or rejected there)'
                  ELSE 'image id mismatch: ref says ' || image_id || ', its annotation is on ' || ann_image END
         FROM sentences WHERE NOT known_ann OR ann_image <> image_id""")
-    con.execute("""INSERT INTO new_samples BY NAME
+    con.execute(
+        """INSERT INTO new_samples BY NAME
         SELECT sample_id, ?::VARCHAR AS source, split, 'rec' AS task, image_key, width, height, problem, problem_raw,
-            to_json([{'label': problem, 'bbox': [x1, y1, x2, y2]}])::VARCHAR AS solution, image_id, ann_id, ref_id, sent_id,
+            to_json([{'label': problem, 'bbox': [x1, y1, x2, y2]}])::VARCHAR AS solution, image_id, ann_id, ref_id,
+            sent_id,
             [category_id] AS category_ids, ?::VARCHAR AS source_sha256, 'refs' AS rec_section, ref_index AS rec_index,
             ref_id || '/' || sent_id AS rec_id
-        FROM sentences WHERE known_ann AND ann_image = image_id""", [source, content_sha256])
+        FROM sentences WHERE known_ann AND ann_image = image_id""",
+        [source, content_sha256],
+    )
     for t in ("sentences", "cats_ok", "imgs_ok", "anns_ok"):
         con.execute(f"DROP TABLE {t}")
     return n_records
 
 
-def ingest_refcoco(catalog_path: str | Path, path: str | Path, *, instances: str | Path | None = None, source: str | None = None,
-                   images: ImageCheck | None = None) -> IngestSummary:
-    """Ingest one refs pickle; ``instances`` defaults to ``instances.json`` beside it, ``source`` to the folder name."""
+def ingest_refcoco(
+    catalog_path: str | Path,
+    path: str | Path,
+    *,
+    instances: str | Path | None = None,
+    source: str | None = None,
+    images: ImageCheck | None = None,
+) -> IngestSummary:
+    """Ingest one refs pickle; ``instances`` defaults to ``instances.json`` beside it, ``source`` to the folder
+    name."""
     path = Path(path)
     instances = Path(instances) if instances else path.parent / "instances.json"
     source = source or path.parent.name.lower()
     options = {"source": source, "instances": str(instances)}
-    return ingest_file(catalog_path, path, kind="refcoco", source=source, options=options, images=images, companions=[instances],
-                       stage=lambda con, p, sha: stage_refcoco(con, p, sha, instances=instances, source=source))
+    return ingest_file(
+        catalog_path,
+        path,
+        kind="refcoco",
+        source=source,
+        options=options,
+        images=images,
+        companions=[instances],
+        stage=lambda con, p, sha: stage_refcoco(con, p, sha, instances=instances, source=source),
+    )

@@ -49,7 +49,8 @@ def _text(value: Any) -> Any:
 
 
 def load_plain(path: str | Path) -> Any:
-    """The plain data in a pickle file; ``UnsafePickle`` naming the file and what it tried, ValueError if unreadable."""
+    """The plain data in a pickle file; ``UnsafePickle`` naming the file and what it tried, ValueError if
+    unreadable."""
     data = Path(path).read_bytes()
     try:
         return _text(_PlainDataUnpickler(io.BytesIO(data), encoding="bytes").load())

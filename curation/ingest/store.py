@@ -25,8 +25,9 @@ import pyarrow as pa
 
 from curation import catalog
 from curation.images import ImageCheck
-from vlmr1.hashing import sha256_file
 from curation.staging import REC_REF, STAGING, TARGETS, create_staging
+from vlmr1.hashing import sha256_file
+
 
 @dataclass
 class Reject:
@@ -61,10 +62,20 @@ class IngestSummary:
 
 def stage_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> int:
     """Put a Python reader's rows into the staging tables; return its record count."""
-    rejects = [{"section": r.section, "record_index": r.record_index, "record_id": r.record_id, "reason": r.reason} for r in staged.rejects]
-    for name, rows in (("new_images", staged.images), ("new_anns", staged.annotations), ("new_samples", staged.samples), ("new_rejects", rejects)):
+    rejects = [
+        {"section": r.section, "record_index": r.record_index, "record_id": r.record_id, "reason": r.reason}
+        for r in staged.rejects
+    ]
+    for name, rows in (
+        ("new_images", staged.images),
+        ("new_anns", staged.annotations),
+        ("new_samples", staged.samples),
+        ("new_rejects", rejects),
+    ):
         if rows:
-            columns = [c.split()[0] for c in STAGING[name].split(", ") if c.split()[0] in rows[0]]  # absent: the column default
+            columns = [
+                c.split()[0] for c in STAGING[name].split(", ") if c.split()[0] in rows[0]
+            ]  # absent: the column default
             arrow = pa.table({c: [r.get(c) for r in rows] for c in columns})
             con.register("_rows", arrow)
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM _rows")
@@ -79,8 +90,11 @@ def add_rejects(con: duckdb.DuckDBPyConnection, rejects: list[Reject]) -> None:
 def _copy(con: duckdb.DuckDBPyConnection, staging: str, file_id: str, source: str, path: Path) -> None:
     """Move one staging table into its catalog table, stamped with the owning file."""
     target = TARGETS[staging]
-    stamps = {"file_id": file_id, **({"source": source} if target in ("images", "annotations") else {}),
-              **({"path": str(path)} if target == "rejects" else {})}
+    stamps = {
+        "file_id": file_id,
+        **({"source": source} if target in ("images", "annotations") else {}),
+        **({"path": str(path)} if target == "rejects" else {}),
+    }
     columns = "* EXCLUDE (rec_section, rec_index, rec_id)" if target == "samples" else "*"
     select = f"SELECT {columns}, " + ", ".join(f"?::VARCHAR AS {name}" for name in stamps) + f" FROM {staging}"
     if target == "samples":  # a sample id owned by another file is not overwritten (it became a reject)
@@ -91,14 +105,26 @@ def _copy(con: duckdb.DuckDBPyConnection, staging: str, file_id: str, source: st
 def _drop_duplicate_samples(con: duckdb.DuckDBPyConnection) -> None:
     """Safety net under the readers: one file never stages one sample id twice."""
     later = "rowid NOT IN (SELECT min(rowid) FROM new_samples GROUP BY sample_id)"
-    con.execute(f"INSERT INTO new_rejects SELECT {REC_REF}, 'duplicate sample id: same source key as an earlier record' FROM new_samples WHERE {later}")
+    con.execute(
+        f"INSERT INTO new_rejects SELECT {REC_REF}, 'duplicate sample id: same source key as an earlier record' FROM "
+        f"new_samples WHERE {later}"
+    )
     con.execute(f"DELETE FROM new_samples WHERE {later}")
 
 
-def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source: str, options: dict,
-                stage: Callable[[duckdb.DuckDBPyConnection, Path, str], int], images: ImageCheck | None = None,
-                companions: list[Path] = ()) -> IngestSummary:
-    """Ingest one file: ``stage(con, path, content_sha256)`` fills the staging tables, then one transaction commits them.
+def ingest_file(
+    catalog_path: str | Path,
+    path: str | Path,
+    *,
+    kind: str,
+    source: str,
+    options: dict,
+    stage: Callable[[duckdb.DuckDBPyConnection, Path, str], int],
+    images: ImageCheck | None = None,
+    companions: list[Path] = (),
+) -> IngestSummary:
+    """Ingest one file: ``stage(con, path, content_sha256)`` fills the staging tables, then one transaction commits
+    them.
 
     The file's identity (``file_id``) is the sha256 of its bytes, its
     companions' bytes, its kind and the options it is read with: the same
@@ -128,12 +154,15 @@ def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source
         _drop_duplicate_samples(con)
         con.execute(
             f"INSERT INTO new_rejects SELECT {REC_REF.replace('rec_', 'n.rec_').replace('sample_id', 'n.sample_id')}, "
-            "'sample id already ingested: from file ' || left(s.file_id, 12) FROM new_samples n JOIN samples s USING (sample_id) WHERE s.file_id NOT IN (SELECT file_id FROM sources WHERE path = ? AND kind = ?)",
+            "'sample id already ingested: from file ' || left(s.file_id, 12) FROM new_samples n JOIN samples s USING "
+            "(sample_id) WHERE s.file_id NOT IN (SELECT file_id FROM sources WHERE path = ? AND kind = ?)",
             [str(path), kind],
         )
         con.execute("BEGIN TRANSACTION")
         try:
-            for (old_id,) in con.execute("SELECT file_id FROM sources WHERE path = ? AND kind = ?", [str(path), kind]).fetchall():
+            for (old_id,) in con.execute(
+                "SELECT file_id FROM sources WHERE path = ? AND kind = ?", [str(path), kind]
+            ).fetchall():
                 for t in ("images", "annotations", "samples", "rejects", "sources"):
                     con.execute(f"DELETE FROM {t} WHERE file_id = ?", [old_id])
                 summary.replaced = old_id
@@ -142,9 +171,21 @@ def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source
             n_samples = con.execute("SELECT count(*) FROM samples WHERE file_id = ?", [file_id]).fetchone()[0]
             n_rejects = con.execute("SELECT count(*) FROM new_rejects").fetchone()[0]
             con.execute(
-                "INSERT INTO sources (file_id, kind, source, path, size_bytes, n_records, n_samples, n_rejects, options, content_sha256) "
+                "INSERT INTO sources (file_id, kind, source, path, size_bytes, n_records, n_samples, n_rejects, "
+                "options, content_sha256) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [file_id, kind, source, str(path), path.stat().st_size, n_records, n_samples, n_rejects, json.dumps(options, sort_keys=True), content],
+                [
+                    file_id,
+                    kind,
+                    source,
+                    str(path),
+                    path.stat().st_size,
+                    n_records,
+                    n_samples,
+                    n_rejects,
+                    json.dumps(options, sort_keys=True),
+                    content,
+                ],
             )
             con.execute("COMMIT")
         except BaseException:
@@ -157,7 +198,8 @@ def ingest_file(catalog_path: str | Path, path: str | Path, *, kind: str, source
             "rejects": n_rejects,
         }
         # reasons read "what: detail"; the summary groups by "what"
-        for reason, n in con.execute("SELECT split_part(reason, ':', 1), count(*) FROM new_rejects GROUP BY 1 ORDER BY 1").fetchall():
+        for reason, n in con.execute(
+            "SELECT split_part(reason, ':', 1), count(*) FROM new_rejects GROUP BY 1 ORDER BY 1"
+        ).fetchall():
             summary.rejects_by_reason[reason] = n
     return summary
-

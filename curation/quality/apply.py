@@ -29,8 +29,8 @@ class FunnelRow:
     rule: str
     action: str
     flagged: int
-    unique: int        # flagged by this rule and by no other rule of the recipe
-    kept_after: int    # samples left after this and every earlier drop rule
+    unique: int  # flagged by this rule and by no other rule of the recipe
+    kept_after: int  # samples left after this and every earlier drop rule
 
 
 @dataclass
@@ -62,31 +62,47 @@ def evaluate_recipe(catalog_path: str | Path, recipe: Recipe) -> QualityResult:
     h = recipe.hash
     with catalog.connect(catalog_path) as con:
         check_rules(con, recipe)
-        features.compute(con, eval_splits=tuple(recipe.eval_splits), near_dup_max=recipe.near_dup_max(), timings=result_timings)
-        con.execute("CREATE OR REPLACE TEMP TABLE _flags (sample_id VARCHAR, rule VARCHAR, action VARCHAR, ord INTEGER)")
+        features.compute(
+            con, eval_splits=tuple(recipe.eval_splits), near_dup_max=recipe.near_dup_max(), timings=result_timings
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _flags (sample_id VARCHAR, rule VARCHAR, action VARCHAR, ord INTEGER)"
+        )
         for i, (name, sql, action) in enumerate(recipe.resolved()):
             t0 = time.perf_counter()
-            con.execute(f"INSERT INTO _flags SELECT sample_id, ?, ?, ? FROM sample_features WHERE coalesce(({sql}), false)", [name, action, i])
+            con.execute(
+                f"INSERT INTO _flags SELECT sample_id, ?, ?, ? FROM sample_features WHERE coalesce(({sql}), false)",
+                [name, action, i],
+            )
             rule_seconds[name] = time.perf_counter() - t0
         total, n_eval = con.execute("SELECT count(*), count(*) FILTER (WHERE is_eval) FROM sample_features").fetchone()
         with catalog.transaction(con):
             con.execute("DELETE FROM quality_flags WHERE recipe_hash = ?", [h])
             con.execute("INSERT INTO quality_flags SELECT sample_id, rule, ?, action FROM _flags", [h])
             con.execute("DELETE FROM recipes WHERE recipe_hash = ?", [h])
-            con.execute("INSERT INTO recipes (recipe_hash, name, content, sources_sha256) VALUES (?, ?, ?, ?)",
-                        [h, recipe.name, json.dumps(recipe.canonical(), sort_keys=True), catalog.sources_sha256(con)])
+            con.execute(
+                "INSERT INTO recipes (recipe_hash, name, content, sources_sha256) VALUES (?, ?, ?, ?)",
+                [h, recipe.name, json.dumps(recipe.canonical(), sort_keys=True), catalog.sources_sha256(con)],
+            )
         funnel = _funnel(con, recipe, total)
     kept = funnel[-1].kept_after if funnel else total
     return QualityResult(recipe, h, total, n_eval, funnel, kept, result_timings, rule_seconds)
 
 
 def _funnel(con: duckdb.DuckDBPyConnection, recipe: Recipe, total: int) -> list[FunnelRow]:
-    stats = {r: (f, u) for r, f, u in con.execute("""
+    stats = {
+        r: (f, u)
+        for r, f, u in con.execute("""
         WITH per_sample AS (SELECT sample_id, count(DISTINCT rule) AS n FROM _flags GROUP BY sample_id)
         SELECT f.rule, count(DISTINCT f.sample_id), count(DISTINCT f.sample_id) FILTER (WHERE p.n = 1)
-        FROM _flags f JOIN per_sample p USING (sample_id) GROUP BY f.rule""").fetchall()}
-    dropped_by = dict(con.execute("SELECT ord, count(DISTINCT sample_id) FROM (SELECT sample_id, min(ord) AS ord FROM _flags "
-                                  "WHERE action = 'drop' GROUP BY sample_id) GROUP BY ord").fetchall())
+        FROM _flags f JOIN per_sample p USING (sample_id) GROUP BY f.rule""").fetchall()
+    }
+    dropped_by = dict(
+        con.execute(
+            "SELECT ord, count(DISTINCT sample_id) FROM (SELECT sample_id, min(ord) AS ord FROM _flags "
+            "WHERE action = 'drop' GROUP BY sample_id) GROUP BY ord"
+        ).fetchall()
+    )
     rows, kept = [], total
     for i, (name, _, action) in enumerate(recipe.resolved()):
         kept -= dropped_by.get(i, 0)
@@ -105,7 +121,7 @@ def flagged_ids(catalog_path: str | Path, recipe_hash: str, rule: str | None = N
 class RecipeDiff:
     a: QualityResult
     b: QualityResult
-    only_a_drops: dict[str, int]   # rule of A -> samples A drops and B keeps
+    only_a_drops: dict[str, int]  # rule of A -> samples A drops and B keeps
     only_b_drops: dict[str, int]
     examples: list[tuple[str, str, str]]  # (sample_id, which recipe drops it, by which rules)
 
@@ -114,14 +130,28 @@ def diff(catalog_path: str | Path, a: Recipe, b: Recipe, n_examples: int = 20) -
     """Samples the two recipes disagree on (one drops, the other keeps), by the rules that drop them."""
     ra, rb = evaluate_recipe(catalog_path, a), evaluate_recipe(catalog_path, b)
     with catalog.connect(catalog_path) as con:
+
         def only(x: str, y: str) -> dict[str, int]:
-            return dict(con.execute("""SELECT rule, count(*) FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'
+            return dict(
+                con.execute(
+                    """SELECT rule, count(*) FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'
                 AND sample_id NOT IN (SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop')
-                GROUP BY rule ORDER BY 2 DESC""", [x, y]).fetchall())
-        examples = con.execute("""
-            WITH da AS (SELECT sample_id, string_agg(rule, ', ' ORDER BY rule) AS rules FROM quality_flags WHERE recipe_hash = ? AND action = 'drop' GROUP BY 1),
-                 db AS (SELECT sample_id, string_agg(rule, ', ' ORDER BY rule) AS rules FROM quality_flags WHERE recipe_hash = ? AND action = 'drop' GROUP BY 1)
-            SELECT coalesce(da.sample_id, db.sample_id), CASE WHEN da.sample_id IS NULL THEN ? ELSE ? END, coalesce(da.rules, db.rules)
-            FROM da FULL JOIN db USING (sample_id) WHERE da.sample_id IS NULL OR db.sample_id IS NULL ORDER BY 1 LIMIT ?""",
-            [ra.recipe_hash, rb.recipe_hash, b.name, a.name, n_examples]).fetchall()
+                GROUP BY rule ORDER BY 2 DESC""",
+                    [x, y],
+                ).fetchall()
+            )
+
+        examples = con.execute(
+            """
+            WITH da AS
+            (SELECT sample_id, string_agg(rule, ', ' ORDER BY rule) AS rules FROM quality_flags
+                WHERE recipe_hash = ? AND action = 'drop' GROUP BY 1),
+                 db AS (SELECT sample_id, string_agg(rule, ', ' ORDER BY rule) AS rules FROM quality_flags
+                WHERE recipe_hash = ? AND action = 'drop' GROUP BY 1)
+            SELECT coalesce(da.sample_id, db.sample_id), CASE WHEN da.sample_id IS NULL THEN ? ELSE ? END,
+            coalesce(da.rules, db.rules)
+            FROM da FULL JOIN db USING (sample_id) WHERE da.sample_id IS NULL OR db.sample_id IS NULL ORDER BY 1 LIMIT
+            ?""",
+            [ra.recipe_hash, rb.recipe_hash, b.name, a.name, n_examples],
+        ).fetchall()
         return RecipeDiff(ra, rb, only(ra.recipe_hash, rb.recipe_hash), only(rb.recipe_hash, ra.recipe_hash), examples)

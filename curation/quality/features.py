@@ -26,13 +26,20 @@ DEFAULT_EVAL_SPLITS = ("*/val", "*/test", "*/testA", "*/testB", "val*", "test*",
 
 
 def eval_predicate(alias: str, eval_splits) -> str:
-    """SQL: the row (``alias`` of samples or sample_features) is an evaluation sample: eval-only, or its split matches a glob."""
+    """SQL: the row (``alias`` of samples or sample_features) is an evaluation sample: eval-only, or its split matches
+    a glob."""
     globs = [f"{alias}.split GLOB '{p.replace(chr(39), chr(39) * 2)}'" for p in eval_splits]
     return "(" + " OR ".join([f"{alias}.eval_only"] + globs) + ")"
 
 
-def compute(con: duckdb.DuckDBPyConnection, *, eval_splits: tuple[str, ...] = DEFAULT_EVAL_SPLITS, near_dup_max: int = 4,
-            timings: dict | None = None, empty: bool = False) -> None:
+def compute(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    eval_splits: tuple[str, ...] = DEFAULT_EVAL_SPLITS,
+    near_dup_max: int = 4,
+    timings: dict | None = None,
+    empty: bool = False,
+) -> None:
     """(Re)build the temp table ``sample_features``; ``timings`` gets seconds per feature group.
 
     ``empty=True`` builds it with no rows (instantly): rules are checked
@@ -46,28 +53,38 @@ def compute(con: duckdb.DuckDBPyConnection, *, eval_splits: tuple[str, ...] = DE
         if timings is not None:
             timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
-    step("boxes + text", f"""CREATE OR REPLACE TEMP TABLE sample_features AS
+    step(
+        "boxes + text",
+        f"""CREATE OR REPLACE TEMP TABLE sample_features AS
         WITH parsed AS (
-            SELECT s.*, list_transform(from_json(s.solution, '[{{"bbox": "DOUBLE[]"}}]'), lambda t: t.bbox) AS b FROM samples s
+            SELECT s.*, list_transform(from_json(s.solution, '[{{"bbox": "DOUBLE[]"}}]'), lambda t: t.bbox) AS b FROM
+            samples s
             {"WHERE false" if empty else ""}
         ), dims AS (
-            SELECT *, list_transform(b, lambda x: x[3] - x[1]) AS bw, list_transform(b, lambda x: x[4] - x[2]) AS bh FROM parsed
+            SELECT *, list_transform(b, lambda x: x[3] - x[1]) AS bw, list_transform(b, lambda x: x[4] - x[2]) AS bh
+            FROM parsed
         )
-        SELECT sample_id, file_id, source, split, task, eval_only, image_key, image_path, image_id, ann_id, width, height,
+        SELECT sample_id, file_id, source, split, task, eval_only, image_key, image_path, image_id, ann_id, width,
+        height,
             lower(trim(problem)) AS problem_norm, b AS boxes,
             len(b) AS n_boxes,
             list_min(bw) AS min_box_w, list_min(bh) AS min_box_h,
-            greatest(0, list_max(list_transform(b, lambda x: greatest(-x[1], -x[2], x[3] - width, x[4] - height)))) AS oob_px,
+            greatest(0, list_max(list_transform(b, lambda x: greatest(-x[1], -x[2], x[3] - width, x[4] - height)))) AS
+            oob_px,
             list_min(list_transform(list_zip(bw, bh), lambda p: p[1] * p[2])) / (width * height) AS min_area_frac,
             list_max(list_transform(list_zip(bw, bh), lambda p: p[1] * p[2])) / (width * height) AS max_area_frac,
-            list_max(list_transform(list_zip(bw, bh), lambda p: greatest(p[1] / nullif(p[2], 0), p[2] / nullif(p[1], 0)))) AS max_aspect,
+            list_max(list_transform(list_zip(bw, bh),
+                lambda p: greatest(p[1] / nullif(p[2], 0), p[2] / nullif(p[1], 0)))) AS max_aspect,
             CASE WHEN task = 'rec' THEN len(string_split_regex(trim(problem), '\\s+')) END AS expr_tokens,
             regexp_matches(problem, '[^\\x00-\\x7F]') AS non_ascii,
             trim(problem) = '' AS empty_text,
             regexp_extract(image_key, '{COCO_NAME}', 1) AS coco_name_id
-        FROM dims""")
+        FROM dims""",
+    )
 
-    step("crowd + distractors + non-unique", """CREATE OR REPLACE TEMP TABLE _ann_facts AS
+    step(
+        "crowd + distractors + non-unique",
+        """CREATE OR REPLACE TEMP TABLE _ann_facts AS
         SELECT f.sample_id,
             bool_or(a.iscrowd AND (f.task = 'ovd' OR a.ann_id = f.ann_id)) AS has_crowd,
             count(*) FILTER (WHERE f.task = 'rec' AND a.ann_id <> f.ann_id AND NOT a.iscrowd
@@ -75,26 +92,39 @@ def compute(con: duckdb.DuckDBPyConnection, *, eval_splits: tuple[str, ...] = DE
         FROM sample_features f
         JOIN annotations a ON a.file_id = f.file_id AND a.image_id = f.image_id
         LEFT JOIN annotations t ON f.task = 'rec' AND t.file_id = f.file_id AND t.ann_id = f.ann_id
-        GROUP BY f.sample_id""")
-    step("crowd + distractors + non-unique", """CREATE OR REPLACE TEMP TABLE _non_unique AS
+        GROUP BY f.sample_id""",
+    )
+    step(
+        "crowd + distractors + non-unique",
+        """CREATE OR REPLACE TEMP TABLE _non_unique AS
         SELECT image_key, problem_norm FROM sample_features WHERE task = 'rec'
-        GROUP BY ALL HAVING count(DISTINCT boxes[1]) > 1""")
+        GROUP BY ALL HAVING count(DISTINCT boxes[1]) > 1""",
+    )
 
-    step("image probes + duplicates", """CREATE OR REPLACE TEMP TABLE _probe AS
+    step(
+        "image probes + duplicates",
+        """CREATE OR REPLACE TEMP TABLE _probe AS
         SELECT p.path, p.error, p.width, p.height, p.sha256, p.phash,
             p.sha256 IS NOT NULL AND p.path <> min(p.path) OVER (PARTITION BY p.sha256) AS exact_dup
-        FROM image_probes p WHERE p.path IN (SELECT image_path FROM sample_features)""")
+        FROM image_probes p WHERE p.path IN (SELECT image_path FROM sample_features)""",
+    )
     t0 = time.perf_counter()
     near_duplicates(con, "_probe", near_dup_max)
     if timings is not None:
         timings["near duplicates"] = time.perf_counter() - t0
 
     in_eval = eval_predicate("f", eval_splits)
-    step("leakage", f"""CREATE OR REPLACE TEMP TABLE _eval_images AS
-        SELECT DISTINCT f.coco_name_id AS coco_id, p.sha256 FROM sample_features f LEFT JOIN _probe p ON p.path = f.image_path
-        WHERE {in_eval}""")
+    step(
+        "leakage",
+        f"""CREATE OR REPLACE TEMP TABLE _eval_images AS
+        SELECT DISTINCT f.coco_name_id AS coco_id, p.sha256 FROM sample_features f LEFT JOIN _probe p ON p.path =
+        f.image_path
+        WHERE {in_eval}""",
+    )
 
-    step("assemble", f"""CREATE OR REPLACE TEMP TABLE sample_features AS
+    step(
+        "assemble",
+        f"""CREATE OR REPLACE TEMP TABLE sample_features AS
         SELECT f.* EXCLUDE (boxes, coco_name_id, file_id),
             coalesce(af.has_crowd, false) AS has_crowd,
             CASE WHEN f.task = 'rec' AND af.sample_id IS NOT NULL THEN af.distractors END AS distractors,
@@ -110,7 +140,8 @@ def compute(con: duckdb.DuckDBPyConnection, *, eval_splits: tuple[str, ...] = DE
         LEFT JOIN _ann_facts af USING (sample_id)
         LEFT JOIN _non_unique nu ON nu.image_key = f.image_key AND nu.problem_norm = f.problem_norm AND f.task = 'rec'
         LEFT JOIN _probe p ON p.path = f.image_path
-        LEFT JOIN _near_dup nd ON nd.path = f.image_path""")
+        LEFT JOIN _near_dup nd ON nd.path = f.image_path""",
+    )
     for t in ("_ann_facts", "_non_unique", "_probe", "_eval_images", "_near_dup"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
 
@@ -129,14 +160,15 @@ def band_plan(n: int, max_distance: int) -> tuple[int, int]:
         r = max_distance // m
         width = math.ceil(64 / m)
         variants = m * sum(comb(width, k) for k in range(r + 1))
-        cost = n * variants * (1 + n / 2 ** width)
+        cost = n * variants * (1 + n / 2**width)
         if best is None or cost < best[0]:
             best = (cost, m, r)
     return best[1], best[2]
 
 
 def near_duplicates(con: duckdb.DuckDBPyConnection, probes: str, max_distance: int) -> None:
-    """``_near_dup(path, distance)``: for each image, the smallest pHash distance (<= max) to an image with a smaller path.
+    """``_near_dup(path, distance)``: for each image, the smallest pHash distance (<= max) to an image with a smaller
+    path.
 
     Exact byte duplicates are left to ``exact_dup``; the smaller path of a
     pair is the one kept, so one image per cluster survives.
@@ -146,7 +178,9 @@ def near_duplicates(con: duckdb.DuckDBPyConnection, probes: str, max_distance: i
     width = math.ceil(64 / m)
     bands = [(i * width, min(64, (i + 1) * width)) for i in range(m)]
     band_sql = " UNION ALL ".join(
-        f"SELECT path, phash, {i} AS band, (phash >> {lo}) & {(1 << (hi - lo)) - 1}::UBIGINT AS v FROM _h" for i, (lo, hi) in enumerate(bands))
+        f"SELECT path, phash, {i} AS band, (phash >> {lo}) & {(1 << (hi - lo)) - 1}::UBIGINT AS v FROM _h"
+        for i, (lo, hi) in enumerate(bands)
+    )
     # every variant within radius r of each band value: flip up to r of the band's bits
     flips = ["0::UBIGINT"]
     if r >= 1:
@@ -155,7 +189,9 @@ def near_duplicates(con: duckdb.DuckDBPyConnection, probes: str, max_distance: i
         flips += [f"((1::UBIGINT << {a}) | (1::UBIGINT << {b}))" for a in range(width) for b in range(a + 1, width)]
     if r >= 3:
         raise ValueError(f"near-duplicate radius {r} per band is not supported; lower max_distance ({max_distance})")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _h AS SELECT DISTINCT path, phash FROM {probes} WHERE phash IS NOT NULL")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _h AS SELECT DISTINCT path, phash FROM {probes} WHERE phash IS NOT NULL"
+    )
     con.execute(f"CREATE OR REPLACE TEMP TABLE _bands AS {band_sql}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE _flips AS SELECT unnest([{', '.join(flips)}]) AS f")
     widths = " ".join(f"WHEN {i} THEN {(1 << (hi - lo)) - 1}::UBIGINT" for i, (lo, hi) in enumerate(bands))

@@ -46,7 +46,10 @@ class RuleSpec(BaseModel):
                 raise ValueError(f"unknown built-in rule {self.rule!r}; known: {', '.join(sorted(BUILTIN))}")
             unknown = set(self.params) - set(BUILTIN[self.rule].params)
             if unknown:
-                raise ValueError(f"rule {self.rule!r} has no parameter {', '.join(sorted(unknown))}; it takes {sorted(BUILTIN[self.rule].params) or 'none'}")
+                raise ValueError(
+                    f"rule {self.rule!r} has no parameter {', '.join(sorted(unknown))}; it takes "
+                    f"{sorted(BUILTIN[self.rule].params) or 'none'}"
+                )
         if self.name is None:
             if self.rule is None:
                 raise ValueError("a custom rule needs a 'name'")
@@ -68,7 +71,10 @@ class Difficulty(BaseModel):
 
     min_pass_rate: float = Field(0.0, ge=0.0, le=1.0)
     max_pass_rate: float = Field(1.0, ge=0.0, le=1.0)
-    require_signal: bool = Field(False, description="keep only samples whose k rewards differ (reward std > 0): GRPO learns nothing from the rest")
+    require_signal: bool = Field(
+        False,
+        description="keep only samples whose k rewards differ (reward std > 0): GRPO learns nothing from the rest",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> "Difficulty":
@@ -83,7 +89,10 @@ class Selection(BaseModel):
     difficulty: Difficulty = Field(default_factory=Difficulty)
     caps: dict[str, int] = Field(default_factory=dict, description="max samples per source")
     balance_by: Optional[Literal["source", "task", "split", "band", "difficulty_bucket", "category"]] = Field(
-        None, description="groups that get equal shares of the pool (smaller groups give their leftover share to the others)")
+        None,
+        description="groups that get equal shares of the pool (smaller groups give their leftover share to the "
+        "others)",
+    )
     pool_size: Optional[int] = Field(None, gt=0)
     curriculum: Literal["shuffled", "easy_to_hard"] = "shuffled"
     seed: int = 0
@@ -94,8 +103,10 @@ class Recipe(BaseModel):
 
     name: str
     description: str = ""
-    eval_splits: list[str] = Field(default_factory=lambda: list(DEFAULT_EVAL_SPLITS),
-                                   description="glob patterns over split; with eval_only samples they define the evaluation images")
+    eval_splits: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EVAL_SPLITS),
+        description="glob patterns over split; with eval_only samples they define the evaluation images",
+    )
     rules: list[RuleSpec] = Field(default_factory=list)
     selection: Selection = Field(default_factory=Selection)
 
@@ -114,12 +125,21 @@ class Recipe(BaseModel):
         return [(r.name, r.resolved_sql(), r.action) for r in self.rules]
 
     def near_dup_max(self) -> int:
-        values = [int({**BUILTIN[r.rule].params, **r.params}["max_distance"]) for r in self.rules if r.rule == "near_duplicate_image"]
+        values = [
+            int({**BUILTIN[r.rule].params, **r.params}["max_distance"])
+            for r in self.rules
+            if r.rule == "near_duplicate_image"
+        ]
         return max(values, default=4)
 
     def canonical(self) -> dict:
-        return {"name": self.name, "eval_splits": sorted(self.eval_splits), "near_dup_max": self.near_dup_max(),
-                "rules": [{"name": n, "sql": s, "action": a} for n, s, a in self.resolved()], "selection": self.selection.model_dump()}
+        return {
+            "name": self.name,
+            "eval_splits": sorted(self.eval_splits),
+            "near_dup_max": self.near_dup_max(),
+            "rules": [{"name": n, "sql": s, "action": a} for n, s, a in self.resolved()],
+            "selection": self.selection.model_dump(),
+        }
 
     @property
     def hash(self) -> str:

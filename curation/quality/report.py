@@ -8,13 +8,21 @@ from curation.quality.apply import QualityResult, RecipeDiff
 
 
 def funnel_markdown(r: QualityResult) -> str:
-    lines = [f"# Quality funnel: {r.recipe.name} ({r.recipe_hash})", "",
-             f"{r.total} samples, of which {r.eval_samples} are evaluation samples (never selected for training). "
-             f"{r.kept} kept after the drop rules.", "",
-             "| rule | action | flagged | unique to this rule | kept after |", "|---|---|---:|---:|---:|"]
+    lines = [
+        f"# Quality funnel: {r.recipe.name} ({r.recipe_hash})",
+        "",
+        f"{r.total} samples, of which {r.eval_samples} are evaluation samples (never selected for training). "
+        f"{r.kept} kept after the drop rules.",
+        "",
+        "| rule | action | flagged | unique to this rule | kept after |",
+        "|---|---|---:|---:|---:|",
+    ]
     lines += [f"| {f.rule} | {f.action} | {f.flagged} | {f.unique} | {f.kept_after} |" for f in r.funnel]
-    lines += ["", "Seconds per feature group: " + ", ".join(f"{k} {v:.2f}" for k, v in r.seconds_features.items()),
-              "Seconds per rule: " + ", ".join(f"{k} {v:.3f}" for k, v in r.seconds_rules.items())]
+    lines += [
+        "",
+        "Seconds per feature group: " + ", ".join(f"{k} {v:.2f}" for k, v in r.seconds_features.items()),
+        "Seconds per rule: " + ", ".join(f"{k} {v:.3f}" for k, v in r.seconds_rules.items()),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -50,11 +58,18 @@ def write_report(r: QualityResult, out_dir: Path) -> tuple[Path, Path]:
 
 def diff_markdown(d: RecipeDiff) -> str:
     a, b = d.a.recipe.name, d.b.recipe.name
-    lines = [f"# Recipes {a} ({d.a.recipe_hash}) vs {b} ({d.b.recipe_hash})", "",
-             f"{a} keeps {d.a.kept}, {b} keeps {d.b.kept} of {d.a.total}.", "",
-             "| dropped only by | rule | samples |", "|---|---|---:|"]
+    lines = [
+        f"# Recipes {a} ({d.a.recipe_hash}) vs {b} ({d.b.recipe_hash})",
+        "",
+        f"{a} keeps {d.a.kept}, {b} keeps {d.b.kept} of {d.a.total}.",
+        "",
+        "| dropped only by | rule | samples |",
+        "|---|---|---:|",
+    ]
     lines += [f"| {a} | {rule} | {n} |" for rule, n in d.only_a_drops.items()]
     lines += [f"| {b} | {rule} | {n} |" for rule, n in d.only_b_drops.items()]
     if d.examples:
-        lines += ["", "| sample_id | dropped by | rules |", "|---|---|---|"] + [f"| {s} | {who} | {rules} |" for s, who, rules in d.examples]
+        lines += ["", "| sample_id | dropped by | rules |", "|---|---|---|"] + [
+            f"| {s} | {who} | {rules} |" for s, who, rules in d.examples
+        ]
     return "\n".join(lines) + "\n"

@@ -13,25 +13,27 @@ from pydantic import ConfigDict
 class Sampling:
     """The sampler, spelled once: scorer configs, flows and evaluation embed it; training maps TRL's names onto it."""
 
-    n: int = 8                  # k completions per request
-    temperature: float = 1.0    # 0 = greedy (then n identical completions)
+    n: int = 8  # k completions per request
+    temperature: float = 1.0  # 0 = greedy (then n identical completions)
     top_p: float = 1.0
     max_new_tokens: int = 256
     seed: int = 0
-    top_k: int = 0              # 0 = off, TRL's GRPOConfig default (transformers' generate would otherwise apply 50)
+    top_k: int = 0  # 0 = off, TRL's GRPOConfig default (transformers' generate would otherwise apply 50)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def vllm_extras(self) -> dict:
         """vLLM's spelling of the knobs a checkpoint's generation_config would otherwise set (Qwen2.5-VL ships top_k=1,
-        repetition_penalty=1.05; ``LLM`` and ``vllm serve`` apply them to whatever a request leaves out). top_k off is -1 there."""
+        repetition_penalty=1.05; ``LLM`` and ``vllm serve`` apply them to whatever a request leaves out). top_k off is
+        -1 there."""
         return {"top_k": self.top_k or -1, "repetition_penalty": 1.0}
 
 
 @dataclass
 class Request:
-    """One prompt: original images (PIL; each engine resizes them exactly as the family's processor does) and chat messages."""
+    """One prompt: original images (PIL; each engine resizes them exactly as the family's processor does) and chat
+    messages."""
 
     images: list
     messages: list[dict]

@@ -1,4 +1,5 @@
-"""transformers ``generate``: batched across requests (left padding), one prefill per request, k continuations of it. The CPU default."""
+"""transformers ``generate``: batched across requests (left padding), one prefill per request, k continuations of it.
+The CPU default."""
 
 from __future__ import annotations
 
@@ -22,8 +23,16 @@ def model_hash(path: str | Path) -> str:
 
 
 class HFEngine:
-    def __init__(self, model: str, *, family: Family | None = None, batch_size: int = 8, device: str = "cpu", dtype: str = "float32",
-                 generation_overrides: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        *,
+        family: Family | None = None,
+        batch_size: int = 8,
+        device: str = "cpu",
+        dtype: str = "float32",
+        generation_overrides: dict | None = None,
+    ):
         import torch
         from transformers import AutoModelForImageTextToText
 
@@ -32,7 +41,9 @@ class HFEngine:
         self.path = str(model)
         self.family = family or family_of_model(model)
         self.batch_size = batch_size
-        self.generation_overrides = dict(generation_overrides or {})  # e.g. min_new_tokens for benchmarks; part of describe()
+        self.generation_overrides = dict(
+            generation_overrides or {}
+        )  # e.g. min_new_tokens for benchmarks; part of describe()
         self.device = device
         self.processor = load_processor(model, self.family)
         self.model = AutoModelForImageTextToText.from_pretrained(model, dtype=getattr(torch, dtype)).to(device).eval()
@@ -46,14 +57,15 @@ class HFEngine:
         return {"engine": "hf", "model": self.path, "model_hash": self._hash, **extra}
 
     def prepare(self, requests: list[Request]) -> None:
-        """Preprocess the first batch of a later ``generate(requests)`` now (the caller runs this on its reader thread).
+        """Preprocess the first batch of a later ``generate(requests)`` now
+        (the caller runs this on its reader thread).
 
         Within a call, batch i+1 is preprocessed while batch i generates; this
         does the same for the first batch of the next call, so a scoring run's
         partitions follow each other without a pause in generation. Entries
         hold their requests, so an id is never reused while it is a key.
         """
-        first = requests[:self.batch_size]
+        first = requests[: self.batch_size]
         if first:
             inputs = self._inputs(first)
             with self._lock:
@@ -62,7 +74,7 @@ class HFEngine:
                     self._prepared.pop(next(iter(self._prepared)))
 
     def _first_inputs(self, pool: ThreadPoolExecutor, requests: list[Request]) -> Future:
-        first = requests[:self.batch_size]
+        first = requests[: self.batch_size]
         with self._lock:
             hit = self._prepared.pop(tuple(map(id, first)), None)
         if hit is None:
@@ -72,7 +84,9 @@ class HFEngine:
         return done
 
     def _inputs(self, batch: list[Request]):
-        texts = [self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in batch]
+        texts = [
+            self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in batch
+        ]
         images = [img for r in batch for img in r.images] or None
         return self.processor(text=texts, images=images, return_tensors="pt", padding=True).to(self.device)
 
@@ -105,8 +119,11 @@ class HFEngine:
             inner = self.model.model
             if getattr(inner, "rope_deltas", None) is not None:
                 inner.rope_deltas = inner.rope_deltas.repeat_interleave(k, dim=0)
-            return self.model.generate(**{name: inputs[name].repeat_interleave(k, dim=0) for name in per_token}, past_key_values=cache,
-                                       generation_config=self._generation_config(sampling))
+            return self.model.generate(
+                **{name: inputs[name].repeat_interleave(k, dim=0) for name in per_token},
+                past_key_values=cache,
+                generation_config=self._generation_config(sampling),
+            )
 
     def _generation_config(self, sampling: Sampling):
         """Built from ``sampling`` alone, as TRL's GRPOTrainer builds its own.
@@ -120,10 +137,22 @@ class HFEngine:
         tok = self.processor.tokenizer
         options = {"do_sample": False}
         if sampling.temperature > 0:
-            options = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
-        return GenerationConfig(max_new_tokens=sampling.max_new_tokens, pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), suppress_tokens=[self.model.config.image_token_id],
-                                repetition_penalty=1.0, **self.generation_overrides, **options)
+            options = {
+                "do_sample": True,
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "top_k": sampling.top_k,
+            }
+        return GenerationConfig(
+            max_new_tokens=sampling.max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+            suppress_tokens=[self.model.config.image_token_id],
+            repetition_penalty=1.0,
+            **self.generation_overrides,
+            **options,
+        )
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Completion]]:
         """Batches of ``batch_size`` requests; the next batch is preprocessed on a thread while this one generates."""
@@ -135,20 +164,23 @@ class HFEngine:
         with ThreadPoolExecutor(1) as pool:
             pending = self._first_inputs(pool, requests) if starts else None
             for n_batch, start in enumerate(starts):
-                batch = requests[start:start + self.batch_size]
+                batch = requests[start : start + self.batch_size]
                 inputs = pending.result()
                 if n_batch + 1 < len(starts):
                     nxt = starts[n_batch + 1]
-                    pending = pool.submit(self._inputs, requests[nxt:nxt + self.batch_size])
+                    pending = pool.submit(self._inputs, requests[nxt : nxt + self.batch_size])
                 torch.manual_seed(sampling.seed + start)
                 t0 = time.perf_counter()
                 ids = self._generate(inputs, sampling)
                 self.stats.generate_seconds += time.perf_counter() - t0
-                new = ids[:, inputs["input_ids"].shape[1]:]
+                new = ids[:, inputs["input_ids"].shape[1] :]
                 lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
                 texts_out = tok.batch_decode(new, skip_special_tokens=True)
                 for i in range(len(batch)):
-                    row = [Completion(texts_out[i * sampling.n + j], int(lengths[i * sampling.n + j])) for j in range(sampling.n)]
+                    row = [
+                        Completion(texts_out[i * sampling.n + j], int(lengths[i * sampling.n + j]))
+                        for j in range(sampling.n)
+                    ]
                     out.append(row)
                     self.stats.tokens += sum(c.n_tokens for c in row)
                 self.stats.requests += len(batch)

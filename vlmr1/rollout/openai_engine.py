@@ -37,14 +37,27 @@ def openai_messages(messages: list[dict], images: list) -> list[dict]:
     for m in messages:
         content = m["content"]
         if isinstance(content, list):
-            content = [{"type": "image_url", "image_url": {"url": data_url(next(pending))}} if c["type"] == "image" else c for c in content]
+            content = [
+                {"type": "image_url", "image_url": {"url": data_url(next(pending))}} if c["type"] == "image" else c
+                for c in content
+            ]
         out.append({"role": m["role"], "content": content})
     return out
 
 
 class OpenAIEngine:
-    def __init__(self, model: str, *, base_url: str = "http://127.0.0.1:8000/v1", family: Family | str = "qwen2_5_vl", api_key: str = "EMPTY",
-                 concurrency: int = 8, timeout: float = 120.0, retries: int = 5, backoff: float = 0.5):
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        family: Family | str = "qwen2_5_vl",
+        api_key: str = "EMPTY",
+        concurrency: int = 8,
+        timeout: float = 120.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+    ):
         import httpx
 
         self.model = model
@@ -72,9 +85,11 @@ class OpenAIEngine:
                 if r.status_code not in RETRY_STATUS:
                     raise EngineError(f"{self.base_url} refused request {index}: {problem}")
             if attempt == self.retries:
-                raise EngineError(f"{self.base_url}: request {index} failed after {self.retries + 1} attempts: {problem}")
+                raise EngineError(
+                    f"{self.base_url}: request {index} failed after {self.retries + 1} attempts: {problem}"
+                )
             self.stats.extras["retries"] += 1
-            time.sleep(min(self.backoff * 2 ** attempt, 30.0))
+            time.sleep(min(self.backoff * 2**attempt, 30.0))
         raise AssertionError("unreachable")
 
     def _one(self, index: int, request: Request, sampling: Sampling) -> list[Completion]:
@@ -82,9 +97,16 @@ class OpenAIEngine:
         messages = openai_messages(request.messages, images)
         out: list[Completion] = []
         while len(out) < sampling.n:  # some servers return fewer choices than n: ask again for the rest
-            payload = {"model": self.model, "messages": messages, "n": sampling.n - len(out), "temperature": sampling.temperature,
-                       "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "seed": sampling.seed + index,
-                       **sampling.vllm_extras()}
+            payload = {
+                "model": self.model,
+                "messages": messages,
+                "n": sampling.n - len(out),
+                "temperature": sampling.temperature,
+                "top_p": sampling.top_p,
+                "max_tokens": sampling.max_new_tokens,
+                "seed": sampling.seed + index,
+                **sampling.vllm_extras(),
+            }
             body = self._post(payload, index)
             choices = body.get("choices") or []
             if not choices:

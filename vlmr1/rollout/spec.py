@@ -1,4 +1,5 @@
-"""The engine knob set: one pydantic model the CLI, the flows, scoring and evaluation share, with one ``build()`` (over ``make_engine``).
+"""The engine knob set: one pydantic model the CLI, the flows, scoring and evaluation share, with one ``build()``
+(over ``make_engine``).
 
 Before this there were two hand-assembled option dicts with different defaults (the CLI's and the flow's).
 Sampling knobs are not here: they are ``Sampling`` (one dataclass, TRL's names mapped onto it once in
@@ -15,7 +16,8 @@ from vlmr1.rollout.base import Engine
 
 
 class EngineSpec(BaseModel):
-    """Which engine runs which model, and how; ``build()`` turns it into an engine for the CLI, flows and evaluation."""
+    """Which engine runs which model, and how; ``build()`` turns it into an engine for the CLI, flows and
+    evaluation."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -33,7 +35,11 @@ class EngineSpec(BaseModel):
         from vlmr1.rollout import make_engine
 
         if self.kind == "openai":
-            options = {"base_url": self.base_url, "family": self.family or "qwen2_5_vl", "concurrency": self.concurrency}
+            options = {
+                "base_url": self.base_url,
+                "family": self.family or "qwen2_5_vl",
+                "concurrency": self.concurrency,
+            }
             return make_engine("openai", self.model, **options)
         options = {"family": get_family(self.family)} if self.family else {}
         if self.kind == "hf":

@@ -1,4 +1,5 @@
-"""vLLM offline generation for GPU machines (``pip install -e '.[vllm]'``). Not run on CPU: kept thin, same interface as ``HFEngine``."""
+"""vLLM offline generation for GPU machines (``pip install -e '.[vllm]'``). Not run on CPU: kept thin, same interface
+as ``HFEngine``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,15 @@ from vlmr1.rollout.base import Completion, EngineStats, Request, Sampling
 
 
 class VLLMEngine:
-    def __init__(self, model: str, *, family: Family | None = None, gpu_memory_utilization: float = 0.85, max_model_len: int = 8192,
-                 tensor_parallel_size: int = 1):
+    def __init__(
+        self,
+        model: str,
+        *,
+        family: Family | None = None,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int = 8192,
+        tensor_parallel_size: int = 1,
+    ):
         from vllm import LLM  # the optional extra; imported only when this engine is chosen
 
         from vlmr1.processors import load_processor
@@ -18,9 +26,14 @@ class VLLMEngine:
         self.path = str(model)
         self.family = family or family_of_model(model)
         self.processor = load_processor(model, self.family)  # the chat template, same as hf and training
-        self.llm = LLM(model=str(model), limit_mm_per_prompt={"image": 4}, gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=max_model_len, tensor_parallel_size=tensor_parallel_size,
-                       mm_processor_kwargs={"min_pixels": self.family.min_pixels, "max_pixels": self.family.max_pixels})
+        self.llm = LLM(
+            model=str(model),
+            limit_mm_per_prompt={"image": 4},
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            mm_processor_kwargs={"min_pixels": self.family.min_pixels, "max_pixels": self.family.max_pixels},
+        )
         self.stats = EngineStats()
 
     def describe(self) -> dict:
@@ -31,10 +44,21 @@ class VLLMEngine:
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Completion]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p, max_tokens=sampling.max_new_tokens,
-                                seed=sampling.seed, **sampling.vllm_extras())
-        prompts = [{"prompt": self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False),
-                    "multi_modal_data": {"image": r.images if len(r.images) > 1 else r.images[0]}} for r in requests]
+        params = SamplingParams(
+            n=sampling.n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_new_tokens,
+            seed=sampling.seed,
+            **sampling.vllm_extras(),
+        )
+        prompts = [
+            {
+                "prompt": self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False),
+                "multi_modal_data": {"image": r.images if len(r.images) > 1 else r.images[0]},
+            }
+            for r in requests
+        ]
         t0 = time.perf_counter()
         results = self.llm.generate(prompts, params, use_tqdm=False)
         self.stats.generate_seconds += time.perf_counter() - t0
