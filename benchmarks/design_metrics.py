@@ -123,7 +123,7 @@ def flow_entries() -> dict[str, int]:
         if getattr(mod, "__name__", "").startswith(PACKAGES):
             if getattr(mod, "load_recipe", None) is real_load:
                 mod.load_recipe = counted_load
-    pipeline = importlib.import_module("flows.pipeline")
+    pipeline = importlib.import_module("flows.curate")
     out = Path(tempfile.mkdtemp(prefix="metrics-flow-"))
     pipeline.curate_and_train(demo=True, demo_output=str(out))
     return counts

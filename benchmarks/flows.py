@@ -23,7 +23,7 @@ from rich.table import Table
 
 CHILD = """
 import json, sys
-from flows.pipeline import curate_and_train
+from flows.curate import curate_and_train
 r = curate_and_train(demo=True, demo_output=sys.argv[1])
 print("RESULT " + json.dumps({"no_new_data": bool(r.get("no_new_data")), "stages": [s["stage"] for s in r["stages"]]}))
 """

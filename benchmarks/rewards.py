@@ -20,8 +20,8 @@ from rich.table import Table
 
 from vlmr1.answers import normalize_label, parse_ovd, parse_rec_box, split_tags
 from vlmr1.boxes import BoxFrame
-from vlmr1.checks import adversarial_completions, coco_ap_reference
 from vlmr1.rewards import RewardBatch, score
+from vlmr1.testing.checks import adversarial_completions, coco_ap_reference
 
 CATEGORIES = ["person", "car", "dog", "cat", "chair", "bottle", "cup", "bird"]
 W, H = 640, 480

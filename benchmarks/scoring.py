@@ -32,16 +32,16 @@ from rich.table import Table
 
 from curation import catalog
 from curation.difficulty import score_recipe
-from curation.fixtures import make_coco
 from curation.images import ImageCheck
 from curation.ingest import ingest_coco
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import load_recipe
 from curation.selection import candidates as training_candidates
+from curation.testing.fixtures import make_coco
 from vlmr1.prompts import build_messages
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.rollout.base import Request
-from vlmr1.tiny import QWEN2_5_VL_3B, build_tiny_vlm
+from vlmr1.testing.tiny import QWEN2_5_VL_3B, build_tiny_vlm
 
 
 def one_at_a_time(engine, requests: list[Request], sampling: Sampling, per_call: int) -> float:

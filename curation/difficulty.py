@@ -35,6 +35,7 @@ from curation import catalog
 from curation.quality.recipe import Recipe
 from curation.selection import candidates as training_candidates
 from vlmr1.prompts import build_messages, get_template
+from vlmr1.report import StageReport
 from vlmr1.rewards import REGISTRY, RewardBatch, score
 from vlmr1.rollout.base import Engine, Request, Sampling
 
@@ -94,6 +95,24 @@ class ScoreSummary:
     def outside_generate_share(self) -> float:
         return (
             0.0 if self.wall_seconds <= 0 else max(0.0, self.wall_seconds - self.generate_seconds) / self.wall_seconds
+        )
+
+    def report(self, catalog_path: str | Path) -> StageReport:
+        """Counts, the band table of this scorer, and where the time went."""
+        names = ("source", "task", "band", "samples", "suspect annotation")
+        bands = [dict(zip(names, row, strict=True)) for row in band_counts(catalog_path, self.scorer_key)]
+        counts = {
+            "scorer": self.scorer_key,
+            "candidates": self.candidates,
+            "already scored": self.already_scored,
+            "scored now": self.scored_now,
+            "completions": self.completions,
+            "tokens": self.tokens,
+            "share outside generate": round(self.outside_generate_share, 3),
+        }
+        timings = {"generate": self.generate_seconds, "rest": self.wall_seconds - self.generate_seconds}
+        return StageReport(
+            "score", f"difficulty, scorer {self.scorer_key}", counts, tables={"bands": bands}, timings=timings
         )
 
 
@@ -321,7 +340,7 @@ def band_counts(catalog_path: str | Path, scorer_key: str) -> list[tuple]:
         ).fetchall()
 
 
-def write_report(catalog_path: str | Path, scorer_key: str, out_dir: Path) -> tuple[Path, Path]:
+def write_difficulty_report(catalog_path: str | Path, scorer_key: str, out_dir: Path) -> dict[str, str]:
     """Pass-rate histogram per source and task (PNG) and counts per band (markdown)."""
     import matplotlib
 
@@ -357,4 +376,4 @@ def write_report(catalog_path: str | Path, scorer_key: str, out_dir: Path) -> tu
     lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in band_counts(catalog_path, scorer_key)]
     md = out_dir / "difficulty.md"
     md.write_text("\n".join(lines) + "\n")
-    return md, png
+    return {"difficulty report": str(md), "difficulty plot": str(png)}

@@ -20,6 +20,7 @@ import duckdb
 from curation import catalog
 from curation.quality import features
 from curation.quality.recipe import Recipe
+from vlmr1.report import StageReport
 
 
 class StaleQuality(RuntimeError):
@@ -79,6 +80,15 @@ class Selection:
     scorer_key: str | None
     rows: list[dict]
     funnel: list[tuple[str, int]] = field(default_factory=list)
+
+    def report(self) -> StageReport:
+        counts = {
+            "recipe": self.recipe.name,
+            "recipe_hash": self.recipe.hash,
+            "scorer": self.scorer_key,
+            "selected": len(self.rows),
+        }
+        return StageReport("select", f"selection: {self.recipe.name}", counts, funnel=list(self.funnel))
 
 
 def _group(row: dict, key: str) -> str:

@@ -25,6 +25,7 @@ from curation import catalog
 from curation.selection import Selection
 from vlmr1.hashing import sha256_file
 from vlmr1.prompts import build_messages, get_template
+from vlmr1.report import StageReport
 from vlmr1.shards import FORMAT, SHARD_SCHEMA
 
 ROW_GROUP = 8192
@@ -230,3 +231,30 @@ def _report(selection: Selection, folder: Path) -> None:
     fig.tight_layout()
     fig.savefig(folder / "selection.png", dpi=100, metadata={"Software": None})
     plt.close(fig)
+
+
+def shard_report(manifest_path: str | Path, pool: str = "train") -> StageReport:
+    """What a shard write produced, read back from its manifest (the one record of it)."""
+    manifest_path = Path(manifest_path)
+    m = json.loads(manifest_path.read_text())
+    counts = {
+        "recipe": m["recipe"]["name"],
+        "pool": pool,
+        "rows": m["counts"]["rows"],
+        "shards": len(m["shards"]),
+        "scorer": m["scorer_key"],
+        "manifest_sha256": sha256_file(manifest_path),
+    }
+    by = [
+        {"group": f"{k}: {g}", "samples": n}
+        for k in ("by_source", "by_task", "by_band")
+        for g, n in m["counts"][k].items()
+    ]
+    return StageReport(
+        "shard",
+        f"shards: {m['recipe']['name']} ({pool})",
+        counts,
+        funnel=[(s["step"], s["samples"]) for s in m["funnel"]],
+        tables={"counts": by},
+        files={"manifest": str(manifest_path)},
+    )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from vlmr1.report import print_report
 
 app = typer.Typer(
     help="Curate vision datasets into GRPO training sets (VLM-R1 style) and train on them.", no_args_is_help=True
@@ -285,13 +288,12 @@ def quality(
     """Evaluate a quality recipe: flags per rule in the catalog, a funnel table, markdown + PNG report."""
     from rich.console import Console
     from rich.markdown import Markdown
-    from rich.table import Table
 
     from curation.catalog import CatalogBusy
     from curation.quality.apply import RuleError, evaluate_recipe
     from curation.quality.apply import diff as recipe_diff
     from curation.quality.recipe import RecipeError, load_recipe
-    from curation.quality.report import diff_markdown, write_report
+    from curation.quality.report import diff_markdown, write_quality_report
 
     console = Console()
     try:
@@ -313,21 +315,12 @@ def quality(
     except CatalogBusy as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(3) from None
-    table = Table(
-        "rule",
-        "action",
-        "flagged",
-        "unique to rule",
-        "kept after",
-        title=f"quality funnel: {r.recipe.name} ({r.recipe_hash}), {r.total} samples",
+    report = r.report()
+    report.files.update(
+        write_quality_report(r, out or catalog.parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
     )
-    for f in r.funnel:
-        table.add_row(f.rule, f.action, str(f.flagged), str(f.unique), str(f.kept_after))
-    console.print(table)
-    md, png = write_report(r, out or catalog.parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
-    console.print(
-        f"kept {r.kept} of {r.total} ({r.eval_samples} evaluation samples are never trained on); written: {md}, {png}"
-    )
+    report.notes.append(f"kept {r.kept} of {r.total} ({r.eval_samples} evaluation samples are never trained on)")
+    print_report(report, console)
 
 
 def _fresh_quality(catalog: Path, recipe) -> None:
@@ -351,59 +344,66 @@ def _fresh_quality(catalog: Path, recipe) -> None:
 def score(
     recipe: str = typer.Argument(..., help="Recipe YAML or shipped name: its kept training candidates are scored."),
     catalog: Path = CatalogOpt,
-    model: str = typer.Option(..., "--model", help="Model path (hf, vllm) or served model name (openai)."),
-    engine: str = typer.Option("hf", "--engine", help="hf | vllm | openai"),
-    k: int = typer.Option(8, "--k", help="Completions per sample."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
-    family: Optional[str] = typer.Option(
-        None, help="Model family (default: from the model's config; required for openai)."
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Scorer config YAML (engine, sampling, template, ...)."
     ),
-    base_url: str = typer.Option("http://127.0.0.1:8000/v1", help="openai engine: server URL."),
-    temperature: float = typer.Option(1.0),
-    top_p: float = typer.Option(1.0),
-    top_k: int = typer.Option(0, help="0 = off, as TRL's GRPO default; match the training config"),
-    max_new_tokens: int = typer.Option(256),
-    seed: int = typer.Option(0),
-    threshold: float = typer.Option(0.5, help="A completion passes when its task reward is at least this."),
-    batch_size: int = typer.Option(8, help="hf engine: requests per generate call."),
-    partition_size: int = typer.Option(64, help="Samples per partition (the unit of resume)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Override engine.model: a model folder or served name."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Override engine.kind: hf | vllm | openai."),
+    base_url: Optional[str] = typer.Option(None, help="Override engine.base_url (openai)."),
+    k: Optional[int] = typer.Option(None, "--k", help="Override sampling.n: completions per sample."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
 ) -> None:
     """Difficulty by pass@k: k rollouts per sample, rewards, pass rates; resumable, never scores a sample twice."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
-
-    from curation.difficulty import band_counts, score_recipe, write_report
+    from curation.difficulty import write_difficulty_report
     from curation.quality.recipe import RecipeError, load_recipe
-    from vlmr1.families import get_family
-    from vlmr1.rollout import Sampling, make_engine
+    from curation.scorer_config import ScorerConfigError, score_with
 
-    console = Console()
     try:
         r = load_recipe(recipe)
-        _fresh_quality(catalog, r)
-        options = {"family": get_family(family)} if family else {}
-        if engine == "openai":
-            options = {"family": family or "qwen2_5_vl", "base_url": base_url}
-        elif engine == "hf":
-            options["batch_size"] = batch_size
-        eng = make_engine(engine, model, **options)
-    except (RecipeError, ValueError) as exc:
+        cfg = _scorer_config(config, model, engine, base_url, k)
+    except (RecipeError, ScorerConfigError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    sampling = Sampling(
-        n=k, temperature=temperature, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens, seed=seed
+    _fresh_quality(catalog, r)
+    with _progress("scoring") as update:
+        summary = score_with(catalog, r, cfg, limit=limit, progress=update)
+    report = summary.report(catalog)
+    report.files.update(
+        write_difficulty_report(
+            catalog, summary.scorer_key, catalog.parent / "reports" / "difficulty" / summary.scorer_key
+        )
     )
-    with Progress(
-        TextColumn("scoring"),
+    print_report(report)
+
+
+def _scorer_config(path: Optional[Path], model, engine, base_url, k):
+    """The scorer config from YAML (or defaults) with the command line's overrides applied."""
+    from curation.scorer_config import ScorerConfig, load_scorer_config
+
+    raw = load_scorer_config(path).model_dump() if path else {"engine": {"model": model or ""}}
+    overrides = {"model": model, "kind": engine, "base_url": base_url}
+    raw["engine"].update({key: v for key, v in overrides.items() if v is not None})
+    if k is not None:
+        raw.setdefault("sampling", {})["n"] = k
+    if not raw["engine"]["model"]:
+        raise ValueError("give --model, or a --config whose engine names a model")
+    return ScorerConfig.model_validate(raw)
+
+
+@contextmanager
+def _progress(what: str):
+    """A rich progress bar with rates and ETA; yields ``update(done, total, summary)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn(what),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("score", total=None, rate="")
+    )
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task(what, total=None, rate="")
 
         def update(done: int, total: int, s) -> None:
             secs = max(s.wall_seconds, 1e-9)
@@ -411,28 +411,7 @@ def score(
                 task, completed=done, total=total, rate=f"{done / secs:.2f} samples/s, {s.tokens / secs:.0f} tokens/s"
             )
 
-        summary = score_recipe(
-            catalog,
-            r,
-            eng,
-            sampling=sampling,
-            threshold=threshold,
-            limit=limit,
-            partition_size=partition_size,
-            progress=update,
-        )
-    console.print(
-        f"scorer {summary.scorer_key}: {summary.candidates} candidates, {summary.already_scored} already scored, "
-        f"{summary.scored_now} scored now ({summary.completions} completions, {summary.tokens} tokens) in "
-        f"{summary.wall_seconds:.1f} s; "
-        f"{summary.outside_generate_share:.0%} of the time outside generate"
-    )
-    table = Table("source", "task", "band", "samples", "suspect annotation", title="difficulty bands")
-    for row in band_counts(catalog, summary.scorer_key):
-        table.add_row(*(str(v) for v in row))
-    console.print(table)
-    md, png = write_report(catalog, summary.scorer_key, catalog.parent / "reports" / "difficulty" / summary.scorer_key)
-    console.print(f"written: {md}, {png}")
+        yield update
 
 
 @app.command()

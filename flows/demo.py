@@ -119,7 +119,7 @@ def _pipeline(console: Console, out: Path) -> None:
     """Stages 5-9: the curate-and-train flow itself (embedded default: fixtures + tiny offline model), as a deployment
     would run it."""
     from curation.catalog import connect
-    from flows.pipeline import curate_and_train
+    from flows.curate import curate_and_train
 
     result = curate_and_train(demo=True, demo_output=str(out / "flow"))
     stages = result["stages"]
@@ -145,7 +145,7 @@ def _pipeline(console: Console, out: Path) -> None:
     console.print(ledger)
     quality = next((s for s in stages if s["stage"] == "quality"), None)
     if quality:
-        console.print(f"[bold]7.[/] quality funnel: {quality['report']} and {quality['plot']}")
+        console.print(f"[bold]7.[/] quality funnel: {quality['quality report']} and {quality['quality plot']}")
     console.print(
         f"[bold]8.[/] shards: {result['manifest']}\n   checkpoint (2 GRPO steps on DeepSpeed ZeRO-2): "
         f"{result.get('checkpoint')}\n"

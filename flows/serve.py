@@ -13,7 +13,8 @@ import os
 
 from prefect import serve
 
-from flows.pipeline import ablation, curate_and_train
+from flows.ablation import ablation
+from flows.curate import curate_and_train
 
 
 def deployments():

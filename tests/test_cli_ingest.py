@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from curation import catalog
-from curation.fixtures import make_d3, make_refcoco, make_vlmr1_jsonl
+from curation.testing.fixtures import make_d3, make_refcoco, make_vlmr1_jsonl
 
 VLMR1 = str(Path(sys.executable).parent / "vlmr1")
 ENV = {**os.environ, "COLUMNS": "400"}  # one table row per line

@@ -19,7 +19,7 @@ from vlmr1.families import get_family
 from vlmr1.rewards import RewardBatch, score
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.rollout.openai_engine import EngineError
-from vlmr1.tiny import build_tiny_vlm
+from vlmr1.testing.tiny import build_tiny_vlm
 
 SAMPLING = Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7)
 
@@ -94,7 +94,7 @@ def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_
     import torch
     from PIL import Image
 
-    from curation.fixtures import make_coco
+    from curation.testing.fixtures import make_coco
     from vlmr1.prompts import build_messages
     from vlmr1.rollout.base import Request
 
@@ -332,9 +332,14 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp
     )
 
 
-def test_cli_score_prints_bands_and_writes_the_report(models, db):
+def test_cli_score_prints_bands_and_writes_the_report(models, db, tmp_path):
+    import re
     from pathlib import Path
 
+    config = tmp_path / "scorer.yaml"
+    config.write_text(
+        "engine:\n  kind: hf\n  batch_size: 4\nsampling:\n  n: 3\n  max_new_tokens: 6\npartition_size: 2\n"
+    )
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")
     cmd = [
         vlmr1,
@@ -342,24 +347,40 @@ def test_cli_score_prints_bands_and_writes_the_report(models, db):
         "none",
         "--catalog",
         str(db),
+        "--config",
+        str(config),
         "--model",
         str(models["qwen2_vl"]),
         "--k",
         "2",
-        "--max-new-tokens",
-        "6",
         "--limit",
         "3",
-        "--partition-size",
-        "2",
-    ]
+    ]  # --model and --k override the file
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
     assert out.returncode == 0, out.stderr
-    assert "3 scored now (6 completions" in out.stdout and "difficulty bands" in out.stdout
+    assert re.search(r"scored now\s*│\s*3\s", out.stdout) and re.search(r"completions\s*│\s*6\s", out.stdout)
+    assert "bands" in out.stdout
     (key,) = _rows(db, "SELECT DISTINCT scorer_key FROM difficulty")[0]
     report = db.parent / "reports" / "difficulty" / key
     assert (report / "pass_rate.png").read_bytes()[:4] == b"\x89PNG" and "| source | task | band |" in (
         report / "difficulty.md"
     ).read_text()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
-    assert out.returncode == 0 and "3 already scored, 3 scored now" in out.stdout  # the limit applies to new samples
+    assert out.returncode == 0 and re.search(r"already scored\s*│\s*3\s", out.stdout)  # the limit: new samples
+    assert re.search(r"scored now\s*│\s*3\s", out.stdout)
+
+
+def test_cli_score_config_typo_is_one_line_naming_file_line_and_field(db, tmp_path):
+    from pathlib import Path
+
+    config = tmp_path / "scorer.yaml"
+    config.write_text("engine:\n  model: m\nsampling:\n  temprature: 0.7\n")
+    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
+    out = subprocess.run(
+        [vlmr1, "score", "none", "--catalog", str(db), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    assert "scorer.yaml:4: sampling.temprature" in out.stderr and "Traceback" not in out.stderr

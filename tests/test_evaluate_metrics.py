@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from training.evaluate import evaluate_model, split_metrics
-from vlmr1.checks import coco_map_reference
 from vlmr1.families import get_family
 from vlmr1.rewards import RewardBatch, dataset_map, score
 from vlmr1.rollout.base import Completion, EngineStats
+from vlmr1.testing.checks import coco_map_reference
 
 FRAME = get_family("qwen2_5_vl").frame()
 LABELS = ["dog", "cat", "red car", "person"]
@@ -82,19 +82,16 @@ def _reference(rows, completions, idx):
     return coco_map_reference(gts, dts)
 
 
+def _batch(rows, completions):
+    columns = ([r[k] for r in rows] for k in ("solution", "width", "height", "task"))
+    return RewardBatch.build(completions, *columns, FRAME, None)
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_dataset_map_equals_cocoeval(seed):
     rng = np.random.default_rng(seed)
     rows, completions = _rows(rng, 24)
-    batch = RewardBatch.build(
-        completions,
-        [r["solution"] for r in rows],
-        [r["width"] for r in rows],
-        [r["height"] for r in rows],
-        [r["task"] for r in rows],
-        FRAME,
-        None,
-    )
+    batch = _batch(rows, completions)
     ovd = [i for i, r in enumerate(rows) if r["task"] == "ovd"]
     ours = dataset_map(batch, ovd)
     ref = _reference(rows, completions, ovd)
@@ -110,15 +107,7 @@ def test_evaluation_equals_the_rewards_row_by_row():
     rows, completions = _rows(rng, 30)
     for r in rows:
         r["split"] = "all"
-    batch = RewardBatch.build(
-        completions,
-        [r["solution"] for r in rows],
-        [r["width"] for r in rows],
-        [r["height"] for r in rows],
-        [r["task"] for r in rows],
-        FRAME,
-        None,
-    )
+    batch = _batch(rows, completions)
     metrics = split_metrics(rows, completions, FRAME)
     rec = [i for i, r in enumerate(rows) if r["task"] == "rec"]
     assert metrics["all/rec"]["mean_iou"] == pytest.approx(float(np.mean(score("iou", batch)[rec])), abs=0)

@@ -115,9 +115,9 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
     for key in (
         "curate-and-train-stages",
         "curate-and-train-quality-funnel",
-        "curate-and-train-difficulty",
-        "curate-and-train-training-curve",
-        "curate-and-train-evaluation",
+        "curate-and-train-score-bands",
+        "curate-and-train-train-training-curve",
+        "curate-and-train-evaluate",
     ):
         assert key in artifacts
     trained_before = sorted(p.name for p in (out / "run" / "train").iterdir())

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from curation.fixtures import JSONL_DEFECTS, make_vlmr1_jsonl, write_jpeg
 from curation.images import ImageCheck, probe
 from curation.ingest.jsonl import ingest_jsonl
+from curation.testing.fixtures import JSONL_DEFECTS, make_vlmr1_jsonl, write_jpeg
 from helpers import rows as _rows
 from vlmr1.records import parse_solution
 

@@ -22,7 +22,7 @@ from vlmr1.prompts import build_messages
 from vlmr1.records import parse_solution
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.shards import ShardError, load, load_table
-from vlmr1.tiny import build_tiny_vlm
+from vlmr1.testing.tiny import build_tiny_vlm
 
 
 @pytest.fixture(scope="module")

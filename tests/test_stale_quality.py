@@ -10,12 +10,12 @@ import pytest
 
 from curation import catalog
 from curation.difficulty import score_recipe
-from curation.fixtures import make_coco, make_refcoco
 from curation.images import ImageCheck
 from curation.ingest import ingest_coco, ingest_refcoco
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import load_recipe
 from curation.selection import StaleQuality, candidates, select
+from curation.testing.fixtures import make_coco, make_refcoco
 from helpers import rows
 from vlmr1.families import get_family
 from vlmr1.rollout import Sampling

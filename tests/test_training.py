@@ -25,7 +25,7 @@ from training.grpo import ManifestMismatch, check_manifest, sampler_differences
 from training.launch import LaunchSpec, run
 from vlmr1.families import get_family
 from vlmr1.rollout.base import Completion, EngineStats
-from vlmr1.tiny import build_tiny_vlm
+from vlmr1.testing.tiny import build_tiny_vlm
 
 STEPS = 2
 

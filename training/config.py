@@ -126,3 +126,14 @@ class TrainConfig(BaseModel):
 
 def load_config(path: str | Path) -> TrainConfig:
     return load_model(path, TrainConfig, TrainConfigError)
+
+
+def continued_config(config: str | Path, checkpoint: str | Path, out: Path) -> Path:
+    """A copy of ``config`` that starts from ``checkpoint`` instead of the base model (incremental retraining)."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    cfg["model"] = str(checkpoint)
+    path = Path(out) / "train-continued.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

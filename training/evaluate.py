@@ -17,6 +17,7 @@ import numpy as np
 
 from vlmr1.families import Family
 from vlmr1.prompts import build_messages
+from vlmr1.report import StageReport
 from vlmr1.rewards import RewardBatch, dataset_map, score
 from vlmr1.rollout.base import Engine, Request, Sampling
 
@@ -98,6 +99,16 @@ def split_metrics(rows: list[dict], completions: list[str], frame) -> dict:
             m, ap50 = dataset_map(rb, ovd)
             out[f"{split}/ovd"] = {"task": "ovd", "n": len(ovd), "mAP": m, "AP50": ap50}
     return out
+
+
+def evaluation_report(results: dict, path: str | Path | None = None) -> StageReport:
+    """One table per task, so every row has the same columns (REC: Acc@0.5, mean IoU; OVD: mAP, AP50)."""
+    tables: dict[str, list[dict]] = {}
+    for key, m in results["metrics"].items():
+        row = {"split": key.rsplit("/", 1)[0], **{k: v for k, v in m.items() if k != "task"}}
+        tables.setdefault(f"{m['task']} metrics", []).append(row)
+    files = {"results": str(path)} if path else {}
+    return StageReport("evaluate", "evaluation", {"samples": results["n"]}, tables=tables, files=files)
 
 
 def write_results(results: dict, checkpoint: str | Path, name: str) -> Path:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from vlmr1.report import StageReport
+
 SHM_GLOB = "/dev/shm/deepspeed_allreduce_buffer_*"
 
 
@@ -117,6 +119,24 @@ class LaunchResult:
     cancelled: bool = False
     seconds: float = 0.0
     tail: list[str] = field(default_factory=list)
+
+    def report(self) -> StageReport:
+        """Steps, checkpoint, reward log and its per-step curve, sampler warnings."""
+        from training.reward_log import reward_curve
+
+        r = self.result or {}
+        curve = reward_curve(r["reward_log"]) if r.get("reward_log") else []
+        files = {k: str(r[k]) for k in ("final", "reward_log") if r.get(k)} | {"log": self.log}
+        counts = {"global step": r.get("global_step"), "exit": self.returncode}
+        return StageReport(
+            "train",
+            "GRPO training",
+            counts,
+            tables={"training curve": curve},
+            files=files,
+            timings={"train": self.seconds},
+            notes=list(r.get("warnings", [])),
+        )
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -27,6 +27,7 @@ from curation import catalog
 from curation.images import ImageCheck
 from curation.staging import REC_REF, STAGING, TARGETS, create_staging
 from vlmr1.hashing import sha256_file
+from vlmr1.report import StageReport
 
 
 @dataclass
@@ -58,6 +59,15 @@ class IngestSummary:
     replaced: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "unchanged, skipped" if self.skipped else ("replaced" if self.replaced else "new")
+
+    def report(self) -> StageReport:
+        reasons = [{"reason": k, "rejects": v} for k, v in sorted(self.rejects_by_reason.items())]
+        counts = {"file": self.path, "status": self.status, **self.counts}
+        return StageReport("ingest", f"ingest {Path(self.path).name}", counts, tables={"rejects by reason": reasons})
 
 
 def stage_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> int:

@@ -18,6 +18,7 @@ import duckdb
 from curation import catalog
 from curation.quality import features
 from curation.quality.recipe import Recipe
+from vlmr1.report import StageReport
 
 
 class RuleError(ValueError):
@@ -43,6 +44,28 @@ class QualityResult:
     kept: int
     seconds_features: dict[str, float] = field(default_factory=dict)
     seconds_rules: dict[str, float] = field(default_factory=dict)
+
+    def report(self) -> StageReport:
+        funnel = [
+            {
+                "rule": f.rule,
+                "action": f.action,
+                "flagged": f.flagged,
+                "unique to rule": f.unique,
+                "kept after": f.kept_after,
+            }
+            for f in self.funnel
+        ]
+        counts = {
+            "recipe": self.recipe.name,
+            "recipe_hash": self.recipe_hash,
+            "samples": self.total,
+            "evaluation samples": self.eval_samples,
+            "kept": self.kept,
+        }
+        timings = {**self.seconds_features, **{f"rule {k}": v for k, v in self.seconds_rules.items()}}
+        title = f"quality funnel: {self.recipe.name} ({self.recipe_hash}), {self.total} samples"
+        return StageReport("quality", title, counts, tables={"funnel": funnel}, timings=timings)
 
 
 def check_rules(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:

@@ -48,12 +48,12 @@ def funnel_png(r: QualityResult, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(r: QualityResult, out_dir: Path) -> tuple[Path, Path]:
+def write_quality_report(r: QualityResult, out_dir: Path) -> dict[str, str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     md, png = out_dir / "funnel.md", out_dir / "funnel.png"
     md.write_text(funnel_markdown(r))
     funnel_png(r, png)
-    return md, png
+    return {"quality report": str(md), "quality plot": str(png)}
 
 
 def diff_markdown(d: RecipeDiff) -> str:

@@ -22,7 +22,7 @@ class EngineSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     kind: Literal["hf", "vllm", "openai"] = "hf"
-    model: str = Field(..., description="model folder (hf, vllm) or served model name (openai)")
+    model: str = Field("", description="model folder (hf, vllm) or served model name (openai); required to build")
     family: str | None = Field(None, description="model family; default: from the model's config (openai: qwen2_5_vl)")
     batch_size: int = Field(8, ge=1, description="hf: requests per generate call")
     device: str = "cpu"

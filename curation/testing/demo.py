@@ -1,0 +1,50 @@
+"""The demo's inputs: fixtures of all four formats, a tiny warm-started Qwen2.5-VL and a 2-step training config.
+
+What ``make demo`` and the demo deployments run on; written once under ``out`` and reused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from curation.testing.fixtures import make_coco, make_d3, make_refcoco, make_vlmr1_jsonl
+from vlmr1.testing.tiny import build_tiny_vlm
+
+
+def write_demo_inputs(out: Path) -> dict:
+    """Fixtures, model and training config under ``out``; returns their paths (sources as (kind, path, image root))."""
+    out = Path(out).resolve()
+    data = out / "data"
+    if not (data / "ready").exists():
+        make_coco(data / "coco")
+        make_refcoco(data / "refer")
+        make_d3(data / "d3")
+        make_vlmr1_jsonl(data / "vlmr1")
+        (data / "ready").write_text("fixtures written")
+    model = out / "tiny-qwen2_5_vl"
+    if not (model / "config.json").exists():
+        build_tiny_vlm(model, "qwen2_5_vl", warm_start_steps=120)
+    config = out / "train.yaml"
+    train = {
+        "model": str(model),
+        "num_generations": 4,
+        "per_device_train_batch_size": 8,
+        "max_completion_length": 40,
+        "learning_rate": 0.002,
+        "beta": 0.0,
+        "max_steps": 2,
+        "save_steps": 1,
+        "seed": 3,
+        "deepspeed": "zero2",
+        "use_cpu": True,
+    }
+    config.write_text(yaml.safe_dump(train))
+    sources = [
+        ("coco", data / "coco" / "annotations" / "instances_train2017.json", data / "coco"),
+        ("refcoco", data / "refer" / "refcoco" / "refs(unc).p", data / "refer" / "train2014"),
+        ("d3", data / "d3" / "d3_json" / "d3_full_annotations.json", data / "d3" / "d3_images"),
+        ("jsonl", data / "vlmr1" / "vlmr1_rec_ovd.jsonl", data / "vlmr1" / "images"),
+    ]
+    return {"root": out, "model": model, "train_config": config, "sources": sources}

@@ -1,0 +1,1 @@
+"""Test and demo helpers: tiny offline models and the references the fast code is checked against."""
