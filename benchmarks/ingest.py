@@ -25,7 +25,7 @@ from rich.table import Table
 CHILD = {
     "pycocotools": "from pycocotools.coco import COCO\nc = COCO(path)\nresult = {'images': len(c.imgs), "
     "'annotations': len(c.anns)}",
-    "vlmr1 ingest": "from curation.ingest import ingest_coco\ns = ingest_coco(db, path)\nresult = s.counts",
+    "vlmr1 ingest": "from curation.ingest import ingest\ns = ingest('coco', db, path)\nresult = s.counts",
 }
 WRAP = """
 import json, resource, sys, time

@@ -33,7 +33,7 @@ from rich.table import Table
 from curation import catalog
 from curation.difficulty import score_recipe
 from curation.images import ImageCheck
-from curation.ingest import ingest_coco
+from curation.ingest import ingest
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import load_recipe
 from curation.selection import candidates as training_candidates
@@ -102,7 +102,7 @@ def main() -> None:
             )
         )
         db = tmp / "c.duckdb"
-        ingest_coco(db, make_coco(tmp / "coco", n_images=args.samples), images=ImageCheck([tmp / "coco"]))
+        ingest("coco", db, make_coco(tmp / "coco", n_images=args.samples), images=ImageCheck([tmp / "coco"]))
         sampling = Sampling(n=args.k, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
         # min_new_tokens: a random model would stop at random lengths; fixed lengths make every row the same work
         fixed = {"min_new_tokens": args.max_new_tokens}
@@ -132,8 +132,11 @@ def main() -> None:
         single.generate(requests, sampling)
         shared_one = time.perf_counter() - t0
         long_db = tmp / "long.duckdb"
-        ingest_coco(
-            long_db, make_coco(tmp / "coco-long", n_images=args.share_samples), images=ImageCheck([tmp / "coco-long"])
+        ingest(
+            "coco",
+            long_db,
+            make_coco(tmp / "coco-long", n_images=args.share_samples),
+            images=ImageCheck([tmp / "coco-long"]),
         )
         long = score_recipe(long_db, recipe, engine, sampling=sampling, partition_size=partition_size)
     n = s.completions

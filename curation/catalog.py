@@ -219,11 +219,10 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     for version, statements in MIGRATIONS:
         if version <= current:
             continue
-        con.execute("BEGIN TRANSACTION")
-        for sql in statements:
-            con.execute(sql)
-        con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
-        con.execute("COMMIT")
+        with transaction(con):
+            for sql in statements:
+                con.execute(sql)
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
     return current
 
 
@@ -289,3 +288,13 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, table) -> Iterator[str
         yield name
     finally:
         con.unregister(name)
+
+
+@contextmanager
+def temp_tables(con: duckdb.DuckDBPyConnection, *names: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Scratch temp tables the block creates, dropped when it ends (also on error)."""
+    try:
+        yield con
+    finally:
+        for name in names:
+            con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -137,8 +137,7 @@ def _load_image(path: str | None, sample_id: str):
 def _merge(con: duckdb.DuckDBPyConnection, part: Path, spec: ScorerSpec) -> int:
     """One transaction: a partition file's rollouts and the difficulty rows they imply. Idempotent."""
     key = spec.key
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with catalog.transaction(con):
         con.execute("CREATE OR REPLACE TEMP TABLE _part AS SELECT * FROM read_parquet(?)", [str(part)])
         con.execute(
             "DELETE FROM _part WHERE sample_id IN (SELECT sample_id FROM difficulty WHERE scorer_key = ?)", [key]
@@ -148,41 +147,34 @@ def _merge(con: duckdb.DuckDBPyConnection, part: Path, spec: ScorerSpec) -> int:
             "INSERT INTO rollouts SELECT scorer_key, sample_id, k_index, completion, n_tokens, reward, format, passed "
             "FROM _part"
         )
-        k = spec.sampling.n
-        rows = con.execute(
+        per_sample = con.execute(
             "SELECT sample_id, count(*) FILTER (WHERE passed), avg(reward), coalesce(stddev_pop(reward), 0), "
-            "avg(format) "
-            "FROM _part GROUP BY sample_id"
+            "avg(format) FROM _part GROUP BY sample_id"
         ).fetchall()
-        diff = []
-        for sample_id, c, mean, std, fmt in rows:
-            rate = c / k
-            band = "zero_std" if std <= 1e-12 else ("all_fail" if c == 0 else "all_pass" if c == k else "mixed")
-            diff.append(
-                {
-                    "scorer_key": key,
-                    "sample_id": sample_id,
-                    "k": k,
-                    "n_pass": c,
-                    "pass_rate": rate,
-                    "pass_at_1": pass_at(k, c, 1),
-                    "pass_at_k": pass_at(k, c, k),
-                    "reward_mean": mean,
-                    "reward_std": std,
-                    "format_rate": fmt,
-                    "band": band,
-                    "suspect_annotation": c == 0 and fmt >= 0.75,
-                }
-            )
+        diff = [difficulty_row(key, spec.sampling.n, *row) for row in per_sample]
         if diff:
-            con.register("_diff", pa.Table.from_pylist(diff))
-            con.execute("INSERT INTO difficulty BY NAME SELECT * FROM _diff")
-            con.unregister("_diff")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            with catalog.registered(con, "_diff", pa.Table.from_pylist(diff)):
+                con.execute("INSERT INTO difficulty BY NAME SELECT * FROM _diff")
     return n
+
+
+def difficulty_row(key: str, k: int, sample_id: str, c: int, mean: float, std: float, fmt: float) -> dict:
+    """A sample's difficulty from its k rollouts: c passed, reward mean/std, format rate."""
+    band = "zero_std" if std <= 1e-12 else ("all_fail" if c == 0 else "all_pass" if c == k else "mixed")
+    return {
+        "scorer_key": key,
+        "sample_id": sample_id,
+        "k": k,
+        "n_pass": c,
+        "pass_rate": c / k,
+        "pass_at_1": pass_at(k, c, 1),
+        "pass_at_k": pass_at(k, c, k),
+        "reward_mean": mean,
+        "reward_std": std,
+        "format_rate": fmt,
+        "band": band,
+        "suspect_annotation": c == 0 and fmt >= 0.75,
+    }
 
 
 def _write_partition(path: Path, rows: list[dict]) -> None:
@@ -207,49 +199,25 @@ def score_recipe(
 ) -> ScoreSummary:
     """Score every training candidate of ``recipe`` not yet scored under this scorer; return what was done."""
     t_start = time.perf_counter()
-    family = engine.family
-    spec = ScorerSpec(engine.describe(), family.key(), template, sampling, threshold)
-    key = spec.key
+    spec = ScorerSpec(engine.describe(), engine.family.key(), template, sampling, threshold)
     catalog_path = Path(catalog_path)
-    work = Path(work_dir or catalog_path.parent / "scoring") / key
-    work.mkdir(parents=True, exist_ok=True)
-    for tmp in work.glob("*.tmp"):
-        tmp.unlink()  # torn writes of a killed run
-    merged_leftovers = 0
+    work = Path(work_dir or catalog_path.parent / "scoring") / spec.key
     with catalog.connect(catalog_path) as con:
-        con.execute(
-            "INSERT INTO scorers (scorer_key, spec) SELECT ?, ? WHERE ? NOT IN (SELECT scorer_key FROM scorers)",
-            [key, json.dumps({**spec.canonical(), "engine": engine.describe()}, sort_keys=True), key],
-        )
-        for part in sorted(work.glob("part-*.parquet")):
-            merged_leftovers += _merge(con, part, spec)
-            part.unlink()
+        merged_leftovers = _resume(con, work, spec, engine)
         candidates = training_candidates(con, recipe)
-        scored = {r[0] for r in con.execute("SELECT sample_id FROM difficulty WHERE scorer_key = ?", [key]).fetchall()}
-    ids = [r["sample_id"] for r in candidates]
-    todo_total = sum(1 for s in ids if s not in scored)
-    if limit is not None:
-        todo_total = min(todo_total, limit)
-    summary = ScoreSummary(key, len(ids), len(scored & set(ids)), 0, merged_leftovers, 0.0, 0.0, 0, 0)
+        scored = {
+            r[0] for r in con.execute("SELECT sample_id FROM difficulty WHERE scorer_key = ?", [spec.key]).fetchall()
+        }
+    plan = _plan(candidates, scored, partition_size, limit)
+    todo_total = sum(len(chunk) for _, chunk in plan)
+    ids = {r["sample_id"] for r in candidates}
+    summary = ScoreSummary(spec.key, len(ids), len(scored & ids), 0, merged_leftovers, 0.0, 0.0, 0, 0)
     gen0, tok0, comp0 = engine.stats.generate_seconds, engine.stats.tokens, engine.stats.completions
 
     def account() -> None:
         summary.wall_seconds = time.perf_counter() - t_start
         summary.generate_seconds = engine.stats.generate_seconds - gen0
         summary.tokens, summary.completions = engine.stats.tokens - tok0, engine.stats.completions - comp0
-
-    plan, budget = [], todo_total
-    for p_index in range(0, (len(candidates) + partition_size - 1) // partition_size):
-        if budget <= 0:
-            break
-        chunk = [
-            r
-            for r in candidates[p_index * partition_size : (p_index + 1) * partition_size]
-            if r["sample_id"] not in scored
-        ][:budget]
-        if chunk:
-            plan.append((p_index, chunk))
-            budget -= len(chunk)
 
     def finish(p_index: int, chunk: list[dict], outputs) -> None:
         part = work / f"part-{p_index:06d}.parquet"
@@ -262,9 +230,48 @@ def score_recipe(
         if progress:
             progress(summary.scored_now, todo_total, summary)
 
-    # Three stages overlap: partition p+1's images are read (and handed to the engine to preprocess) and
-    # partition p-1's rewards, parquet file and merge are done while partition p generates. Order and seeds
-    # are the plan's, so the result is the sequential one; a kill leaves at most finished files to merge.
+    _overlapped(plan, engine, spec, finish)
+    account()
+    return summary
+
+
+def _resume(con: duckdb.DuckDBPyConnection, work: Path, spec: ScorerSpec, engine: Engine) -> int:
+    """Register the scorer and merge the partition files a killed run finished; return the samples merged."""
+    work.mkdir(parents=True, exist_ok=True)
+    for tmp in work.glob("*.tmp"):
+        tmp.unlink()  # torn writes of a killed run
+    con.execute(
+        "INSERT INTO scorers (scorer_key, spec) SELECT ?, ? WHERE ? NOT IN (SELECT scorer_key FROM scorers)",
+        [spec.key, json.dumps({**spec.canonical(), "engine": engine.describe()}, sort_keys=True), spec.key],
+    )
+    merged = 0
+    for part in sorted(work.glob("part-*.parquet")):
+        merged += _merge(con, part, spec)
+        part.unlink()
+    return merged
+
+
+def _plan(candidates: list[dict], scored: set[str], size: int, limit: int | None) -> list[tuple[int, list[dict]]]:
+    """(partition index, unscored rows) in candidate order, at most ``limit`` rows in all.
+
+    A partition's index is its place among all candidates, so its seed does not depend on what is already done.
+    """
+    plan, budget = [], float("inf") if limit is None else limit
+    for p_index in range(0, (len(candidates) + size - 1) // size):
+        if budget <= 0:
+            break
+        part = candidates[p_index * size : (p_index + 1) * size]
+        chunk = [r for r in part if r["sample_id"] not in scored][: int(min(budget, size))]
+        if chunk:
+            plan.append((p_index, chunk))
+            budget -= len(chunk)
+    return plan
+
+
+def _overlapped(plan, engine: Engine, spec: ScorerSpec, finish: Callable) -> None:
+    """Three stages overlap: partition p+1's images are read (and handed to the engine to preprocess) and
+    partition p-1's rewards, parquet file and merge are done while partition p generates. Order and seeds are
+    the plan's, so the result is the sequential one; a kill leaves at most finished files to merge."""
     with ThreadPoolExecutor(1, "score-read") as reader, ThreadPoolExecutor(1, "score-write") as writer:
         reading = reader.submit(_requests, plan[0][1], engine, spec) if plan else None
         writing = None
@@ -272,16 +279,13 @@ def score_recipe(
             requests = reading.result()
             if n + 1 < len(plan):
                 reading = reader.submit(_requests, plan[n + 1][1], engine, spec)
-            outputs = engine.generate(
-                requests, dataclasses.replace(spec.sampling, seed=spec.sampling.seed + 1_000_003 * p_index)
-            )
+            seed = spec.sampling.seed + 1_000_003 * p_index
+            outputs = engine.generate(requests, dataclasses.replace(spec.sampling, seed=seed))
             if writing is not None:
                 writing.result()
             writing = writer.submit(finish, p_index, chunk, outputs)
         if writing is not None:
             writing.result()
-    account()
-    return summary
 
 
 def _requests(chunk: list[dict], engine: Engine, spec: ScorerSpec) -> list[Request]:

@@ -18,18 +18,16 @@ def record(catalog_path: str | Path, results: dict | str | Path, run: str = "cli
         for metric, value in m.items()
         if metric not in ("task", "n")
     ]
-    with catalog.connect(catalog_path) as con:
-        con.execute("BEGIN TRANSACTION")
+    with catalog.connect(catalog_path) as con, catalog.transaction(con):
         con.execute(
             "DELETE FROM evaluations WHERE run = ? AND checkpoint = ? AND data = ?",
             [run, results["checkpoint"], results["data"]],
         )
         con.executemany(
-            "INSERT INTO evaluations (run, checkpoint, data, split, task, metric, value, n) VALUES (?, ?, ?, ?, ?, ?, "
-            "?, ?)",
+            "INSERT INTO evaluations (run, checkpoint, data, split, task, metric, value, n) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        con.execute("COMMIT")
     return len(rows)
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 
+from curation import catalog
 from curation.staging import REC_REF
 
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (0.25 GiB of 24-bit pixels)
@@ -212,10 +213,7 @@ def cached_probes(
             "max_pixels": [max_pixels] * len(results),
         }
     )
-    con.register("_probes", table)
-    con.execute("BEGIN TRANSACTION")
-    con.execute("DELETE FROM image_probes WHERE path IN (SELECT path FROM _probes)")
-    con.execute("INSERT INTO image_probes BY NAME SELECT * FROM _probes")
-    con.execute("COMMIT")
-    con.unregister("_probes")
+    with catalog.registered(con, "_probes", table), catalog.transaction(con):
+        con.execute("DELETE FROM image_probes WHERE path IN (SELECT path FROM _probes)")
+        con.execute("INSERT INTO image_probes BY NAME SELECT * FROM _probes")
     return len(todo)

@@ -132,65 +132,19 @@ def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = No
     with catalog.connect(catalog_path) as con:
         total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
         if pool == "eval":
-            rows = candidates(con, recipe, pool="eval")
-            for r in rows:
-                r.update(pass_rate=None, reward_std=None, band=None, n_pass=None, k=None)
+            rows = [dict(r, **NO_DIFFICULTY) for r in candidates(con, recipe, pool="eval")]
             return Selection(recipe, None, rows, [("catalog", total), ("evaluation samples", len(rows))])
         rows = candidates(con, recipe)
         funnel = [("catalog", total), ("after quality drops and evaluation samples", len(rows))]
         if scorer_key is not None:
-            if not con.execute("SELECT 1 FROM scorers WHERE scorer_key = ?", [scorer_key]).fetchone():
-                raise ValueError(f"no scorer {scorer_key!r} in {catalog_path}; run `vlmr1 score` first")
-            diff = {
-                r[0]: r[1:]
-                for r in con.execute(
-                    "SELECT sample_id, pass_rate, reward_std, band, n_pass, k FROM difficulty WHERE scorer_key = ?",
-                    [scorer_key],
-                ).fetchall()
-            }
-            rows = [
-                dict(
-                    r,
-                    pass_rate=diff[r["sample_id"]][0],
-                    reward_std=diff[r["sample_id"]][1],
-                    band=diff[r["sample_id"]][2],
-                    n_pass=diff[r["sample_id"]][3],
-                    k=diff[r["sample_id"]][4],
-                )
-                for r in rows
-                if r["sample_id"] in diff
-            ]
+            rows = _with_difficulty(con, rows, scorer_key, str(catalog_path))
             funnel.append((f"scored under {scorer_key}", len(rows)))
             d = s.difficulty
-            rows = [
-                r
-                for r in rows
-                if d.min_pass_rate <= r["pass_rate"] <= d.max_pass_rate
-                and (not d.require_signal or r["reward_std"] > 0)
-            ]
-            funnel.append(
-                (
-                    f"difficulty band [{d.min_pass_rate}, {d.max_pass_rate}]"
-                    + (" with reward std > 0" if d.require_signal else ""),
-                    len(rows),
-                )
-            )
-    for r in rows:
-        (
-            r.setdefault("pass_rate", None),
-            r.setdefault("reward_std", None),
-            r.setdefault("band", None),
-            r.setdefault("n_pass", None),
-            r.setdefault("k", None),
-        )
+            rows = [r for r in rows if d.admits(r["pass_rate"], r["reward_std"])]
+            funnel.append((d.describe(), len(rows)))
+    rows = [dict(r, **{k: r.get(k) for k in NO_DIFFICULTY}) for r in rows]
     if s.caps:
-        kept, seen = [], {}
-        for r in sorted(rows, key=lambda r: rank(s.seed, r["sample_id"])):
-            cap = s.caps.get(r["source"])
-            seen[r["source"]] = seen.get(r["source"], 0) + 1
-            if cap is None or seen[r["source"]] <= cap:
-                kept.append(r)
-        rows = kept
+        rows = _capped(rows, s.caps, s.seed)
         funnel.append(("per-source caps " + ", ".join(f"{k}: {v}" for k, v in sorted(s.caps.items())), len(rows)))
     pool = s.pool_size or len(rows)
     if s.balance_by:
@@ -199,6 +153,29 @@ def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = No
     rows = sorted(rows, key=lambda r: rank(s.seed, r["sample_id"]))[:pool]
     funnel.append((f"pool size {s.pool_size}" if s.pool_size else "pool (no size limit)", len(rows)))
     return Selection(recipe, scorer_key, order(rows, s.curriculum, s.seed), funnel)
+
+
+NO_DIFFICULTY = {"pass_rate": None, "reward_std": None, "band": None, "n_pass": None, "k": None}
+
+
+def _with_difficulty(con: duckdb.DuckDBPyConnection, rows: list[dict], scorer_key: str, where: str) -> list[dict]:
+    """The rows scored under ``scorer_key``, with their difficulty columns."""
+    if not con.execute("SELECT 1 FROM scorers WHERE scorer_key = ?", [scorer_key]).fetchone():
+        raise ValueError(f"no scorer {scorer_key!r} in {where}; run `vlmr1 score` first")
+    names = list(NO_DIFFICULTY)
+    sql = f"SELECT sample_id, {', '.join(names)} FROM difficulty WHERE scorer_key = ?"
+    diff = {r[0]: dict(zip(names, r[1:])) for r in con.execute(sql, [scorer_key]).fetchall()}
+    return [dict(r, **diff[r["sample_id"]]) for r in rows if r["sample_id"] in diff]
+
+
+def _capped(rows: list[dict], caps: dict[str, int], seed: int) -> list[dict]:
+    """At most ``caps[source]`` rows of each capped source, chosen by the seeded rank."""
+    kept, seen = [], {}
+    for r in sorted(rows, key=lambda r: rank(seed, r["sample_id"])):
+        seen[r["source"]] = seen.get(r["source"], 0) + 1
+        if caps.get(r["source"]) is None or seen[r["source"]] <= caps[r["source"]]:
+            kept.append(r)
+    return kept
 
 
 def order(rows: list[dict], curriculum: str, seed: int) -> list[dict]:

@@ -107,31 +107,48 @@ def write_shards(
     get_template(template)
     roots = [] if embed_images else sorted({_root_and_key(r)[0] for r in selection.rows})
     versions = out.parent / f".{out.name}.versions"
+    tmp = _fresh_tmp(versions)
+    shards = _write_parquet(shard_rows(selection, roots, template, embed_images), tmp, max_rows, max_bytes)
+    manifest = _manifest(selection, catalog_path, scorer, template, roots, embed_images, shards)
+    text = json.dumps(manifest, indent=2, sort_keys=True)
+    _report(selection, tmp)
+    (tmp / "manifest.json").write_text(text)
+    _fsync(tmp / "manifest.json")
+    _fsync(tmp)
+    _publish(tmp, versions / hashlib.sha256(text.encode()).hexdigest()[:16], out)
+    return out / "manifest.json"
+
+
+def _fresh_tmp(versions: Path) -> Path:
+    """This writer's scratch folder, after removing those of killed writers."""
     tmp = versions / f".tmp-{os.getpid()}"
-    for stale in versions.glob(".tmp-*") if versions.exists() else []:  # left by killed writers
+    for stale in versions.glob(".tmp-*") if versions.exists() else []:
         if not _alive(int(stale.name.split("-")[1])):
             shutil.rmtree(stale, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shards, writer, rows_in, bytes_in, n = [], None, 0, 0, 0
+    return tmp
+
+
+def _write_parquet(batches, tmp: Path, max_rows: int, max_bytes: int) -> list[dict]:
+    """Cut the batches into shards of at most ``max_rows`` rows and about ``max_bytes``; return their entries."""
+    shards, writer, rows_in, bytes_in = [], None, 0, 0
 
     def close() -> None:
-        nonlocal writer
         if writer is not None:
             writer.close()
             f = tmp / shards[-1]["file"]
             _fsync(f)
             shards[-1].update(rows=rows_in, bytes=f.stat().st_size, sha256=sha256_file(f))
-            writer = None
 
-    for batch in shard_rows(selection, roots, template, embed_images):
+    for batch in batches:
         while batch.num_rows:
             if writer is None or rows_in >= max_rows or bytes_in >= max_bytes:
                 close()
-                name = f"shard-{n:05d}.parquet"
-                n += 1
-                shards.append({"file": name})
-                writer = pq.ParquetWriter(tmp / name, SHARD_SCHEMA, compression="zstd", compression_level=3)
+                shards.append({"file": f"shard-{len(shards):05d}.parquet"})
+                writer = pq.ParquetWriter(
+                    tmp / shards[-1]["file"], SHARD_SCHEMA, compression="zstd", compression_level=3
+                )
                 rows_in = bytes_in = 0
             per_row = max(1, batch.nbytes // batch.num_rows)
             take = max(1, min(batch.num_rows, max_rows - rows_in, (max_bytes - bytes_in) // per_row))
@@ -140,9 +157,17 @@ def write_shards(
             rows_in += part.num_rows
             bytes_in += part.nbytes
     close()
+    return shards
+
+
+def _manifest(selection: Selection, catalog_path: Path, scorer, template: str, roots, embed: bool, shards) -> dict:
+    """What the shards are: recipe, scorer, frame, template, catalog snapshot, counts, funnel and shard hashes."""
     rows = selection.rows
-    count = lambda key: dict(sorted(Counter(str(r.get(key)) for r in rows).items()))  # noqa: E731
-    manifest = {
+
+    def count(key: str) -> dict:
+        return dict(sorted(Counter(str(r.get(key)) for r in rows).items()))
+
+    return {
         "format": FORMAT,
         "package_version": _version(),
         "recipe": {
@@ -156,7 +181,7 @@ def write_shards(
         "template": get_template(template).key(),
         "catalog": catalog.snapshot(catalog_path),
         "image_roots": roots,
-        "embedded_images": embed_images,
+        "embedded_images": embed,
         "counts": {
             "rows": len(rows),
             "by_source": count("source"),
@@ -166,12 +191,10 @@ def write_shards(
         "funnel": [{"step": s, "samples": c} for s, c in selection.funnel],
         "shards": shards,
     }
-    text = json.dumps(manifest, indent=2, sort_keys=True)
-    _report(selection, tmp)
-    (tmp / "manifest.json").write_text(text)
-    _fsync(tmp / "manifest.json")
-    _fsync(tmp)
-    version = versions / hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _publish(tmp: Path, version: Path, out: Path) -> None:
+    """Rename the finished folder to its content-addressed version, then swap ``out``'s symlink atomically."""
     if version.exists():
         shutil.rmtree(tmp)  # the same bytes are already there
     else:
@@ -181,7 +204,6 @@ def write_shards(
     link.symlink_to(version.relative_to(out.parent))
     os.replace(link, out)
     _fsync(out.parent)
-    return out / "manifest.json"
 
 
 def _alive(pid: int) -> bool:

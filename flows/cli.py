@@ -145,9 +145,9 @@ def _image_check(images: Optional[list[Path]], verify: bool, keep_bad: bool = Fa
     return ImageCheck([Path(p) for p in images], verify=verify, reject=not keep_bad) if images else None
 
 
-def _run_ingest(paths: list[Path], ingest_one) -> None:
-    """Ingest each file with a progress bar; print one summary row per file. A file that cannot be read is reported,
-    the rest go on."""
+def _run_ingest(paths: list[Path], catalog_path: Path, reader, check) -> None:
+    """Ingest each file with a progress bar; print one summary row per file (its report's counts). A file that
+    cannot be read is reported, the rest go on."""
     import pickle
 
     from rich.console import Console
@@ -157,44 +157,26 @@ def _run_ingest(paths: list[Path], ingest_one) -> None:
     from curation.catalog import CatalogBusy
 
     console = Console()
-    table = Table(
-        "file", "status", "samples", "images", "annotations", "rejects", "rejects by reason", title="ingest summary"
-    )
+    columns = ("file", "status", "samples", "images", "annotations", "rejects")
+    table = Table(*columns, "rejects by reason", title="ingest summary")
     failed = 0
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as progress:
+    bar = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*bar, console=console, transient=True) as progress:
         task = progress.add_task("ingesting", total=len(paths))
         for path in paths:
             progress.update(task, description=f"ingesting {path.name}")
             try:
-                s = ingest_one(path)
+                report = reader.ingest(catalog_path, path, images=check).report()
             except CatalogBusy as exc:
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(3) from None
-            except (
-                ValueError,
-                OSError,
-                pickle.UnpicklingError,
-            ) as exc:  # the file itself is unreadable (refused pickle, missing companion ...)
+            except (ValueError, OSError, pickle.UnpicklingError) as exc:  # the file itself is unreadable
                 failed += 1
                 table.add_row(str(path), "[red]failed[/]", "-", "-", "-", "-", str(exc))
                 progress.advance(task)
                 continue
-            status = "unchanged, skipped" if s.skipped else ("replaced" if s.replaced else "new")
-            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s.rejects_by_reason.items())) or "-"
-            table.add_row(
-                str(path),
-                status,
-                *(str(s.counts.get(k, "-")) for k in ("samples", "images", "annotations", "rejects")),
-                reasons,
-            )
+            reasons = ", ".join(f"{r['reason']}: {r['rejects']}" for r in report.table("rejects by reason")) or "-"
+            table.add_row(*(str(report.counts.get(k, "-")) for k in columns), reasons)
             progress.advance(task)
     console.print(table)
     if failed:
@@ -213,10 +195,10 @@ def ingest_coco_cmd(
     source: str = typer.Option("coco", help="Source name of the samples."),
 ) -> None:
     """COCO instances json: images, annotations, one OVD sample per image."""
-    from curation.ingest import ingest_coco
+    from curation.ingest import CocoReader
 
-    check = _image_check(images, verify_images, keep_bad_images)
-    _run_ingest(paths, lambda p: ingest_coco(catalog, p, source=source, absent=absent, seed=seed, images=check))
+    reader = CocoReader(source=source, absent=absent, seed=seed)
+    _run_ingest(paths, catalog, reader, _image_check(images, verify_images, keep_bad_images))
 
 
 @ingest_app.command("refcoco")
@@ -231,10 +213,9 @@ def ingest_refcoco_cmd(
     source: Optional[str] = typer.Option(None, help="Source name (default: the folder name, e.g. refcocog)."),
 ) -> None:
     """RefCOCO / RefCOCO+ / RefCOCOg: one REC sample per sentence. Pickles are loaded as plain data only."""
-    from curation.ingest import ingest_refcoco
+    from curation.ingest import RefcocoReader
 
-    check = _image_check(images, verify_images, keep_bad_images)
-    _run_ingest(paths, lambda p: ingest_refcoco(catalog, p, source=source, images=check))
+    _run_ingest(paths, catalog, RefcocoReader(source=source), _image_check(images, verify_images, keep_bad_images))
 
 
 @ingest_app.command("d3")
@@ -249,10 +230,9 @@ def ingest_d3_cmd(
     pkl_dir: Optional[Path] = typer.Option(None, help="Folder with sentences.pkl and groups.pkl."),
 ) -> None:
     """D3: one evaluation-only sample per (image, description of its group), no-target pairs included."""
-    from curation.ingest import ingest_d3
+    from curation.ingest import D3Reader
 
-    check = _image_check(images, verify_images, keep_bad_images)
-    _run_ingest(paths, lambda p: ingest_d3(catalog, p, pkl_dir=pkl_dir, images=check))
+    _run_ingest(paths, catalog, D3Reader(pkl_dir=pkl_dir), _image_check(images, verify_images, keep_bad_images))
 
 
 @ingest_app.command("jsonl")
@@ -266,10 +246,10 @@ def ingest_jsonl_cmd(
     split: str = typer.Option("train", help="Split of the samples."),
 ) -> None:
     """VLM-R1 jsonl: REC or OVD per line, task from the answer. Without --images, lines need width/height."""
-    from curation.ingest import ingest_jsonl
+    from curation.ingest import JsonlReader
 
-    check = _image_check(images, verify_images, keep_bad_images)
-    _run_ingest(paths, lambda p: ingest_jsonl(catalog, p, source=source, split=split, images=check))
+    reader = JsonlReader(source=source, split=split)
+    _run_ingest(paths, catalog, reader, _image_check(images, verify_images, keep_bad_images))
 
 
 @app.command()
@@ -544,7 +524,7 @@ def eval_cmd(
     checkpoint: Path = typer.Argument(..., exists=True, file_okay=False, help="A model folder (e.g. OUTPUT/final)."),
     data: list[Path] = typer.Option(..., "--data", help="Evaluation shard folder(s) (`vlmr1 shard ... --eval`)."),
     engine: str = typer.Option("hf", "--engine", help="hf | vllm"),
-    max_new_tokens: int = typer.Option(256),
+    max_new_tokens: int = typer.Option(256, help="Greedy decoding's length limit."),
     template: str = typer.Option("vlmr1"),
     catalog: Optional[Path] = typer.Option(
         None, "--catalog", help="Also record the metrics in this catalog's evaluations table."
@@ -557,11 +537,12 @@ def eval_cmd(
 
     from training.evaluate import evaluate_model, rows_from_shards, write_results
     from vlmr1.rollout import make_engine
+    from vlmr1.rollout.base import Sampling
 
     eng = make_engine(engine, str(checkpoint))
     table = Table("data", "split", "task", "n", "metrics", title=f"evaluation of {checkpoint}")
     for d in data:
-        results = evaluate_model(eng, rows_from_shards(d), template=template, max_new_tokens=max_new_tokens)
+        results = evaluate_model(eng, rows_from_shards(d), template=template, sampling=Sampling.greedy(max_new_tokens))
         path = write_results(results, checkpoint, d.name)
         if catalog is not None:
             from curation.evaluations import record

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from curation.scorer_config import ScorerConfig
 
@@ -62,14 +62,34 @@ class ModelRef(BaseModel):
 
 
 class SourceSpec(BaseModel):
-    """One annotation file to ingest, with the same reader options as ``vlmr1 ingest``."""
+    """One annotation file to ingest, with the same reader options as ``vlmr1 ingest``.
 
+    ``options`` are the reader's fields (``curation.ingest.READERS[kind]``), checked when the parameters are.
+    """
+
+    model_config = ConfigDict(extra="forbid")
     kind: Literal["coco", "refcoco", "d3", "jsonl"]
     path: str
     images: list[str] = Field(default_factory=list)
     verify_images: bool = False
     keep_bad_images: bool = False
     options: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _options_fit_reader(self) -> SourceSpec:
+        self.reader()
+        return self
+
+    def reader(self):
+        from curation.ingest import make_reader
+
+        return make_reader(self.kind, **self.options)
+
+    def image_check(self):
+        from curation.images import ImageCheck
+
+        roots = [Path(r) for r in self.images]
+        return ImageCheck(roots, verify=self.verify_images, reject=not self.keep_bad_images) if roots else None
 
 
 class PipelineParams(BaseModel):

@@ -27,13 +27,8 @@ def _timed(report: StageReport, t0: float) -> StageReport:
 
 @task(name="ingest", retries=1, retry_delay_seconds=2)
 def ingest_task(catalog: CatalogRef, source: SourceSpec) -> StageReport:
-    from curation.images import ImageCheck
-    from curation.ingest import INGESTERS
-
     t0 = time.perf_counter()
-    roots = [Path(r) for r in source.images]
-    check = ImageCheck(roots, verify=source.verify_images, reject=not source.keep_bad_images) if roots else None
-    summary = INGESTERS[source.kind](catalog.path, source.path, images=check, **source.options)
+    summary = source.reader().ingest(catalog.path, source.path, images=source.image_check())
     return _timed(summary.report(), t0)
 
 
@@ -99,10 +94,12 @@ def eval_task(checkpoint: ModelRef, shards: FileRef, catalog: CatalogRef, run: s
     from curation.evaluations import record
     from training.evaluate import evaluate_model, evaluation_report, rows_from_shards, write_results
     from vlmr1.rollout import make_engine
+    from vlmr1.rollout.base import Sampling
 
     t0 = time.perf_counter()
     checkpoint_dir, data = Path(checkpoint.path), Path(shards.path).parent
-    results = evaluate_model(make_engine("hf", str(checkpoint_dir)), rows_from_shards(data), max_new_tokens=48)
+    engine, rows = make_engine("hf", str(checkpoint_dir)), rows_from_shards(data)
+    results = evaluate_model(engine, rows, sampling=Sampling.greedy(max_new_tokens=48))
     path = write_results(results, checkpoint_dir, data.name)
     record(catalog.path, path, run=run)
     return _timed(evaluation_report(results, path), t0)

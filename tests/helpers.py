@@ -1,4 +1,4 @@
-"""Test helpers shared by several test modules (importable: pytest puts tests/ on sys.path)."""
+"""Test helpers shared by several test modules (importable: tests/conftest.py puts tests/ on sys.path)."""
 
 import os
 import signal
@@ -29,15 +29,18 @@ def kill_at_marker(script: str, args: list, marker, timeout: float, what: str) -
 def coco_and_refcoco_catalog(root, n_coco: int, n_refcoco: int, recipes=("none", "default", "strict")):
     """A catalog with a COCO and a RefCOCO fixture ingested, images probed, ``recipes`` evaluated; return its path."""
     from curation.images import ImageCheck
-    from curation.ingest import ingest_coco, ingest_refcoco
+    from curation.ingest import ingest
     from curation.quality.apply import evaluate_recipe
     from curation.quality.recipe import load_recipe
     from curation.testing.fixtures import make_coco, make_refcoco
 
     db = root / "c.duckdb"
-    ingest_coco(db, make_coco(root / "coco", n_images=n_coco), images=ImageCheck([root / "coco"]))
-    ingest_refcoco(
-        db, make_refcoco(root / "refer", n_images=n_refcoco), images=ImageCheck([root / "refer" / "train2014"])
+    ingest("coco", db, make_coco(root / "coco", n_images=n_coco), images=ImageCheck([root / "coco"]))
+    ingest(
+        "refcoco",
+        db,
+        make_refcoco(root / "refer", n_images=n_refcoco),
+        images=ImageCheck([root / "refer" / "train2014"]),
     )
     for name in recipes:
         evaluate_recipe(db, load_recipe(name))

@@ -91,12 +91,18 @@ class TrainConfig(BaseModel):
         fam = get_family(self.family) if self.family else family_of_model(self.model)
         return fam.with_pixels(self.min_pixels, self.max_pixels)
 
+    def sampling(self):
+        """This run's sampler in the scorer's terms (``Sampling``), so the two can be compared name by name."""
+        from vlmr1.rollout.base import Sampling
+
+        return Sampling.from_trl(self, seed=self.seed)
+
     def grpo_args(self, output_dir: str | Path):
         from trl import GRPOConfig
 
         return GRPOConfig(
             output_dir=str(output_dir),
-            num_generations=self.num_generations,
+            **self.sampling().to_trl(),
             per_device_train_batch_size=self.per_device_train_batch_size,
             gradient_accumulation_steps=self.gradient_accumulation_steps,
             beta=self.beta,
@@ -104,10 +110,6 @@ class TrainConfig(BaseModel):
             epsilon_high=self.epsilon_high,
             loss_type=self.loss_type,
             learning_rate=self.learning_rate,
-            temperature=self.temperature,
-            top_p=self.top_p,
-            top_k=self.top_k,
-            max_completion_length=self.max_completion_length,
             max_steps=self.max_steps,
             num_train_epochs=self.num_train_epochs,
             save_steps=self.save_steps,

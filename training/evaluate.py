@@ -54,16 +54,16 @@ def _image(row: dict):
 
 
 def evaluate_model(
-    engine: Engine, rows: list[dict], *, template: str = "vlmr1", max_new_tokens: int = 256, batch: int = 32
+    engine: Engine, rows: list[dict], *, template: str = "vlmr1", sampling: Sampling | None = None, batch: int = 32
 ) -> dict:
-    """Metrics per split (REC: acc@0.5, mean IoU; OVD: dataset-level mAP, AP50), greedy decoding."""
+    """Metrics per split (REC: acc@0.5, mean IoU; OVD: dataset-level mAP, AP50); greedy unless ``sampling``."""
+    sampling = sampling or Sampling.greedy()
     family: Family = engine.family
     completions: list[str] = []
     for start in range(0, len(rows), batch):
         part = rows[start : start + batch]
         requests = [Request([_image(r)], build_messages(r["task"], r["problem"], template)) for r in part]
-        greedy = Sampling(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-        completions += [c[0].text for c in engine.generate(requests, greedy)]
+        completions += [c[0].text for c in engine.generate(requests, sampling)]
     return {
         "metrics": split_metrics(rows, completions, family.frame()),
         "n": len(rows),

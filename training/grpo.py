@@ -62,13 +62,7 @@ def sampler_differences(manifest: dict, cfg: TrainConfig) -> list[str]:
     sampling = ((manifest.get("scorer") or {}).get("sampling")) or {}
     if not sampling:
         return []
-    training = {
-        "temperature": cfg.temperature,
-        "top_p": cfg.top_p,
-        "top_k": cfg.top_k,
-        "n": cfg.num_generations,
-        "max_new_tokens": cfg.max_completion_length,
-    }
+    training = {name: value for name, value in cfg.sampling().to_dict().items() if name != "seed"}
     return [
         f"difficulty was scored with {name}={sampling.get(name, 'unrecorded')!r}, training samples with "
         f"{name}={value!r}: "

@@ -179,8 +179,6 @@ def run(
     on_line: Callable[[str], None] | None = None,
 ) -> LaunchResult:
     """Run training to the end (or timeout/cancel); every line goes to the log file and ``on_line``."""
-    import json
-
     cmd, extra = spec.command()
     log_path = Path(log_path or Path(spec.output) / "train.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,51 +195,65 @@ def run(
         cwd=str(Path(__file__).resolve().parent.parent),
         preexec_fn=_die_with_parent,
     )
-    cancelled = {"flag": False}
     if on_line:
         on_line(f"VLMR1_LAUNCHED pid={proc.pid} pgid={proc.pid} cmd={' '.join(cmd)}")
+    watch = _Watch(proc, t0, timeout, on_line)
 
     def cancel(signum, frame):
-        cancelled["flag"] = True
+        watch.cancelled = True
         _kill_group(proc)
 
     previous = {s: signal.signal(s, cancel) for s in (signal.SIGINT, signal.SIGTERM)} if _main_thread() else {}
-    result, last_error, tail = None, None, []
     try:
         with open(log_path, "a") as log:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                line = line.rstrip("\n")
-                tail = (tail + [line])[-40:]
-                if line.startswith("VLMR1_RESULT "):
-                    result = json.loads(line[len("VLMR1_RESULT ") :])
-                if "Error" in line or "error:" in line:
-                    last_error = line
-                if on_line:
-                    on_line(line)
-                if timeout is not None and time.monotonic() - t0 > timeout:
-                    cancelled["flag"] = True
-                    _kill_group(proc)
-                    break
+            watch.follow(log)
         proc.wait()
     finally:
-        if proc.poll() is None or cancelled["flag"]:
+        if proc.poll() is None or watch.cancelled:
             _kill_group(proc)
             proc.wait()
         for s, handler in previous.items():
             signal.signal(s, handler)
         for f in set(glob.glob(SHM_GLOB)) - shm_before:
             Path(f).unlink(missing_ok=True)
+    last_error = watch.last_error if proc.returncode else None
     return LaunchResult(
-        proc.returncode,
-        str(log_path),
-        result,
-        last_error if proc.returncode else None,
-        cancelled["flag"],
-        time.monotonic() - t0,
-        tail,
+        proc.returncode, str(log_path), watch.result, last_error, watch.cancelled, time.monotonic() - t0, watch.tail
     )
+
+
+@dataclass
+class _Watch:
+    """What the launcher learns from the training output: the result line, the last error, the tail, a timeout."""
+
+    proc: subprocess.Popen
+    t0: float
+    timeout: float | None
+    on_line: Callable[[str], None] | None
+    result: dict | None = None
+    last_error: str | None = None
+    tail: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    def follow(self, log) -> None:
+        """Copy every line to ``log`` and ``on_line`` until the process ends or the timeout passes."""
+        import json
+
+        for line in self.proc.stdout:
+            log.write(line)
+            log.flush()
+            line = line.rstrip("\n")
+            self.tail = (self.tail + [line])[-40:]
+            if line.startswith("VLMR1_RESULT "):
+                self.result = json.loads(line[len("VLMR1_RESULT ") :])
+            if "Error" in line or "error:" in line:
+                self.last_error = line
+            if self.on_line:
+                self.on_line(line)
+            if self.timeout is not None and time.monotonic() - self.t0 > self.timeout:
+                self.cancelled = True
+                _kill_group(self.proc)
+                return
 
 
 def _die_with_parent() -> None:

@@ -52,6 +52,16 @@ def make_sample_id(source: str, native_key: str | int | tuple) -> str:
     return digest[:24]
 
 
+def sample_id_sql(*key_parts: str) -> str:
+    """``make_sample_id`` as a DuckDB expression, for readers that stage in SQL: the same rule, the same ids.
+
+    The first ``?`` parameter is the source; ``key_parts`` are SQL
+    expressions joined with ``/`` as a tuple key is.
+    """
+    key = " || '/' || ".join(f"({part})::VARCHAR" for part in key_parts)
+    return f"left(sha256(?::VARCHAR || chr(31) || {key}), 24)"
+
+
 @dataclass(frozen=True)
 class Target:
     label: str

@@ -1,11 +1,43 @@
-"""Readers that fill the catalog, one per source format. Each ``ingest_*`` ingests one file in one transaction."""
+"""Readers that fill the catalog, one per source format (``curation.ingest.reader`` says the shape).
 
-from curation.ingest.coco import ingest_coco
-from curation.ingest.d3 import ingest_d3
-from curation.ingest.jsonl import ingest_jsonl
-from curation.ingest.refcoco import ingest_refcoco
+``READERS`` maps a kind to its reader class: the CLI's subcommands, the
+flows' ``SourceSpec`` and ``ingest`` all resolve through it.
+"""
 
-# kind -> ingest function: the CLI's subcommands and the flows' SourceSpec.kind both resolve through this
-INGESTERS = {"coco": ingest_coco, "refcoco": ingest_refcoco, "d3": ingest_d3, "jsonl": ingest_jsonl}
+from __future__ import annotations
 
-__all__ = ["INGESTERS", "ingest_coco", "ingest_d3", "ingest_jsonl", "ingest_refcoco"]
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from curation.images import ImageCheck
+from curation.ingest.coco import CocoReader
+from curation.ingest.d3 import D3Reader
+from curation.ingest.jsonl import JsonlReader
+from curation.ingest.reader import Reader
+from curation.ingest.refcoco import RefcocoReader
+from curation.ingest.store import IngestSummary
+
+READERS: dict[str, type[Reader]] = {r.kind: r for r in (CocoReader, RefcocoReader, D3Reader, JsonlReader)}
+
+
+def make_reader(kind: str, **options) -> Reader:
+    """The reader for ``kind``; an unknown kind or option is a one-line ValueError naming it."""
+    if kind not in READERS:
+        raise ValueError(f"unknown source kind {kind!r}: expected one of {', '.join(READERS)}")
+    try:
+        return READERS[kind](**options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise ValueError(f"{kind} reader option {where!r}: {err['msg']}") from None
+
+
+def ingest(
+    kind: str, catalog_path: str | Path, path: str | Path, *, images: ImageCheck | None = None, **options
+) -> IngestSummary:
+    """Ingest one file of ``kind`` read with ``options`` (the reader's fields)."""
+    return make_reader(kind, **options).ingest(catalog_path, path, images=images)
+
+
+__all__ = ["READERS", "CocoReader", "D3Reader", "JsonlReader", "RefcocoReader", "Reader", "ingest", "make_reader"]

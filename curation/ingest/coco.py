@@ -27,15 +27,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import duckdb
 import msgspec
 import numpy as np
 import pyarrow as pa
+from pydantic import Field
 
-from curation.images import ImageCheck
-from curation.ingest.store import IngestSummary, Reject, add_rejects, ingest_file
+from curation.ingest.reader import Reader
+from curation.ingest.store import Reject, add_rejects
+from vlmr1.records import sample_id_sql
 
 SECTIONS = {
     "categories": ("raw_cats", ["id", "name"]),
@@ -50,25 +52,6 @@ def split_name(path: Path) -> str:
     """``instances_train2017.json`` -> ``train2017``."""
     stem = path.stem
     return stem.split("instances_", 1)[1] if "instances_" in stem else stem
-
-
-def stage_coco(
-    con: duckdb.DuckDBPyConnection,
-    path: Path,
-    content_sha256: str,
-    *,
-    source: str = "coco",
-    split: str | None = None,
-    absent: int = 3,
-    seed: int = 0,
-) -> int:
-    """Fill the staging tables from one COCO file; return its record count."""
-    split = split or split_name(path)
-    n_records = stage_instances(con, path)
-    _stage_samples(con, source, split, absent, seed, content_sha256)
-    for t in ("cats_ok", "imgs_ok", "anns_ok"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
-    return n_records
 
 
 def stage_instances(con: duckdb.DuckDBPyConnection, path: Path) -> int:
@@ -385,9 +368,9 @@ def _stage_samples(
     )
     con.register("_problems", pa.table({"image_id": image_ids, "problem": problems}))
     con.execute(
-        """INSERT INTO new_samples BY NAME
-        SELECT left(sha256(?::VARCHAR || chr(31) || ?::VARCHAR || '/' || im.image_id), 24) AS sample_id, ?::VARCHAR AS
-        source, ?::VARCHAR AS split,
+        "INSERT INTO new_samples BY NAME SELECT "
+        + sample_id_sql("?", "im.image_id")
+        + """ AS sample_id, ?::VARCHAR AS source, ?::VARCHAR AS split,
             'ovd' AS task, im.image_key, im.width, im.height, p.problem, NULL AS problem_raw,
             coalesce(s.solution, '[]') AS solution, im.image_id, NULL AS ann_id, NULL AS ref_id, NULL AS sent_id,
             coalesce(s.category_ids, []::BIGINT[]) AS category_ids, ?::VARCHAR AS source_sha256,
@@ -475,25 +458,21 @@ def ovd_problems(
     return out
 
 
-def ingest_coco(
-    catalog_path: str | Path,
-    path: str | Path,
-    *,
-    source: str = "coco",
-    split: str | None = None,
-    absent: int = 3,
-    seed: int = 0,
-    images: ImageCheck | None = None,
-) -> IngestSummary:
-    """Ingest one COCO instances file: images, annotations, one OVD sample per image."""
-    path = Path(path)
-    options = {"source": source, "split": split, "absent": absent, "seed": seed}
-    return ingest_file(
-        catalog_path,
-        path,
-        kind="coco",
-        source=source,
-        options=options,
-        images=images,
-        stage=lambda con, p, sha: stage_coco(con, p, sha, source=source, split=split, absent=absent, seed=seed),
-    )
+class CocoReader(Reader):
+    """COCO instances json: images, annotations, one OVD sample per image."""
+
+    kind: ClassVar[str] = "coco"
+    source: str = "coco"
+    split: str | None = None  # default: from the file name (``instances_train2017.json`` -> ``train2017``)
+    absent: int = Field(3, ge=0)  # absent categories added to each OVD prompt
+    seed: int = 0  # seed of the absent categories and their order
+
+    def for_file(self, path: Path) -> CocoReader:
+        return self.model_copy(update={"split": self.split or split_name(path)})
+
+    def stage(self, con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, images=None) -> int:
+        n_records = stage_instances(con, path)
+        _stage_samples(con, self.source, self.split or split_name(path), self.absent, self.seed, content_sha256)
+        for t in ("cats_ok", "imgs_ok", "anns_ok"):
+            con.execute(f"DROP TABLE IF EXISTS {t}")
+        return n_records

@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import duckdb
 import pyarrow as pa
 
-from curation.images import ImageCheck
 from curation.ingest import coco
+from curation.ingest.reader import Reader
 from curation.ingest.safe_pickle import load_plain
-from curation.ingest.store import IngestSummary, Reject, add_rejects, ingest_file
+from curation.ingest.store import Reject, add_rejects
 from vlmr1.prompts import ovd_phrases
 from vlmr1.records import make_sample_id
 
@@ -162,26 +163,23 @@ def stage_d3(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *,
     return n_records
 
 
-def ingest_d3(
-    catalog_path: str | Path, path: str | Path, *, pkl_dir: str | Path | None = None, images: ImageCheck | None = None
-) -> IngestSummary:
-    """Ingest ``d3_full_annotations.json``; ``pkl_dir`` defaults to ``../d3_pkl`` beside it when that folder exists."""
-    path = Path(path)
-    if pkl_dir is None and (path.parent.parent / "d3_pkl" / "groups.pkl").exists():
-        pkl_dir = path.parent.parent / "d3_pkl"
-    pkl_dir = Path(pkl_dir) if pkl_dir else None
-    companions = [pkl_dir / "sentences.pkl", pkl_dir / "groups.pkl"] if pkl_dir else []
-    options = {
-        "pkl_dir": str(pkl_dir) if pkl_dir else None,
-        "pairs": "intra-group (with negatives)" if pkl_dir else "annotated only",
-    }
-    return ingest_file(
-        catalog_path,
-        path,
-        kind="d3",
-        source="d3",
-        options=options,
-        images=images,
-        companions=companions,
-        stage=lambda con, p, sha: stage_d3(con, p, sha, pkl_dir=pkl_dir),
-    )
+class D3Reader(Reader):
+    """D3: one evaluation-only sample per (image, description of its group), no-target pairs included."""
+
+    kind: ClassVar[str] = "d3"
+    source: Literal["d3"] = "d3"
+    pkl_dir: Path | None = None  # sentences.pkl and groups.pkl; default ``../d3_pkl`` beside the file when it exists
+    pairs: str = "annotated only"  # derived by for_file, recorded so a summary says which pairs were formed
+
+    def for_file(self, path: Path) -> D3Reader:
+        pkl_dir = self.pkl_dir
+        if pkl_dir is None and (path.parent.parent / "d3_pkl" / "groups.pkl").exists():
+            pkl_dir = path.parent.parent / "d3_pkl"
+        pairs = "intra-group (with negatives)" if pkl_dir else "annotated only"
+        return self.model_copy(update={"pkl_dir": pkl_dir, "pairs": pairs})
+
+    def companions(self) -> list[Path]:
+        return [self.pkl_dir / "sentences.pkl", self.pkl_dir / "groups.pkl"] if self.pkl_dir else []
+
+    def stage(self, con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, images=None) -> int:
+        return stage_d3(con, path, content_sha256, pkl_dir=self.pkl_dir)

@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 
 from curation.images import ImageCheck, cached_probes
-from curation.ingest.store import IngestSummary, Reject, Staged, ingest_file, stage_rows
+from curation.ingest.reader import Reader
+from curation.ingest.store import Reject, Staged, stage_rows
 from vlmr1.answers import is_none_answer, strip_fence
 from vlmr1.records import Target, make_sample_id, solution_json, validate_box
 
@@ -204,24 +206,15 @@ def _line_id(line: str) -> str | None:
     return str(value["id"]) if isinstance(value, dict) and "id" in value else None
 
 
-def ingest_jsonl(
-    catalog_path: str | Path,
-    path: str | Path,
-    *,
-    source: str | None = None,
-    split: str = "train",
-    images: ImageCheck | None = None,
-) -> IngestSummary:
-    """Ingest one VLM-R1 jsonl file; ``source`` defaults to the file's stem."""
-    path = Path(path)
-    source = source or path.stem
-    options = {"source": source, "split": split}
-    return ingest_file(
-        catalog_path,
-        path,
-        kind="jsonl",
-        source=source,
-        options=options,
-        images=images,
-        stage=lambda con, p, sha: stage_jsonl(con, p, sha, source=source, split=split, images=images),
-    )
+class JsonlReader(Reader):
+    """VLM-R1 jsonl: REC or OVD per line, task from the answer. Without an image check, lines need width/height."""
+
+    kind: ClassVar[str] = "jsonl"
+    source: str | None = None  # default: the file's stem
+    split: str = "train"
+
+    def for_file(self, path: Path) -> JsonlReader:
+        return self.model_copy(update={"source": self.source or path.stem})
+
+    def stage(self, con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, images=None) -> int:
+        return stage_jsonl(con, path, content_sha256, source=self.source, split=self.split, images=images)

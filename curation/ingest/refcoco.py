@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 import pyarrow as pa
 
-from curation.images import ImageCheck
 from curation.ingest import coco
+from curation.ingest.reader import Reader
 from curation.ingest.safe_pickle import load_plain
-from curation.ingest.store import IngestSummary, Reject, add_rejects, ingest_file
+from curation.ingest.store import Reject, add_rejects
 from vlmr1.records import make_sample_id
 
 _SPLIT_BY = re.compile(r"refs\((\w+)\)\.p$")
@@ -139,27 +140,23 @@ def stage_refcoco(
     return n_records
 
 
-def ingest_refcoco(
-    catalog_path: str | Path,
-    path: str | Path,
-    *,
-    instances: str | Path | None = None,
-    source: str | None = None,
-    images: ImageCheck | None = None,
-) -> IngestSummary:
-    """Ingest one refs pickle; ``instances`` defaults to ``instances.json`` beside it, ``source`` to the folder
-    name."""
-    path = Path(path)
-    instances = Path(instances) if instances else path.parent / "instances.json"
-    source = source or path.parent.name.lower()
-    options = {"source": source, "instances": str(instances)}
-    return ingest_file(
-        catalog_path,
-        path,
-        kind="refcoco",
-        source=source,
-        options=options,
-        images=images,
-        companions=[instances],
-        stage=lambda con, p, sha: stage_refcoco(con, p, sha, instances=instances, source=source),
-    )
+class RefcocoReader(Reader):
+    """RefCOCO / RefCOCO+ / RefCOCOg: one REC sample per sentence. Pickles are loaded as plain data only."""
+
+    kind: ClassVar[str] = "refcoco"
+    source: str | None = None  # default: the folder name, e.g. ``refcocog``
+    instances: Path | None = None  # default: ``instances.json`` beside the pickle
+
+    def for_file(self, path: Path) -> RefcocoReader:
+        return self.model_copy(
+            update={
+                "source": self.source or path.parent.name.lower(),
+                "instances": self.instances or path.parent / "instances.json",
+            }
+        )
+
+    def companions(self) -> list[Path]:
+        return [self.instances]
+
+    def stage(self, con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, images=None) -> int:
+        return stage_refcoco(con, path, content_sha256, instances=self.instances, source=self.source)

@@ -5,10 +5,11 @@ again adds nothing; a file at a known path with new bytes replaces exactly
 the rows of its previous version. A sample id already owned by another file
 becomes a reject instead of a silent overwrite or a failed transaction.
 
-Readers do not write catalog tables. They *stage* rows into the temp tables
-below (``STAGING``), either from Python rows (``stage_rows``) or straight
-from SQL (the COCO reader, for speed); ``ingest_file`` then probes the
-images and moves the staged rows into the catalog in one transaction. A
+Readers (``curation.ingest.reader``) do not write catalog tables. They
+*stage* rows into the temp tables (``STAGING``), either from Python rows
+(``stage_rows``) or straight from SQL (the COCO reader, for speed);
+``ingest_file`` then probes the images and moves the staged rows into the
+catalog in one transaction. A
 crash before COMMIT leaves the catalog exactly as it was.
 """
 
@@ -18,13 +19,13 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import pyarrow as pa
 
 from curation import catalog
 from curation.images import ImageCheck
+from curation.ingest.reader import Reader
 from curation.staging import REC_REF, STAGING, TARGETS, create_staging
 from vlmr1.hashing import sha256_file
 from vlmr1.report import StageReport
@@ -122,94 +123,86 @@ def _drop_duplicate_samples(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"DELETE FROM new_samples WHERE {later}")
 
 
+def file_identity(path: Path, content: str, reader: Reader, images: ImageCheck | None) -> tuple[str, dict]:
+    """(file_id, options): sha256 over the file's bytes, its companions' bytes, the reader's kind and fields."""
+    options = {**reader.identity(), **({"images": images.describe()} if images is not None else {})}
+    parts = [content, *(sha256_file(c) for c in reader.companions()), reader.kind, json.dumps(options, sort_keys=True)]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest(), options
+
+
 def ingest_file(
-    catalog_path: str | Path,
-    path: str | Path,
-    *,
-    kind: str,
-    source: str,
-    options: dict,
-    stage: Callable[[duckdb.DuckDBPyConnection, Path, str], int],
-    images: ImageCheck | None = None,
-    companions: list[Path] = (),
+    catalog_path: str | Path, path: str | Path, reader: Reader, *, images: ImageCheck | None = None
 ) -> IngestSummary:
-    """Ingest one file: ``stage(con, path, content_sha256)`` fills the staging tables, then one transaction commits
-    them.
+    """Ingest one file: the reader stages its rows, then one transaction commits them.
 
-    The file's identity (``file_id``) is the sha256 of its bytes, its
-    companions' bytes, its kind and the options it is read with: the same
-    bytes read the same way are skipped; new bytes or new options at a known
-    path replace that path's rows.
-
-    ``images`` (an ``ImageCheck``) probes every image the file references and
-    turns missing, corrupt or mis-sized images into rejects. ``companions``
-    are files read along with ``path`` (RefCOCO's instances.json): their
-    bytes are part of the file's identity, so changing one re-ingests.
+    The same bytes read with the same reader fields are skipped; new bytes
+    or new fields at a known path replace that path's rows. ``images`` (an
+    ``ImageCheck``) probes every image the file references and turns
+    missing, corrupt or mis-sized images into rejects.
     """
-    catalog_path, path = Path(catalog_path), Path(path)
+    path = Path(path)
+    reader = reader.for_file(path)
     content = sha256_file(path)
-    if images is not None:
-        options = {**options, "images": images.describe()}
-    identity = [content, *(sha256_file(Path(c)) for c in companions), kind, json.dumps(options, sort_keys=True)]
-    file_id = hashlib.sha256("\x1f".join(identity).encode()).hexdigest()
+    file_id, options = file_identity(path, content, reader, images)
     summary = IngestSummary(str(path), file_id)
     with catalog.connect(catalog_path) as con:
         if con.execute("SELECT 1 FROM sources WHERE file_id = ?", [file_id]).fetchone():
             summary.skipped = True
             return summary
         create_staging(con)
-        n_records = stage(con, path, content)
+        n_records = reader.stage(con, path, content, images)
         if images is not None:
             images.apply(con)
         _drop_duplicate_samples(con)
-        con.execute(
-            f"INSERT INTO new_rejects SELECT {REC_REF.replace('rec_', 'n.rec_').replace('sample_id', 'n.sample_id')}, "
-            "'sample id already ingested: from file ' || left(s.file_id, 12) FROM new_samples n JOIN samples s USING "
-            "(sample_id) WHERE s.file_id NOT IN (SELECT file_id FROM sources WHERE path = ? AND kind = ?)",
-            [str(path), kind],
-        )
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for (old_id,) in con.execute(
-                "SELECT file_id FROM sources WHERE path = ? AND kind = ?", [str(path), kind]
-            ).fetchall():
-                for t in ("images", "annotations", "samples", "rejects", "sources"):
-                    con.execute(f"DELETE FROM {t} WHERE file_id = ?", [old_id])
-                summary.replaced = old_id
+        _reject_taken_ids(con, path, reader.kind)
+        with catalog.transaction(con):
+            summary.replaced = _delete_previous(con, path, reader.kind)
             for staging in TARGETS:
-                _copy(con, staging, file_id, source, path)
-            n_samples = con.execute("SELECT count(*) FROM samples WHERE file_id = ?", [file_id]).fetchone()[0]
-            n_rejects = con.execute("SELECT count(*) FROM new_rejects").fetchone()[0]
-            con.execute(
-                "INSERT INTO sources (file_id, kind, source, path, size_bytes, n_records, n_samples, n_rejects, "
-                "options, content_sha256) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    file_id,
-                    kind,
-                    source,
-                    str(path),
-                    path.stat().st_size,
-                    n_records,
-                    n_samples,
-                    n_rejects,
-                    json.dumps(options, sort_keys=True),
-                    content,
-                ],
-            )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        summary.counts = {
-            "images": con.execute("SELECT count(*) FROM new_images").fetchone()[0],
-            "annotations": con.execute("SELECT count(*) FROM new_anns").fetchone()[0],
-            "samples": n_samples,
-            "rejects": n_rejects,
-        }
-        # reasons read "what: detail"; the summary groups by "what"
-        for reason, n in con.execute(
-            "SELECT split_part(reason, ':', 1), count(*) FROM new_rejects GROUP BY 1 ORDER BY 1"
-        ).fetchall():
-            summary.rejects_by_reason[reason] = n
+                _copy(con, staging, file_id, reader.source_name(), path)
+            _record_source(con, path, file_id, reader, n_records, options, content)
+        _count(con, summary)
     return summary
+
+
+def _reject_taken_ids(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> None:
+    """A sample id owned by another file becomes a reject, never an overwrite."""
+    con.execute(
+        f"INSERT INTO new_rejects SELECT {REC_REF.replace('rec_', 'n.rec_').replace('sample_id', 'n.sample_id')}, "
+        "'sample id already ingested: from file ' || left(s.file_id, 12) FROM new_samples n JOIN samples s USING "
+        "(sample_id) WHERE s.file_id NOT IN (SELECT file_id FROM sources WHERE path = ? AND kind = ?)",
+        [str(path), kind],
+    )
+
+
+def _delete_previous(con: duckdb.DuckDBPyConnection, path: Path, kind: str) -> str | None:
+    """Remove the rows of this path's previous version; return its file id."""
+    replaced = None
+    previous = con.execute("SELECT file_id FROM sources WHERE path = ? AND kind = ?", [str(path), kind]).fetchall()
+    for (old_id,) in previous:
+        for t in ("images", "annotations", "samples", "rejects", "sources"):
+            con.execute(f"DELETE FROM {t} WHERE file_id = ?", [old_id])
+        replaced = old_id
+    return replaced
+
+
+def _record_source(con, path: Path, file_id: str, reader: Reader, n_records: int, options: dict, content: str):
+    n_samples = con.execute("SELECT count(*) FROM samples WHERE file_id = ?", [file_id]).fetchone()[0]
+    n_rejects = con.execute("SELECT count(*) FROM new_rejects").fetchone()[0]
+    con.execute(
+        "INSERT INTO sources (file_id, kind, source, path, size_bytes, n_records, n_samples, n_rejects, options, "
+        "content_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [file_id, reader.kind, reader.source_name(), str(path), path.stat().st_size, n_records, n_samples, n_rejects]
+        + [json.dumps(options, sort_keys=True), content],
+    )
+
+
+def _count(con: duckdb.DuckDBPyConnection, summary: IngestSummary) -> None:
+    """What the file added, and its rejects grouped by the "what" of their "what: detail" reasons."""
+    counts = con.execute(
+        "SELECT (SELECT count(*) FROM new_images), (SELECT count(*) FROM new_anns), "
+        "(SELECT n_samples FROM sources WHERE file_id = ?), (SELECT count(*) FROM new_rejects)",
+        [summary.file_id],
+    ).fetchone()
+    summary.counts = dict(zip(("images", "annotations", "samples", "rejects"), counts))
+    rows = con.execute("SELECT split_part(reason, ':', 1), count(*) FROM new_rejects GROUP BY 1 ORDER BY 1").fetchall()
+    summary.rejects_by_reason = dict(rows)

@@ -16,9 +16,12 @@ Columns:
 from __future__ import annotations
 
 import math
+import time
 from math import comb
 
 import duckdb
+
+from curation import catalog
 
 # COCO file names carry the COCO image id: COCO_train2014_000000581857.jpg, 000000581857.jpg
 COCO_NAME = r"(?:^|/)(?:COCO_[a-z]+20(?:14|17)_)?(\d{12})\.jpg$"
@@ -32,45 +35,19 @@ def eval_predicate(alias: str, eval_splits) -> str:
     return "(" + " OR ".join([f"{alias}.eval_only"] + globs) + ")"
 
 
-def compute(
-    con: duckdb.DuckDBPyConnection,
-    *,
-    eval_splits: tuple[str, ...] = DEFAULT_EVAL_SPLITS,
-    near_dup_max: int = 4,
-    timings: dict | None = None,
-    empty: bool = False,
-) -> None:
-    """(Re)build the temp table ``sample_features``; ``timings`` gets seconds per feature group.
-
-    ``empty=True`` builds it with no rows (instantly): rules are checked
-    against its columns before any real work.
-    """
-    import time
-
-    def step(name: str, sql: str, *args) -> None:
-        t0 = time.perf_counter()
-        con.execute(sql, list(args))
-        if timings is not None:
-            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-
-    step(
-        "boxes + text",
-        f"""CREATE OR REPLACE TEMP TABLE sample_features AS
+_BOXES_AND_TEXT = """CREATE OR REPLACE TEMP TABLE sample_features AS
         WITH parsed AS (
-            SELECT s.*, list_transform(from_json(s.solution, '[{{"bbox": "DOUBLE[]"}}]'), lambda t: t.bbox) AS b FROM
-            samples s
-            {"WHERE false" if empty else ""}
+            SELECT s.*, list_transform(from_json(s.solution, '[{{"bbox": "DOUBLE[]"}}]'), lambda t: t.bbox) AS b
+            FROM samples s {where}
         ), dims AS (
             SELECT *, list_transform(b, lambda x: x[3] - x[1]) AS bw, list_transform(b, lambda x: x[4] - x[2]) AS bh
             FROM parsed
         )
         SELECT sample_id, file_id, source, split, task, eval_only, image_key, image_path, image_id, ann_id, width,
-        height,
-            lower(trim(problem)) AS problem_norm, b AS boxes,
-            len(b) AS n_boxes,
+            height, lower(trim(problem)) AS problem_norm, b AS boxes, len(b) AS n_boxes,
             list_min(bw) AS min_box_w, list_min(bh) AS min_box_h,
-            greatest(0, list_max(list_transform(b, lambda x: greatest(-x[1], -x[2], x[3] - width, x[4] - height)))) AS
-            oob_px,
+            greatest(0, list_max(list_transform(b, lambda x: greatest(-x[1], -x[2], x[3] - width, x[4] - height))))
+                AS oob_px,
             list_min(list_transform(list_zip(bw, bh), lambda p: p[1] * p[2])) / (width * height) AS min_area_frac,
             list_max(list_transform(list_zip(bw, bh), lambda p: p[1] * p[2])) / (width * height) AS max_area_frac,
             list_max(list_transform(list_zip(bw, bh),
@@ -78,13 +55,10 @@ def compute(
             CASE WHEN task = 'rec' THEN len(string_split_regex(trim(problem), '\\s+')) END AS expr_tokens,
             regexp_matches(problem, '[^\\x00-\\x7F]') AS non_ascii,
             trim(problem) = '' AS empty_text,
-            regexp_extract(image_key, '{COCO_NAME}', 1) AS coco_name_id
-        FROM dims""",
-    )
+            regexp_extract(image_key, '{coco_name}', 1) AS coco_name_id
+        FROM dims"""
 
-    step(
-        "crowd + distractors + non-unique",
-        """CREATE OR REPLACE TEMP TABLE _ann_facts AS
+_ANN_FACTS = """CREATE OR REPLACE TEMP TABLE _ann_facts AS
         SELECT f.sample_id,
             bool_or(a.iscrowd AND (f.task = 'ovd' OR a.ann_id = f.ann_id)) AS has_crowd,
             count(*) FILTER (WHERE f.task = 'rec' AND a.ann_id <> f.ann_id AND NOT a.iscrowd
@@ -92,39 +66,23 @@ def compute(
         FROM sample_features f
         JOIN annotations a ON a.file_id = f.file_id AND a.image_id = f.image_id
         LEFT JOIN annotations t ON f.task = 'rec' AND t.file_id = f.file_id AND t.ann_id = f.ann_id
-        GROUP BY f.sample_id""",
-    )
-    step(
-        "crowd + distractors + non-unique",
-        """CREATE OR REPLACE TEMP TABLE _non_unique AS
-        SELECT image_key, problem_norm FROM sample_features WHERE task = 'rec'
-        GROUP BY ALL HAVING count(DISTINCT boxes[1]) > 1""",
-    )
+        GROUP BY f.sample_id"""
 
-    step(
-        "image probes + duplicates",
-        """CREATE OR REPLACE TEMP TABLE _probe AS
+_NON_UNIQUE = """CREATE OR REPLACE TEMP TABLE _non_unique AS
+        SELECT image_key, problem_norm FROM sample_features WHERE task = 'rec'
+        GROUP BY ALL HAVING count(DISTINCT boxes[1]) > 1"""
+
+_PROBES = """CREATE OR REPLACE TEMP TABLE _probe AS
         SELECT p.path, p.error, p.width, p.height, p.sha256, p.phash,
             p.sha256 IS NOT NULL AND p.path <> min(p.path) OVER (PARTITION BY p.sha256) AS exact_dup
-        FROM image_probes p WHERE p.path IN (SELECT image_path FROM sample_features)""",
-    )
-    t0 = time.perf_counter()
-    near_duplicates(con, "_probe", near_dup_max)
-    if timings is not None:
-        timings["near duplicates"] = time.perf_counter() - t0
+        FROM image_probes p WHERE p.path IN (SELECT image_path FROM sample_features)"""
 
-    in_eval = eval_predicate("f", eval_splits)
-    step(
-        "leakage",
-        f"""CREATE OR REPLACE TEMP TABLE _eval_images AS
-        SELECT DISTINCT f.coco_name_id AS coco_id, p.sha256 FROM sample_features f LEFT JOIN _probe p ON p.path =
-        f.image_path
-        WHERE {in_eval}""",
-    )
+_EVAL_IMAGES = """CREATE OR REPLACE TEMP TABLE _eval_images AS
+        SELECT DISTINCT f.coco_name_id AS coco_id, p.sha256
+        FROM sample_features f LEFT JOIN _probe p ON p.path = f.image_path
+        WHERE {in_eval}"""
 
-    step(
-        "assemble",
-        f"""CREATE OR REPLACE TEMP TABLE sample_features AS
+_ASSEMBLE = """CREATE OR REPLACE TEMP TABLE sample_features AS
         SELECT f.* EXCLUDE (boxes, coco_name_id, file_id),
             coalesce(af.has_crowd, false) AS has_crowd,
             CASE WHEN f.task = 'rec' AND af.sample_id IS NOT NULL THEN af.distractors END AS distractors,
@@ -140,10 +98,38 @@ def compute(
         LEFT JOIN _ann_facts af USING (sample_id)
         LEFT JOIN _non_unique nu ON nu.image_key = f.image_key AND nu.problem_norm = f.problem_norm AND f.task = 'rec'
         LEFT JOIN _probe p ON p.path = f.image_path
-        LEFT JOIN _near_dup nd ON nd.path = f.image_path""",
-    )
-    for t in ("_ann_facts", "_non_unique", "_probe", "_eval_images", "_near_dup"):
-        con.execute(f"DROP TABLE IF EXISTS {t}")
+        LEFT JOIN _near_dup nd ON nd.path = f.image_path"""
+
+
+def compute(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    eval_splits: tuple[str, ...] = DEFAULT_EVAL_SPLITS,
+    near_dup_max: int = 4,
+    timings: dict | None = None,
+    empty: bool = False,
+) -> None:
+    """(Re)build the temp table ``sample_features``; ``timings`` gets seconds per feature group.
+
+    ``empty=True`` builds it with no rows (instantly): rules are checked
+    against its columns before any real work.
+    """
+    timings = {} if timings is None else timings
+    in_eval = eval_predicate("f", eval_splits)
+    steps = [
+        ("boxes + text", _BOXES_AND_TEXT.format(where="WHERE false" if empty else "", coco_name=COCO_NAME)),
+        ("crowd + distractors + non-unique", _ANN_FACTS),
+        ("crowd + distractors + non-unique", _NON_UNIQUE),
+        ("image probes + duplicates", _PROBES),
+        ("near duplicates", lambda: near_duplicates(con, "_probe", near_dup_max)),
+        ("leakage", _EVAL_IMAGES.format(in_eval=in_eval)),
+        ("assemble", _ASSEMBLE.format(in_eval=in_eval)),
+    ]
+    with catalog.temp_tables(con, "_ann_facts", "_non_unique", "_probe", "_eval_images", "_near_dup"):
+        for name, step in steps:
+            t0 = time.perf_counter()
+            step() if callable(step) else con.execute(step)
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
 
 
 def band_plan(n: int, max_distance: int) -> tuple[int, int]:

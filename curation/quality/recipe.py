@@ -82,6 +82,15 @@ class Difficulty(BaseModel):
             raise ValueError(f"min_pass_rate {self.min_pass_rate} is above max_pass_rate {self.max_pass_rate}")
         return self
 
+    def admits(self, pass_rate: float, reward_std: float) -> bool:
+        """A scored sample is in the band (and, with ``require_signal``, its rewards vary)."""
+        in_band = self.min_pass_rate <= pass_rate <= self.max_pass_rate
+        return in_band and (not self.require_signal or reward_std > 0)
+
+    def describe(self) -> str:
+        signal = " with reward std > 0" if self.require_signal else ""
+        return f"difficulty band [{self.min_pass_rate}, {self.max_pass_rate}]{signal}"
+
 
 class Selection(BaseModel):
     model_config = ConfigDict(extra="forbid")

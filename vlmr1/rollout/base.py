@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import pydantic
 from pydantic import ConfigDict
@@ -22,6 +22,29 @@ class Sampling:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def greedy(cls, max_new_tokens: int = 256) -> Sampling:
+        """One completion, temperature 0: evaluation's sampler."""
+        return cls(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+
+    # our name -> TRL GRPOConfig's name: the one place the two spellings meet
+    TRL_NAMES: ClassVar[dict[str, str]] = {
+        "n": "num_generations",
+        "temperature": "temperature",
+        "top_p": "top_p",
+        "top_k": "top_k",
+        "max_new_tokens": "max_completion_length",
+    }
+
+    def to_trl(self) -> dict:
+        """The GRPOConfig keyword arguments of this sampler (the seed is the trainer's own)."""
+        return {trl: getattr(self, ours) for ours, trl in self.TRL_NAMES.items()}
+
+    @classmethod
+    def from_trl(cls, config, seed: int = 0) -> Sampling:
+        """The sampler of an object with GRPOConfig's attribute names (a GRPOConfig or our TrainConfig)."""
+        return cls(**{ours: getattr(config, trl) for ours, trl in cls.TRL_NAMES.items()}, seed=seed)
 
     def vllm_extras(self) -> dict:
         """vLLM's spelling of the knobs a checkpoint's generation_config would otherwise set (Qwen2.5-VL ships top_k=1,

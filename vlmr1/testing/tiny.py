@@ -157,30 +157,13 @@ def build_tiny_vlm(
     random-weight model of real size, with the same small tokenizer, for throughput benchmarks.
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from vlmr1.families import get_family
-    from vlmr1.processors import video_free
 
     fam = get_family(family)
-    out = Path(out)
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(
-        _corpus(),
-        trainers.BpeTrainer(
-            vocab_size=512, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-        ),
-    )
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE
-    )
+    tok, proc = _tokenizer_and_processor(fam)
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
-    images = Qwen2VLImageProcessorPil(min_pixels=fam.min_pixels, max_pixels=fam.max_pixels)
-    proc = video_free(fam.processor)(image_processor=images, tokenizer=tok, chat_template=CHAT_TEMPLATE)
+    Config, Model, vision = _vision_tower(family)
     text = dict(
         vocab_size=len(tok),
         hidden_size=64,
@@ -190,61 +173,66 @@ def build_tiny_vlm(
         num_key_value_heads=1,
         head_dim=32,
         max_position_embeddings=4096,
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]},
     )
+    tokens = dict(bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
     common = dict(
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
         vision_end_token_id=ids["<|vision_end|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|im_end|>"],
-        pad_token_id=ids["<|endoftext|>"],
+        **tokens,
     )
-    if family == "qwen2_5_vl":
-        from transformers import Qwen2_5_VLConfig as Config
-        from transformers import Qwen2_5_VLForConditionalGeneration as Model
-
-        vision = dict(
-            depth=1,
-            hidden_size=32,
-            intermediate_size=64,
-            num_heads=2,
-            out_hidden_size=64,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            fullatt_block_indexes=[0],
-            window_size=112,
-        )
-    elif family == "qwen2_vl":
-        from transformers import Qwen2VLConfig as Config
-        from transformers import Qwen2VLForConditionalGeneration as Model
-
-        vision = dict(
-            depth=1,
-            embed_dim=32,
-            hidden_size=64,
-            mlp_ratio=2,
-            num_heads=2,
-            patch_size=14,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        )
-    else:
-        raise ValueError(f"no tiny builder for family {family!r}")
-    if dims:
-        text = {**text, **dims.get("text", {})}
-        vision = {**vision, **dims.get("vision", {})}
+    text = {**text, **tokens, **(dims or {}).get("text", {})}
+    vision = {**vision, **(dims or {}).get("vision", {})}
     torch.manual_seed(seed)
     model = Model(Config(text_config=text, vision_config=vision, **common)).to(getattr(torch, dtype)).eval()
     if warm_start_steps:
         warm_start(model, proc, warm_start_steps, seed)
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.eos_token_id = ids["<|im_end|>"]
+    out = Path(out)
     model.save_pretrained(out)
     proc.save_pretrained(out)
     return out
+
+
+def _tokenizer_and_processor(fam):
+    """A 512-token byte-level BPE trained on the answer formats, and the family's processor around it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from vlmr1.processors import video_free
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    bpe.train_from_iterator(
+        _corpus(), trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIAL, initial_alphabet=alphabet)
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE
+    )
+    images = Qwen2VLImageProcessorPil(min_pixels=fam.min_pixels, max_pixels=fam.max_pixels)
+    return tok, video_free(fam.processor)(image_processor=images, tokenizer=tok, chat_template=CHAT_TEMPLATE)
+
+
+def _vision_tower(family: str):
+    """(config class, model class, tiny vision config) of a family."""
+    if family == "qwen2_5_vl":
+        from transformers import Qwen2_5_VLConfig as Config
+        from transformers import Qwen2_5_VLForConditionalGeneration as Model
+
+        vision = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64)
+        vision.update(fullatt_block_indexes=[0], window_size=112)
+    elif family == "qwen2_vl":
+        from transformers import Qwen2VLConfig as Config
+        from transformers import Qwen2VLForConditionalGeneration as Model
+
+        vision = dict(depth=1, embed_dim=32, hidden_size=64, mlp_ratio=2, num_heads=2)
+    else:
+        raise ValueError(f"no tiny builder for family {family!r}")
+    vision.update(patch_size=14, spatial_merge_size=2, temporal_patch_size=2)
+    return Config, Model, vision

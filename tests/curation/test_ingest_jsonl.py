@@ -6,7 +6,7 @@ import os
 import pytest
 
 from curation.images import ImageCheck, probe
-from curation.ingest.jsonl import ingest_jsonl
+from curation.ingest import ingest
 from curation.testing.fixtures import JSONL_DEFECTS, make_vlmr1_jsonl, write_jpeg
 from helpers import rows as _rows
 from vlmr1.records import parse_solution
@@ -19,7 +19,7 @@ def jsonl(tmp_path):
 
 def test_good_lines_become_rec_and_ovd_samples(jsonl, tmp_path):
     db = tmp_path / "c.duckdb"
-    summary = ingest_jsonl(db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
+    summary = ingest("jsonl", db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
     rows = {r[0]: r[1:] for r in _rows(db, "SELECT image_key, task, problem, solution, width, height FROM samples")}
     assert set(rows) == {"a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"} and summary.counts["samples"] == 5
     assert rows["a.jpg"][:2] == ("rec", "the man on the left") and rows["a.jpg"][3:] == (320, 240)
@@ -36,7 +36,7 @@ def test_good_lines_become_rec_and_ovd_samples(jsonl, tmp_path):
 
 def test_every_defect_is_a_reject_with_line_and_reason(jsonl, tmp_path):
     db = tmp_path / "c.duckdb"
-    ingest_jsonl(db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
+    ingest("jsonl", db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
     rejects = _rows(db, "SELECT record_id, reason, record_index, section FROM rejects")
     assert sorted((str(r[0]), r[1].split(":")[0]) for r in rejects) == sorted(
         (str(i), reason) for i, reason in JSONL_DEFECTS
@@ -51,7 +51,7 @@ def test_every_defect_is_a_reject_with_line_and_reason(jsonl, tmp_path):
 
 def test_without_image_roots_unsized_lines_are_rejected_not_guessed(jsonl, tmp_path):
     db = tmp_path / "c.duckdb"
-    ingest_jsonl(db, jsonl)
+    ingest("jsonl", db, jsonl)
     sized = _rows(db, "SELECT image_key, width FROM samples ORDER BY 1")
     # only the lines that carry width/height; without roots nothing can check them (line 10's 999x999 goes in)
     assert sized == [("a.jpg", 999), ("e.jpg", 320)]
@@ -63,14 +63,14 @@ def test_probes_are_cached_by_path_size_and_mtime(jsonl, tmp_path, monkeypatch):
 
     db = tmp_path / "c.duckdb"
     check = ImageCheck([jsonl.parent / "images"])
-    ingest_jsonl(db, jsonl, images=check)
+    ingest("jsonl", db, jsonl, images=check)
     probed = []
     real = images.probe_many
     monkeypatch.setattr(images, "probe_many", lambda paths, **kw: probed.extend(paths) or real(paths, **kw))
     copy = jsonl.with_name("copy.jsonl")
     copy.write_text(jsonl.read_text())
-    assert not ingest_jsonl(
-        db, copy, images=check, source="copy"
+    assert not ingest(
+        "jsonl", db, copy, images=check, source="copy"
     ).skipped  # same bytes, other options: a file of its own
     assert probed == []  # every image (the missing one too: still missing) comes from the cache
     a = jsonl.parent / "images" / "a.jpg"
@@ -78,7 +78,7 @@ def test_probes_are_cached_by_path_size_and_mtime(jsonl, tmp_path, monkeypatch):
     os.utime(a, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns + 10**9))
     probed.clear()
     copy.write_text(jsonl.read_text() + "\n")  # new bytes: a new file version
-    ingest_jsonl(db, copy, images=check, source="copy")
+    ingest("jsonl", db, copy, images=check, source="copy")
     assert probed == [str(a)]
 
 
@@ -103,7 +103,7 @@ def test_probe_facts(tmp_path):
 
 def test_phash_is_stored_as_ubigint_for_hamming_in_sql(jsonl, tmp_path):
     db = tmp_path / "c.duckdb"
-    ingest_jsonl(db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
+    ingest("jsonl", db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
     (n,) = _rows(
         db,
         "SELECT count(*) FROM image_probes a, image_probes b WHERE a.phash IS NOT NULL AND b.phash IS NOT NULL "

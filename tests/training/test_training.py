@@ -19,7 +19,7 @@ from curation.quality.recipe import load_recipe
 from curation.selection import select
 from curation.shards import write_shards
 from helpers import coco_and_refcoco_catalog
-from training.config import TrainConfigError, load_config
+from training.config import TrainConfig, TrainConfigError, load_config
 from training.evaluate import evaluate_model, rows_from_shards
 from training.grpo import ManifestMismatch, check_manifest, sampler_differences
 from training.launch import LaunchSpec, run
@@ -85,6 +85,7 @@ def one_process(setup):
     return out, r
 
 
+@pytest.mark.slow
 def test_two_grpo_steps_on_zero2_in_one_process_change_the_parameters(setup, one_process):
     out, r = one_process
     assert r.result["global_step"] == STEPS and (out / "checkpoint-1").is_dir() and (out / "checkpoint-2").is_dir()
@@ -100,6 +101,7 @@ def test_two_grpo_steps_on_zero2_in_one_process_change_the_parameters(setup, one
     assert all(row["n"] == 4 and 0 <= row["reward_mean"] for row in log)
 
 
+@pytest.mark.slow
 def test_two_processes(setup):
     out = setup["root"] / "run2"
     r = run(LaunchSpec(str(setup["config"]), str(setup["shards"]), str(out), nprocs=2))
@@ -111,6 +113,7 @@ def test_two_processes(setup):
     )  # two ranks x 2 samples per step
 
 
+@pytest.mark.slow
 def test_resume_from_step_one_equals_the_uninterrupted_run(setup, one_process):
     full, _ = one_process
     out = setup["root"] / "resumed"
@@ -127,6 +130,7 @@ def test_resume_from_step_one_equals_the_uninterrupted_run(setup, one_process):
     assert _reward_log(out) == _reward_log(full)
 
 
+@pytest.mark.slow
 def test_cancelling_the_launcher_leaves_no_process_of_the_group(setup):
     import psutil
 
@@ -151,7 +155,7 @@ def test_cancelling_the_launcher_leaves_no_process_of_the_group(setup):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=str(Path(__file__).resolve().parent.parent),
+        cwd=str(Path(__file__).resolve().parents[2]),
     )
     try:
         pgid, deadline = None, time.monotonic() + 300
@@ -216,6 +220,27 @@ def test_manifest_for_another_family_or_template_is_refused(setup, tmp_path):
     bad.write_text("model: x\nnum_generations: 4\nper_device_train_batch_size: 6\n")
     with pytest.raises(TrainConfigError, match=r"bad\.yaml:1: \(top level\): .*multiple of num_generations"):
         load_config(bad)
+
+
+def test_the_training_sampler_is_the_scorers_sampler_in_trl_names(tmp_path):
+    """TrainConfig speaks TRL (num_generations, max_completion_length); Sampling is the scorer's; one mapping."""
+    from vlmr1.rollout.base import Sampling
+
+    cfg = TrainConfig(
+        model="m",
+        num_generations=4,
+        per_device_train_batch_size=4,
+        temperature=0.7,
+        top_p=0.9,
+        top_k=5,
+        max_completion_length=99,
+        use_cpu=True,
+        deepspeed=None,
+    )
+    assert cfg.sampling() == Sampling(n=4, temperature=0.7, top_p=0.9, max_new_tokens=99, seed=42, top_k=5)
+    args = cfg.grpo_args(tmp_path)
+    assert (args.num_generations, args.max_completion_length, args.top_k) == (4, 99, 5)
+    assert Sampling.from_trl(args, seed=cfg.seed) == cfg.sampling()
 
 
 def _pixels(row):
@@ -285,6 +310,7 @@ def test_evaluation_scores_known_answers(setup):
         )
 
 
+@pytest.mark.slow
 def test_cli_eval_writes_json_and_catalog_rows(setup, one_process):
     out, _ = one_process
     vlmr1 = str(Path(sys.executable).parent / "vlmr1")

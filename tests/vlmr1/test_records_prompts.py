@@ -6,7 +6,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from vlmr1.prompts import build_messages, get_template, ovd_phrases
-from vlmr1.records import SAMPLE_SCHEMA, Sample, Target, from_table, make_sample_id, parse_solution, to_table
+from vlmr1.records import (
+    SAMPLE_SCHEMA,
+    Sample,
+    Target,
+    from_table,
+    make_sample_id,
+    parse_solution,
+    sample_id_sql,
+    to_table,
+)
 
 
 def test_sample_id_is_stable_and_source_scoped():
@@ -92,3 +101,12 @@ def test_prompts_follow_vlmr1():
         get_template("vlmr1").question("vqa", "x")
     with pytest.raises(ValueError, match="unknown prompt template"):
         get_template("nope")
+
+
+def test_the_sql_rendering_of_the_sample_id_rule_gives_the_same_ids():
+    import duckdb
+
+    con = duckdb.connect()
+    sql = "SELECT " + sample_id_sql("?", "k") + " FROM (SELECT unnest([1, 42, 581857]) AS k)"
+    got = [r[0] for r in con.execute(sql, ["coco", "train2017"]).fetchall()]
+    assert got == [make_sample_id("coco", ("train2017", k)) for k in (1, 42, 581857)]

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from curation.ingest.refcoco import ingest_refcoco, split_by
+from curation.ingest import ingest
+from curation.ingest.refcoco import split_by
 from curation.ingest.safe_pickle import UnsafePickle, load_plain
 from curation.testing.fixtures import REFCOCO_DEFECTS, make_refcoco, py2_pickle
 from helpers import rows as _rows
@@ -28,7 +29,7 @@ class _WritesAFile:
 def test_samples_equal_the_refs_sentences_one_to_one(tmp_path, dataset, by):
     refs_path = make_refcoco(tmp_path, dataset=dataset, split_by=by)
     db = tmp_path / "c.duckdb"
-    summary = ingest_refcoco(db, refs_path)
+    summary = ingest("refcoco", db, refs_path)
     refs = load_plain(refs_path)  # its decoding is tested against pickle itself below
     instances = json.loads((refs_path.parent / "instances.json").read_text())
     boxes = {a["id"]: a["bbox"] for a in instances["annotations"]}
@@ -65,7 +66,7 @@ def test_samples_equal_the_refs_sentences_one_to_one(tmp_path, dataset, by):
 def test_each_defect_is_rejected_with_index_and_reason(tmp_path):
     refs_path = make_refcoco(tmp_path)
     db = tmp_path / "c.duckdb"
-    ingest_refcoco(db, refs_path)
+    ingest("refcoco", db, refs_path)
     rejects = _rows(
         db, "SELECT section, record_id, reason, record_index, path FROM rejects ORDER BY section, record_id"
     )
@@ -97,7 +98,7 @@ def test_malicious_pickle_is_refused_and_nothing_runs(tmp_path):
         load_plain(refs_path)
     db = tmp_path / "c.duckdb"
     with pytest.raises(UnsafePickle):
-        ingest_refcoco(db, refs_path)
+        ingest("refcoco", db, refs_path)
     assert not target.exists()
     assert _rows(db, "SELECT count(*) FROM sources") == [(0,)] and _rows(db, "SELECT count(*) FROM images") == [(0,)]
 
@@ -131,13 +132,13 @@ def test_plain_pickles_of_every_protocol_load(tmp_path):
 def test_changing_instances_json_reingests_the_pickle(tmp_path):
     refs_path = make_refcoco(tmp_path)
     db = tmp_path / "c.duckdb"
-    first = ingest_refcoco(db, refs_path)
-    assert ingest_refcoco(db, refs_path).skipped
+    first = ingest("refcoco", db, refs_path)
+    assert ingest("refcoco", db, refs_path).skipped
     inst = refs_path.parent / "instances.json"
     data = json.loads(inst.read_text())
     data["annotations"] = [a for a in data["annotations"] if a["id"] != 101]
     inst.write_text(json.dumps(data))
-    second = ingest_refcoco(db, refs_path)
+    second = ingest("refcoco", db, refs_path)
     assert second.replaced == first.file_id
     assert _rows(db, "SELECT count(*) FROM samples WHERE ann_id = 101") == [(0,)]
     assert _rows(db, "SELECT count(*) FROM sources") == [(1,)]

@@ -18,8 +18,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+
+pytestmark = pytest.mark.slow  # a real Prefect server, worker and deployments
 
 
 def _port():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from curation import catalog
-from curation.ingest import ingest_coco
+from curation.ingest import ingest
 from curation.testing.fixtures import COCO_CATEGORIES, DEFECTS, make_coco
 from helpers import kill_at_marker
 from helpers import rows as _rows
@@ -25,7 +25,7 @@ def test_round_trip_equals_pycocotools(coco, tmp_path):
     from pycocotools.coco import COCO
 
     db = tmp_path / "c.duckdb"
-    ingest_coco(db, coco)
+    ingest("coco", db, coco)
     ref = COCO(str(coco))
     bad_ids = {int(rid) for section, rid, _ in DEFECTS if section == "annotations"}
     ref_anns = {a["id"]: a for a in ref.dataset["annotations"] if a["id"] not in bad_ids}
@@ -47,7 +47,7 @@ def test_round_trip_equals_pycocotools(coco, tmp_path):
 
 def test_each_defect_is_rejected_with_file_index_and_reason(coco, tmp_path):
     db = tmp_path / "c.duckdb"
-    summary = ingest_coco(db, coco)
+    summary = ingest("coco", db, coco)
     rejects = _rows(
         db, "SELECT section, record_id, reason, record_index, path FROM rejects ORDER BY section, record_id"
     )
@@ -61,7 +61,7 @@ def test_each_defect_is_rejected_with_file_index_and_reason(coco, tmp_path):
 
 def test_ovd_samples_one_per_image_with_non_crowd_boxes(coco, tmp_path):
     db = tmp_path / "c.duckdb"
-    ingest_coco(db, coco, absent=2, seed=7)
+    ingest("coco", db, coco, absent=2, seed=7)
     samples = {r[0]: r for r in _rows(db, "SELECT image_id, problem, solution, task, split FROM samples")}
     assert (
         len(samples) == 12
@@ -82,7 +82,7 @@ def test_ovd_samples_one_per_image_with_non_crowd_boxes(coco, tmp_path):
         assert present <= set(listed) and len(listed) == len(present) + 2
     assert json.loads(samples[12][2]) == []  # the image without boxes is a "None" sample
     again = tmp_path / "again.duckdb"
-    ingest_coco(again, coco, absent=2, seed=7)
+    ingest("coco", again, coco, absent=2, seed=7)
     assert _rows(again, "SELECT sample_id, problem FROM samples ORDER BY 1") == _rows(
         db, "SELECT sample_id, problem FROM samples ORDER BY 1"
     )
@@ -91,14 +91,14 @@ def test_ovd_samples_one_per_image_with_non_crowd_boxes(coco, tmp_path):
 def test_same_file_twice_adds_nothing_and_changed_file_replaces_its_own_rows(coco, tmp_path):
     db = tmp_path / "c.duckdb"
     val = make_coco(tmp_path / "coco", n_images=5, split="val2017", seed=1)
-    ingest_coco(db, val)
-    first = ingest_coco(db, coco)
+    ingest("coco", db, val)
+    first = ingest("coco", db, coco)
     before = catalog.counts(db)
-    assert ingest_coco(db, coco).skipped and catalog.counts(db) == before
+    assert ingest("coco", db, coco).skipped and catalog.counts(db) == before
     data = json.loads(coco.read_text())
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] != 1]
     coco.write_text(json.dumps(data, allow_nan=True))
-    second = ingest_coco(db, coco)
+    second = ingest("coco", db, coco)
     assert second.replaced == first.file_id and not second.skipped
     assert _rows(db, "SELECT count(*) FROM annotations WHERE file_id = ?", first.file_id) == [(0,)]
     assert _rows(db, "SELECT count(*) FROM sources") == [(2,)]
@@ -147,20 +147,20 @@ def paused(*args, **kwargs):
         time.sleep(120)
     return real(*args, **kwargs)
 store._copy = paused
-from curation.ingest import ingest_coco
-ingest_coco(sys.argv[1], sys.argv[2])
+from curation.ingest import ingest
+ingest("coco", sys.argv[1], sys.argv[2])
 """
 
 
 def test_sigkill_mid_ingest_leaves_the_catalog_as_before_and_rerun_completes(coco, tmp_path):
     db = tmp_path / "c.duckdb"
     val = make_coco(tmp_path / "coco", n_images=5, split="val2017", seed=1)
-    ingest_coco(db, val)
+    ingest("coco", db, val)
     before = catalog.counts(db)
     marker = tmp_path / "marker"
     kill_at_marker(CHILD, [db, coco, marker], marker, 60, "the transaction")
     assert catalog.counts(db) == before
-    summary = ingest_coco(db, coco)
+    summary = ingest("coco", db, coco)
     assert not summary.skipped and summary.counts["samples"] == 12
     assert catalog.counts(db)["samples"] == before["samples"] + 12
 
@@ -171,7 +171,7 @@ def test_truncated_file_keeps_records_before_the_break(coco, tmp_path):
     broken = tmp_path / "instances_broken.json"
     broken.write_bytes(raw[:cut])
     db = tmp_path / "c.duckdb"
-    summary = ingest_coco(db, broken)
+    summary = ingest("coco", db, broken)
     assert summary.counts["images"] == 12
     file_rejects = _rows(db, "SELECT reason FROM rejects WHERE section = 'file'")
     assert len(file_rejects) == 1 and file_rejects[0][0].startswith("JSON unreadable")
@@ -214,10 +214,10 @@ def test_fast_and_exact_readers_agree(coco, tmp_path, monkeypatch):
     calls = []
     real = reader._load_typed_fast
     monkeypatch.setattr(reader, "_load_typed_fast", lambda con, p: calls.append(real(con, p)) or calls[-1])
-    ingest_coco(fast_db, clean_path)
+    ingest("coco", fast_db, clean_path)
     assert calls == [True]
     monkeypatch.setattr(reader, "_load_typed_fast", lambda con, p: False)
-    ingest_coco(exact_db, clean_path)
+    ingest("coco", exact_db, clean_path)
     for t in ("images", "annotations", "samples", "rejects"):
         assert _rows(fast_db, tables.format(t)) == _rows(exact_db, tables.format(t)), t
     ids = _rows(fast_db, "SELECT sample_id, image_id FROM samples")
@@ -230,7 +230,7 @@ def test_quality_cases_are_kept_and_images_probe_clean(coco, tmp_path):
     from curation.testing.fixtures import QUALITY_CASES
 
     db = tmp_path / "c.duckdb"
-    summary = ingest_coco(db, coco, images=ImageCheck([coco.parent.parent]))
+    summary = ingest("coco", db, coco, images=ImageCheck([coco.parent.parent]))
     assert summary.counts["rejects"] == len(DEFECTS) and summary.counts["samples"] == 12
     kept = {r[0] for r in _rows(db, "SELECT ann_id FROM annotations")}
     for kind, ids in QUALITY_CASES.items():

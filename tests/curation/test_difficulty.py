@@ -42,6 +42,7 @@ def db(base_catalog, tmp_path):
     return copy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
 def test_hf_engine_scores_every_candidate_and_rewards_are_the_training_rewards(models, db, family):
     engine = make_engine("hf", str(models[family]), batch_size=4)
@@ -87,6 +88,7 @@ def warm_models(tmp_path_factory):
     return {fam: build_tiny_vlm(root / fam, fam, warm_start_steps=120) for fam in ("qwen2_5_vl", "qwen2_vl")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen2_vl"])
 def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_path, family):
     """The engine prefills each prompt once and repeats its cache k times; plain ``generate`` on each request alone
@@ -130,6 +132,7 @@ def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_
     assert sampled == engine.generate(requests[:2], Sampling(n=4, temperature=1.0, max_new_tokens=16, seed=3))
 
 
+@pytest.mark.slow
 def test_checkpoint_generation_defaults_do_not_change_the_sampler(warm_models, tmp_path):
     """Qwen2.5-VL ships top_k=1, top_p=0.001, repetition_penalty=1.05; scoring must sample as TRL's GRPO does
     regardless."""
@@ -305,6 +308,7 @@ d.score_recipe(sys.argv[1], load_recipe("none"), engine, sampling=sampling, part
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp_path):
     clean = tmp_path / "clean.duckdb"
     shutil.copy(db, clean)
@@ -332,6 +336,7 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp
     )
 
 
+@pytest.mark.slow
 def test_cli_score_prints_bands_and_writes_the_report(models, db, tmp_path):
     import re
     from pathlib import Path

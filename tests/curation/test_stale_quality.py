@@ -11,7 +11,7 @@ import pytest
 from curation import catalog
 from curation.difficulty import score_recipe
 from curation.images import ImageCheck
-from curation.ingest import ingest_coco, ingest_refcoco
+from curation.ingest import ingest
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import load_recipe
 from curation.selection import StaleQuality, candidates, select
@@ -25,11 +25,14 @@ from vlmr1.rollout import Sampling
 def stale(tmp_path):
     """RefCOCO ingested and ``default`` evaluated; then a COCO file with planted defects ingested after it."""
     db = tmp_path / "c.duckdb"
-    ingest_refcoco(
-        db, make_refcoco(tmp_path / "refer", n_images=6), images=ImageCheck([tmp_path / "refer" / "train2014"])
+    ingest(
+        "refcoco",
+        db,
+        make_refcoco(tmp_path / "refer", n_images=6),
+        images=ImageCheck([tmp_path / "refer" / "train2014"]),
     )
     evaluate_recipe(db, load_recipe("default"))
-    ingest_coco(db, make_coco(tmp_path / "coco"), images=ImageCheck([tmp_path / "coco"]))
+    ingest("coco", db, make_coco(tmp_path / "coco"), images=ImageCheck([tmp_path / "coco"]))
     return db
 
 

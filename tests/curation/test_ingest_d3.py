@@ -3,7 +3,7 @@
 import json
 import pickle
 
-from curation.ingest.d3 import ingest_d3
+from curation.ingest import ingest
 from curation.testing.fixtures import D3_DEFECTS, make_d3
 from helpers import rows as _rows
 from vlmr1.records import parse_solution
@@ -12,7 +12,7 @@ from vlmr1.records import parse_solution
 def test_every_image_gets_every_description_of_its_group(tmp_path):
     path = make_d3(tmp_path)
     db = tmp_path / "c.duckdb"
-    summary = ingest_d3(db, path)
+    summary = ingest("d3", db, path)
     data = json.loads(path.read_text())
     groups = pickle.loads((tmp_path / "d3_pkl" / "groups.pkl").read_bytes())
     sentences = pickle.loads((tmp_path / "d3_pkl" / "sentences.pkl").read_bytes())
@@ -51,7 +51,7 @@ def test_every_image_gets_every_description_of_its_group(tmp_path):
 def test_defects_are_rejected_and_the_rest_ingested(tmp_path):
     path = make_d3(tmp_path)
     db = tmp_path / "c.duckdb"
-    ingest_d3(db, path)
+    ingest("d3", db, path)
     rejects = _rows(db, "SELECT section, record_id, reason FROM rejects ORDER BY section, record_id")
     assert [(s, r) for s, r, _ in rejects] == sorted((s, r) for s, r, _ in D3_DEFECTS)
     for (_, _, reason), (_, _, expected) in zip(rejects, sorted(D3_DEFECTS)):
@@ -62,7 +62,7 @@ def test_without_pickles_only_annotated_pairs(tmp_path):
     path = make_d3(tmp_path)
     db = tmp_path / "c.duckdb"
     (tmp_path / "d3_pkl" / "groups.pkl").unlink()
-    ingest_d3(db, path)
+    ingest("d3", db, path)
     data = json.loads(path.read_text())
     annotated = {(a["image_id"], a["category_id"]) for a in data["annotations"] if a["id"] != 6001}
     assert {(r[0], r[1]) for r in _rows(db, "SELECT image_id, sent_id FROM samples")} == annotated

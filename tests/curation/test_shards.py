@@ -11,7 +11,7 @@ from curation import catalog
 from curation.difficulty import score_recipe
 from curation.exports import to_easyr1, to_vlmr1_jsonl
 from curation.images import ImageCheck
-from curation.ingest import ingest_jsonl
+from curation.ingest import ingest
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import Recipe, load_recipe
 from curation.quality.recipe import Selection as SelectionSpec
@@ -168,7 +168,7 @@ def test_vlmr1_export_parses_back_to_the_same_samples(world, tmp_path):
     pairs = to_vlmr1_jsonl(out, tmp_path / "export")
     db2 = tmp_path / "again.duckdb"
     for jsonl, folder in pairs:
-        ingest_jsonl(db2, jsonl, images=ImageCheck([folder]))
+        ingest("jsonl", db2, jsonl, images=ImageCheck([folder]))
     with catalog.connect(db2) as con:
         back = {
             (r[0], r[1]): r[2:]

@@ -7,7 +7,7 @@ import pytest
 
 from curation import catalog
 from curation.images import ImageCheck
-from curation.ingest import ingest_coco, ingest_d3, ingest_jsonl, ingest_refcoco
+from curation.ingest import ingest
 from curation.ingest.safe_pickle import load_plain
 from curation.quality.apply import RuleError, diff, evaluate_recipe, flagged_ids
 from curation.quality.recipe import Recipe, RecipeError, RuleSpec, load_recipe
@@ -39,19 +39,19 @@ def qcat(tmp_path_factory):
     bad images kept."""
     root = tmp_path_factory.mktemp("quality")
     db = root / "c.duckdb"
-    ingest_coco(db, make_coco(root / "coco"), images=ImageCheck([root / "coco"]))
+    ingest("coco", db, make_coco(root / "coco"), images=ImageCheck([root / "coco"]))
     refs_path = make_refcoco(root / "refer")
     train2014 = root / "refer" / "train2014"
-    ingest_refcoco(db, refs_path, images=ImageCheck([train2014]))
+    ingest("refcoco", db, refs_path, images=ImageCheck([train2014]))
     # COCO train2014 annotations of the same images RefCOCO uses: RefCOCO val/test images are COCO train images
     inst = json.loads((refs_path.parent / "instances.json").read_text())
     inst["annotations"] = [a for a in inst["annotations"] if a["bbox"][2] > 0]
     coco14_path = root / "coco2014" / "instances_train2014.json"
     coco14_path.parent.mkdir()
     coco14_path.write_text(json.dumps(inst))
-    ingest_coco(db, coco14_path, images=ImageCheck([train2014]))
+    ingest("coco", db, coco14_path, images=ImageCheck([train2014]))
     d3 = make_d3(root / "d3")
-    ingest_d3(db, d3, images=ImageCheck([root / "d3" / "d3_images"]))
+    ingest("d3", db, d3, images=ImageCheck([root / "d3" / "d3_images"]))
     # jsonl whose bad images are kept for the rules (each line carries its size)
     img = root / "lines"
     write_jpeg(img / "good.jpg", 320, 240, "lines:good")
@@ -90,7 +90,7 @@ def qcat(tmp_path_factory):
             for k, image, w, h in rows
         )
     )
-    ingest_jsonl(db, jl, images=ImageCheck([img], reject=False))
+    ingest("jsonl", db, jl, images=ImageCheck([img], reject=False))
     refs = load_plain(refs_path)
     return {"db": db, "refs": refs, "inst": inst}
 
