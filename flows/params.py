@@ -118,15 +118,15 @@ def demo_params(out: Path) -> PipelineParams:
     from curation.testing.demo import write_demo_inputs
 
     demo = write_demo_inputs(out)
-    sources = [SourceSpec(kind=kind, path=str(path), images=[str(root)]) for kind, path, root in demo["sources"]]
+    sources = [SourceSpec(kind=kind, path=str(path), images=[str(root)]) for kind, path, root in demo.sources]
     scorer = ScorerConfig.model_validate(
-        {"engine": {"model": str(demo["model"])}, "sampling": {"n": 4, "max_new_tokens": 40}}
+        {"engine": {"model": str(demo.model)}, "sampling": {"n": 4, "max_new_tokens": 40}}
     )
     return PipelineParams(
-        catalog=str(demo["root"] / "catalog.duckdb"),
-        output=str(demo["root"] / "run"),
+        catalog=str(demo.root / "catalog.duckdb"),
+        output=str(demo.root / "run"),
         sources=sources,
         recipe="default",
         scorer=scorer,
-        train_config=str(demo["train_config"]),
+        train_config=str(demo.train_config),
     )

@@ -5,6 +5,7 @@ What ``make demo`` and the demo deployments run on; written once under ``out`` a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -13,8 +14,37 @@ from curation.testing.fixtures import make_coco, make_d3, make_refcoco, make_vlm
 from vlmr1.testing.tiny import build_tiny_vlm
 
 
-def write_demo_inputs(out: Path) -> dict:
-    """Fixtures, model and training config under ``out``; returns their paths (sources as (kind, path, image root))."""
+@dataclass(frozen=True)
+class DemoInputs:
+    """Where the demo's inputs are: sources as (kind, annotation file, image root)."""
+
+    root: Path
+    model: Path
+    train_config: Path
+    sources: list[tuple[str, Path, Path]]
+
+
+def write_train_config(path: Path, model: Path, max_steps: int = 2) -> Path:
+    """A CPU GRPO config that learns visibly in ``max_steps`` steps (4 generations, batch 8, ZeRO-2)."""
+    train = {
+        "model": str(model),
+        "num_generations": 4,
+        "per_device_train_batch_size": 8,
+        "max_completion_length": 40,
+        "learning_rate": 0.002,
+        "beta": 0.0,
+        "max_steps": max_steps,
+        "save_steps": 1,
+        "seed": 3,
+        "deepspeed": "zero2",
+        "use_cpu": True,
+    }
+    path.write_text(yaml.safe_dump(train))
+    return path
+
+
+def write_demo_inputs(out: Path) -> DemoInputs:
+    """Fixtures, model and training config under ``out`` (written once, then reused)."""
     out = Path(out).resolve()
     data = out / "data"
     if not (data / "ready").exists():
@@ -26,25 +56,10 @@ def write_demo_inputs(out: Path) -> dict:
     model = out / "tiny-qwen2_5_vl"
     if not (model / "config.json").exists():
         build_tiny_vlm(model, "qwen2_5_vl", warm_start_steps=120)
-    config = out / "train.yaml"
-    train = {
-        "model": str(model),
-        "num_generations": 4,
-        "per_device_train_batch_size": 8,
-        "max_completion_length": 40,
-        "learning_rate": 0.002,
-        "beta": 0.0,
-        "max_steps": 2,
-        "save_steps": 1,
-        "seed": 3,
-        "deepspeed": "zero2",
-        "use_cpu": True,
-    }
-    config.write_text(yaml.safe_dump(train))
     sources = [
         ("coco", data / "coco" / "annotations" / "instances_train2017.json", data / "coco"),
         ("refcoco", data / "refer" / "refcoco" / "refs(unc).p", data / "refer" / "train2014"),
         ("d3", data / "d3" / "d3_json" / "d3_full_annotations.json", data / "d3" / "d3_images"),
         ("jsonl", data / "vlmr1" / "vlmr1_rec_ovd.jsonl", data / "vlmr1" / "images"),
     ]
-    return {"root": out, "model": model, "train_config": config, "sources": sources}
+    return DemoInputs(out, model, write_train_config(out / "train.yaml", model), sources)

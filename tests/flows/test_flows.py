@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -28,6 +29,29 @@ def _port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class PrefectHome:
+    """A running Prefect server's environment and home, and the serving process of our deployments."""
+
+    env: dict
+    home: Path
+    serve: subprocess.Popen | None = None
+
+    def start_serve(self) -> None:
+        self.serve = subprocess.Popen(
+            [sys.executable, "-m", "flows.serve"],
+            env=self.env,
+            cwd=str(REPO),
+            stdout=open(self.home / "serve.log", "a"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 120
+        while "curate-and-train/demo" not in _cli(self.env, "deployment", "ls").stdout:
+            assert time.monotonic() < deadline, (self.home / "serve.log").read_text()[-3000:]
+            time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -57,26 +81,10 @@ def prefect(tmp_path_factory):
         except OSError:
             assert time.monotonic() < deadline and server.poll() is None, (home / "server.log").read_text()[-2000:]
             time.sleep(0.5)
-    state = {"env": env, "home": home, "serve": None}
-
-    def start_serve():
-        state["serve"] = subprocess.Popen(
-            [sys.executable, "-m", "flows.serve"],
-            env=env,
-            cwd=str(REPO),
-            stdout=open(home / "serve.log", "a"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while "curate-and-train/demo" not in _cli(env, "deployment", "ls").stdout:
-            assert time.monotonic() < deadline, (home / "serve.log").read_text()[-3000:]
-            time.sleep(1)
-
-    state["start_serve"] = start_serve
-    start_serve()
+    state = PrefectHome(env, home)
+    state.start_serve()
     yield state
-    for proc in (state["serve"], server):  # the serving process before its server; by pid, SIGINT first
+    for proc in (state.serve, server):  # the serving process before its server; by pid, SIGINT first
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
@@ -99,11 +107,11 @@ def _cli(env, *args, timeout=900):
 
 def _run(prefect, deployment, out, watch=True):
     args = ["deployment", "run", deployment, "--param", f"demo_output={out}"] + (["--watch"] if watch else [])
-    return _cli(prefect["env"], *args)
+    return _cli(prefect.env, *args)
 
 
 def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
-    out = prefect["home"] / "run-a"
+    out = prefect.home / "run-a"
     t0 = time.monotonic()
     r = _run(prefect, "curate-and-train/demo", out)
     first = time.monotonic() - t0
@@ -113,7 +121,7 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
     assert manifest["counts"]["rows"] > 0 and (Path(last["checkpoint"]) / "config.json").exists()
     evaluation = json.loads(Path(last["evaluation"]).read_text())
     assert evaluation["metrics"] and all(m["n"] > 0 for m in evaluation["metrics"].values())
-    artifacts = _cli(prefect["env"], "artifact", "ls").stdout
+    artifacts = _cli(prefect.env, "artifact", "ls").stdout
     for key in (
         "curate-and-train-stages",
         "curate-and-train-quality-funnel",
@@ -130,7 +138,7 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
     r = _run(prefect, "curate-and-train/demo", out)
     second = time.monotonic() - t0
     assert r.returncode == 0 and "Completed" in r.stdout
-    assert "no new data" in _cli(prefect["env"], "artifact", "inspect", "curate-and-train-result").stdout
+    assert "no new data" in _cli(prefect.env, "artifact", "inspect", "curate-and-train-result").stdout
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
     assert (
         con.execute("SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM rollouts)").fetchone()
@@ -142,20 +150,20 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
 
 
 def test_killing_the_server_process_during_scoring_then_rerun_equals_uninterrupted(prefect):
-    reference = prefect["home"] / "run-a"  # the uninterrupted run of the test above
+    reference = prefect.home / "run-a"  # the uninterrupted run of the test above
     assert (reference / "run" / "last_run.json").exists()
-    out = prefect["home"] / "run-b"
+    out = prefect.home / "run-b"
     started = _run(prefect, "curate-and-train/demo", out, watch=False)
     assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 600
     while not list((out / "scoring").glob("*")) if (out / "scoring").exists() else True:
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    os.killpg(prefect["serve"].pid, signal.SIGKILL)  # the serving process and the flow run it started
-    prefect["serve"].wait()
-    for p in _children_of_group(prefect["serve"].pid):
+    os.killpg(prefect.serve.pid, signal.SIGKILL)  # the serving process and the flow run it started
+    prefect.serve.wait()
+    for p in _children_of_group(prefect.serve.pid):
         os.kill(p, signal.SIGKILL)
-    prefect["start_serve"]()
+    prefect.start_serve()
     r = _run(prefect, "curate-and-train/demo", out)
     assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:]
     tables = {}
@@ -182,10 +190,10 @@ def _children_of_group(pgid):
 
 
 def test_ablation_deployment_compares_recipes_on_equal_pools(prefect):
-    out = prefect["home"] / "run-a"
+    out = prefect.home / "run-a"
     r = _run(prefect, "ablation/demo", out)
     assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:]
-    table = _cli(prefect["env"], "artifact", "inspect", "ablation-comparison").stdout
+    table = _cli(prefect.env, "artifact", "inspect", "ablation-comparison").stdout
     assert "none" in table and "default" in table
     md = (out / "ablation" / "comparison.md").read_text()
     sizes = {

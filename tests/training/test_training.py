@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import yaml
 from curation.quality.recipe import load_recipe
 from curation.selection import select
 from curation.shards import write_shards
+from curation.testing.demo import write_train_config
 from helpers import coco_and_refcoco_catalog
 from training.config import TrainConfig, TrainConfigError, load_config
 from training.evaluate import evaluate_model, rows_from_shards
@@ -30,39 +32,25 @@ from vlmr1.testing.tiny import build_tiny_vlm
 STEPS = 2
 
 
+@dataclass(frozen=True)
+class Setup:
+    root: Path
+    db: Path
+    model: Path
+    config: Path
+    shards: Path
+    eval: Path
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory) -> Setup:
     root = tmp_path_factory.mktemp("train")
     db = coco_and_refcoco_catalog(root, 8, 6)
     write_shards(select(db, load_recipe("none")), db, root / "shards")
     write_shards(select(db, load_recipe("none"), pool="eval"), db, root / "eval_shards")
     model = build_tiny_vlm(root / "tiny", "qwen2_5_vl", warm_start_steps=120)
-    config = root / "train.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "model": str(model),
-                "num_generations": 4,
-                "per_device_train_batch_size": 8,
-                "max_completion_length": 40,
-                "learning_rate": 0.002,
-                "beta": 0.0,
-                "max_steps": STEPS,
-                "save_steps": 1,
-                "seed": 3,
-                "deepspeed": "zero2",
-                "use_cpu": True,
-            }
-        )
-    )
-    return {
-        "root": root,
-        "db": db,
-        "model": model,
-        "config": config,
-        "shards": root / "shards",
-        "eval": root / "eval_shards",
-    }
+    config = write_train_config(root / "train.yaml", model, max_steps=STEPS)
+    return Setup(root, db, model, config, root / "shards", root / "eval_shards")
 
 
 def _weights(folder):
@@ -79,8 +67,8 @@ def _reward_log(out):
 
 @pytest.fixture(scope="module")
 def one_process(setup):
-    out = setup["root"] / "run1"
-    r = run(LaunchSpec(str(setup["config"]), str(setup["shards"]), str(out)))
+    out = setup.root / "run1"
+    r = run(LaunchSpec(str(setup.config), str(setup.shards), str(out)))
     assert r.returncode == 0, "\n".join(r.tail)
     return out, r
 
@@ -89,7 +77,7 @@ def one_process(setup):
 def test_two_grpo_steps_on_zero2_in_one_process_change_the_parameters(setup, one_process):
     out, r = one_process
     assert r.result["global_step"] == STEPS and (out / "checkpoint-1").is_dir() and (out / "checkpoint-2").is_dir()
-    before, after = _weights(setup["model"]), _weights(out / "final")
+    before, after = _weights(setup.model), _weights(out / "final")
     trained = [k for k in after if "visual" not in k]
     assert any(not np.array_equal(before[k], after[k]) for k in trained)
     assert all(
@@ -103,8 +91,8 @@ def test_two_grpo_steps_on_zero2_in_one_process_change_the_parameters(setup, one
 
 @pytest.mark.slow
 def test_two_processes(setup):
-    out = setup["root"] / "run2"
-    r = run(LaunchSpec(str(setup["config"]), str(setup["shards"]), str(out), nprocs=2))
+    out = setup.root / "run2"
+    r = run(LaunchSpec(str(setup.config), str(setup.shards), str(out), nprocs=2))
     assert r.returncode == 0, "\n".join(r.tail)
     log = _reward_log(out)
     keys = [(row["sample_id"], row["step"]) for row in log]
@@ -116,13 +104,13 @@ def test_two_processes(setup):
 @pytest.mark.slow
 def test_resume_from_step_one_equals_the_uninterrupted_run(setup, one_process):
     full, _ = one_process
-    out = setup["root"] / "resumed"
+    out = setup.root / "resumed"
     out.mkdir()
     shutil.copytree(full / "checkpoint-1", out / "checkpoint-1")
     (out / "reward_log").mkdir()
     for f in (full / "reward_log").glob("step-000001-*"):
         shutil.copy(f, out / "reward_log" / f.name)
-    r = run(LaunchSpec(str(setup["config"]), str(setup["shards"]), str(out), resume=True))
+    r = run(LaunchSpec(str(setup.config), str(setup.shards), str(out), resume=True))
     assert r.returncode == 0, "\n".join(r.tail)
     assert r.result["global_step"] == STEPS
     a, b = _weights(full / "final"), _weights(out / "final")
@@ -134,9 +122,9 @@ def test_resume_from_step_one_equals_the_uninterrupted_run(setup, one_process):
 def test_cancelling_the_launcher_leaves_no_process_of_the_group(setup):
     import psutil
 
-    cfg = yaml.safe_load(setup["config"].read_text())
+    cfg = yaml.safe_load(setup.config.read_text())
     cfg["max_steps"] = 10_000
-    long = setup["root"] / "long.yaml"
+    long = setup.root / "long.yaml"
     long.write_text(yaml.safe_dump(cfg))
     launcher = subprocess.Popen(
         [
@@ -146,9 +134,9 @@ def test_cancelling_the_launcher_leaves_no_process_of_the_group(setup):
             "--config",
             str(long),
             "--manifest",
-            str(setup["shards"]),
+            str(setup.shards),
             "--output",
-            str(setup["root"] / "cancel"),
+            str(setup.root / "cancel"),
             "--nprocs",
             "2",
         ],
@@ -185,8 +173,8 @@ def _pgid(pid):
 
 
 def test_manifest_for_another_family_or_template_is_refused(setup, tmp_path):
-    cfg = load_config(setup["config"])
-    manifest = json.loads((setup["shards"] / "manifest.json").read_text())
+    cfg = load_config(setup.config)
+    manifest = json.loads((setup.shards / "manifest.json").read_text())
     assert check_manifest(manifest, cfg)  # no scorer in these shards: a warning, not a refusal
     other = dict(manifest, family=get_family("qwen2_vl").key())
     with pytest.raises(ManifestMismatch, match="scored for"):
@@ -284,7 +272,7 @@ class Scripted:
 def test_evaluation_scores_known_answers(setup):
     from vlmr1.boxes import iou_pairwise
 
-    rows = rows_from_shards(setup["eval"])
+    rows = rows_from_shards(setup.eval)
     keys = [(r["problem"], _pixels(r)) for r in rows]
     rows = [
         r for r, k in zip(rows, keys) if keys.count(k) == 1
@@ -320,9 +308,9 @@ def test_cli_eval_writes_json_and_catalog_rows(setup, one_process):
             "eval",
             str(out / "final"),
             "--data",
-            str(setup["eval"]),
+            str(setup.eval),
             "--catalog",
-            str(setup["db"]),
+            str(setup.db),
             "--max-new-tokens",
             "24",
         ],
@@ -333,11 +321,11 @@ def test_cli_eval_writes_json_and_catalog_rows(setup, one_process):
     )
     assert r.returncode == 0, r.stderr
     results = json.loads((out / "final" / "eval" / "eval_shards.json").read_text())
-    assert results["n"] == len(rows_from_shards(setup["eval"])) and all(
+    assert results["n"] == len(rows_from_shards(setup.eval)) and all(
         "acc@0.5" in m for m in results["metrics"].values()
     )
     from curation import catalog
 
-    with catalog.connect(setup["db"]) as con:
+    with catalog.connect(setup.db) as con:
         n = con.execute("SELECT count(*) FROM evaluations WHERE metric IN ('acc@0.5', 'mean_iou')").fetchone()[0]
     assert n == 2 * len(results["metrics"])
