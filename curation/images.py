@@ -110,6 +110,10 @@ class ImageCheck:
     max_pixels: int = MAX_PIXELS
     workers: int | None = None
 
+    def __post_init__(self) -> None:
+        # absolute once, here: stored paths, shard roots and export folders never depend on the working directory
+        self.roots = [Path(r).resolve() for r in self.roots]
+
     def describe(self) -> dict:
         return {
             "roots": [str(r) for r in self.roots],

@@ -447,24 +447,29 @@ def shard(
 def export_cmd(
     shards: Path = typer.Argument(..., help="A shard folder (or its manifest.json)."),
     to: str = typer.Option(..., "--to", help="vlmr1-jsonl | easyr1"),
-    out: Path = typer.Option(..., "--out", help="Folder (vlmr1-jsonl) or parquet file (easyr1)."),
+    out: Path = typer.Option(..., "--out", help="The export folder."),
+    embed_images: bool = typer.Option(False, "--embed-images", help="EasyR1: image bytes in the parquet."),
 ) -> None:
-    """Export verified shards for VLM-R1 (jsonl + image folder) or EasyR1/verl (parquet)."""
-    from curation.exports import to_easyr1, to_vlmr1_jsonl
+    """Export verified shards for VLM-R1 (jsonl per task + launch scripts) or EasyR1 (parquet + reward function)."""
+    from curation.exports.easyr1 import to_easyr1
+    from curation.exports.vlmr1_jsonl import to_vlmr1_jsonl
     from vlmr1.shards import ShardError
 
+    if to not in ("vlmr1-jsonl", "easyr1"):
+        raise typer.BadParameter("--to must be vlmr1-jsonl or easyr1")
     try:
         if to == "vlmr1-jsonl":
-            pairs = to_vlmr1_jsonl(shards, out)
-            typer.echo(
-                f"--data_file_paths {':'.join(str(p) for p, _ in pairs)} --image_folders "
-                f"{':'.join(f for _, f in pairs)}"
-            )
-        elif to == "easyr1":
-            typer.echo(f"written: {to_easyr1(shards, out)}")
+            files = to_vlmr1_jsonl(shards, out)
+            for f in files:
+                typer.echo(f"{f.task}: {f.path} ({f.lines} lines), images in {f.image_folder}")
+            for task in sorted({f.task for f in files}):
+                typer.echo(
+                    f"train {task} with VLM-R1: VLM_R1=<checkout> MODEL=<model> bash {out / f'train-{task}.sh'}"
+                )
         else:
-            raise typer.BadParameter("--to must be vlmr1-jsonl or easyr1")
-    except ShardError as exc:
+            export = to_easyr1(shards, out, embed=embed_images)
+            typer.echo("python3 -m verl.trainer.main config=examples/config.yaml " + " ".join(export.overrides()))
+    except (ShardError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
 

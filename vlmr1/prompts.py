@@ -10,14 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
-# Question texts as VLM-R1's released REC / OVD data phrase them.
+# Question texts as VLM-R1's released REC / OVD data phrase them (the OVD line as its maintainers posted it in
+# VLM-R1 issue #246; the tech report's wording differs in 11 places). The phrase list is a Python list's repr.
 REC_QUESTION = "Please provide the bounding box coordinate of the region this sentence describes: {expression}."
 OVD_QUESTION = (
     "Please carefully check the image and detect the following objects: [{categories}]. "
-    "Output each detected target's bbox coordinates in JSON format. The format of the bbox coordinates is: "
-    '```json\n[{{"bbox_2d": [x1, y1, x2, y2], "label": "target name"}}, '
-    '{{"bbox_2d": [x1, y1, x2, y2], "label": "target name"}}]\n```. '
-    "If there are no such targets in the image, simply respond with None."
+    "Output the bbox coordinates of detected objects in JSON format in <answer></answer>. "
+    "The bbox coordinate format should be: \n```json\n"
+    '[{{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}}]\n```\n. '
+    'If no targets are detected in the image, simply respond with "None".'
 )
 
 # VLM-R1's reasoning instruction around the question (Qwen module templates).
@@ -52,7 +53,8 @@ class PromptTemplate:
 
 
 TEMPLATES: dict[str, PromptTemplate] = {
-    "vlmr1": PromptTemplate("vlmr1", 1, _REC_TEMPLATE, _OVD_TEMPLATE),
+    # version 2: the OVD question of VLM-R1's released data (version 1 had the tech report's wording)
+    "vlmr1": PromptTemplate("vlmr1", 2, _REC_TEMPLATE, _OVD_TEMPLATE),
     # No reasoning instruction: for evaluating base models the way their reports do.
     "plain": PromptTemplate("plain", 1, "{question}", "{question}"),
 }
@@ -66,8 +68,9 @@ def get_template(name: str) -> PromptTemplate:
 
 
 def ovd_phrases(categories: Iterable[str]) -> str:
-    """The phrase list as the OVD prompt shows it: ``'cat', 'dog'``."""
-    return ", ".join(f"'{c}'" for c in categories)
+    """The phrase list as the OVD prompt shows it, a Python list's repr inside the brackets:
+    ``'cat', "rider's helmet"``."""
+    return ", ".join(repr(c) for c in categories)
 
 
 def build_messages(task: str, problem: str, template: str = "vlmr1", n_images: int = 1) -> list[dict]:

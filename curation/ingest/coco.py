@@ -422,7 +422,7 @@ def ovd_problems(
     out: list[str] = []
     if m == 0:
         return [""] * n
-    quoted = np.array([f"'{c}'" for c in names], dtype=object)
+    quoted = np.array([repr(c) for c in names], dtype=object)  # as vlmr1.prompts.ovd_phrases
     salt = np.uint64(_name_hash(f"{seed}\x1f{split}"))
     col_hash = np.array([_name_hash(c) for c in names], dtype=np.uint64)
     top = np.iinfo(np.uint64).max

@@ -88,9 +88,11 @@ def test_prompts_follow_vlmr1():
         "Please provide the bounding box coordinate of the region this sentence describes: the man on the left."
     )
     assert rec.endswith("Output the final answer in JSON format.")
-    ovd = get_template("vlmr1").question("ovd", ovd_phrases(["cat", "dog"]))
-    assert "detect the following objects: ['cat', 'dog']." in ovd and '"bbox_2d": [x1, y1, x2, y2]' in ovd
-    assert ovd.endswith("simply respond with None.")
+    ovd = get_template("vlmr1").question("ovd", ovd_phrases(["cat", "rider's helmet"]))
+    # VLM-R1's released OVD line (issue #246): the phrase list is a Python list's repr
+    assert "detect the following objects: ['cat', \"rider's helmet\"]. Output the bbox coordinates" in ovd
+    assert '\n```json\n[{"bbox_2d": [x1, y1, x2, y2], "label": "object name"}]\n```\n.' in ovd
+    assert ovd.endswith('If no targets are detected in the image, simply respond with "None".')
     msgs = build_messages("rec", "a dog")
     assert (
         msgs[0]["role"] == "user"

@@ -1,0 +1,58 @@
+"""Exports of a verified shard set for other trainers, each loading unchanged in that trainer.
+
+- ``vlmr1_jsonl``: VLM-R1's ``grpo_jsonl.py`` data (one jsonl per task and image folder, integer ids,
+  the question texts of VLM-R1's released data) and a launch script per task.
+- ``easyr1``: EasyR1's ``RLHFDataset`` parquet (``problem`` / ``answer`` / ``images``), a reward-function
+  file for ``worker.reward.reward_function`` and the format prompt the labels were scored with.
+
+Both read the shards through ``rows``: the manifest's image roots and each row's path relative to its root.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlmr1.prompts import OVD_QUESTION, REC_QUESTION
+from vlmr1.records import parse_solution
+from vlmr1.shards import load_table
+
+
+@dataclass(frozen=True)
+class ExportRow:
+    """One shard row as exporters need it: the row, its image path relative to its root, that root's index."""
+
+    row: dict
+    relative: str
+    root: int | None  # None: the image is embedded (bytes in the row)
+
+
+def rows(shards: str | Path) -> tuple[list[ExportRow], dict]:
+    """The verified rows and the manifest."""
+    table, manifest = load_table(shards)
+    roots = manifest["image_roots"]
+    out = []
+    for r in table.to_pylist():
+        rel, root = r["image"]["path"], r["image_root"]
+        if root is not None:  # load_table made it absolute: relative to its root again
+            rel = rel[len(str(Path(roots[root]))) + 1 :]
+        out.append(ExportRow(r, rel, root))
+    return out, manifest
+
+
+def question(task: str, problem: str) -> str:
+    """The question text of VLM-R1's released data for a sample's problem."""
+    if task == "rec":
+        return REC_QUESTION.format(expression=problem.strip().rstrip("."))
+    return OVD_QUESTION.format(categories=problem)
+
+
+def answer(task: str, solution: str) -> str:
+    """The ground-truth answer text in original pixels, exactly as it parses back."""
+    targets = parse_solution(solution)
+    if task == "rec":
+        return json.dumps(list(targets[0].bbox))
+    if not targets:
+        return "None"
+    return "```json\n" + json.dumps([{"bbox_2d": list(t.bbox), "label": t.label} for t in targets]) + "\n```"

@@ -1,0 +1,204 @@
+"""Exports load and score as the target trainer would, checked against each trainer's documented contract.
+
+VLM-R1 (``grpo_jsonl.py``): ``data_file_paths`` / ``image_folders`` pairs, ``conversations[0].value`` minus
+``<image>`` is the problem, ``conversations[1].value`` minus answer tags the solution, ``accu_reward_method``
+per line, ``Dataset.from_list`` over all files. EasyR1 (``verl/utils/dataset.py``): ``problem`` rendered
+through the format prompt's Jinja with ``content``, split on ``<image>``, ``images`` joined with
+``image_dir`` (or decoded from bytes), resized into [262144, 4194304] pixels with truncated sides, then the
+processor's own resize; the reward function gets ``{response, response_length, ground_truth}`` only.
+"""
+
+import json
+import math
+import os
+import subprocess
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+
+from curation.exports.easyr1 import to_easyr1
+from curation.exports.vlmr1_jsonl import to_vlmr1_jsonl
+from curation.quality.recipe import load_recipe
+from curation.selection import select
+from curation.shards import write_shards
+from helpers import coco_and_refcoco_catalog
+from vlmr1 import dialect_vlmr1
+from vlmr1.easyr1_reward import compute_score
+from vlmr1.prompts import OVD_QUESTION
+
+# A REC line as VLM-R1's released data writes it (integer id, image relative to its folder).
+RELEASED = {
+    "id": 0,
+    "image": "COCO_train2014_000000000001.jpg",
+    "conversations": [
+        {
+            "from": "human",
+            "value": "<image>Please provide the bounding box coordinate of the region this sentence "
+            "describes: the dog.",
+        },
+        {"from": "gpt", "value": "[1, 2, 30, 40]"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exports")
+    db = coco_and_refcoco_catalog(root, 8, 6)
+    return write_shards(select(db, load_recipe("none")), db, root / "shards").parent
+
+
+def _vlmr1_load(files, extra_lines=()):
+    """VLM-R1's loader, as documented: one item per line, image path joined with its folder."""
+    import datasets
+
+    items = []
+    for f in files:
+        for line in Path(f.path).read_text().splitlines():
+            item = json.loads(line)
+            item["image_path"] = [os.path.join(f.image_folder, item.pop("image"))]
+            item["problem"] = item["conversations"][0]["value"].replace("<image>", "")
+            item["solution"] = (
+                item["conversations"][1]["value"].replace("<answer>", "").replace("</answer>", "").strip()
+            )
+            del item["conversations"]
+            item["accu_reward_method"] = item.get("accu_reward_method", "default")
+            items.append(item)
+    for line in extra_lines:
+        items.append({**line, "image_path": ["x"], "problem": "p", "solution": "s", "accu_reward_method": "default"})
+        del items[-1]["image"], items[-1]["conversations"]
+    return items, datasets.Dataset.from_list(items)
+
+
+def test_vlmr1_export_is_one_file_per_task_with_integer_ids_and_the_released_question(shards, tmp_path):
+    files = to_vlmr1_jsonl(shards, tmp_path / "vlmr1")
+    assert {f.task for f in files} == {"rec", "ovd"}
+    for f in files:
+        lines = [json.loads(x) for x in Path(f.path).read_text().splitlines()]
+        assert len(lines) == f.lines > 0
+        assert all(type(x["id"]) is int for x in lines)
+        assert {x["accu_reward_method"] for x in lines} == {"default" if f.task == "rec" else "odLength"}
+        if f.task == "ovd":
+            human = lines[0]["conversations"][0]["value"]
+            phrases = human.split("objects: [", 1)[1].split("]. Output", 1)[0]
+            assert human == OVD_QUESTION.format(categories=phrases) and "<image>" not in human
+    items, ds = _vlmr1_load(files, [RELEASED])  # combined with a released line: no type error
+    assert len(ds) == sum(f.lines for f in files) + 1 and ds.features["id"].dtype == "int64"
+    assert all(os.path.exists(p) for it in items[:-1] for p in it["image_path"])
+
+
+def test_vlmr1_export_rows_score_as_vlmr1_scores_them(shards, tmp_path):
+    """A perfect OVD answer scores 1 with VLM-R1's odLength; a REC answer of the rounded box scores its IoU."""
+    files = to_vlmr1_jsonl(shards, tmp_path / "vlmr1")
+    items, _ = _vlmr1_load(files)
+    for it in items:
+        if it["accu_reward_method"] == "odLength":
+            response = f"<think>t</think><answer>{it['solution']}</answer>"
+            assert dialect_vlmr1.od_reward(response, it["solution"], length_penalty=True) == pytest.approx(1.0)
+        else:
+            truth = json.loads(it["solution"])
+            from PIL import Image
+
+            size = Image.open(it["image_path"][0]).size
+            box = [round(v) for v in truth]
+            response = f'<think>t</think><answer>{{"bbox_2d": {box}}}</answer>'
+            assert dialect_vlmr1.rec_iou(response, truth, size, size) == pytest.approx(
+                dialect_vlmr1.pixel_iou(box, truth)
+            )
+
+
+def test_vlmr1_launch_scripts_name_the_task_arguments(shards, tmp_path):
+    files = to_vlmr1_jsonl(shards, tmp_path / "vlmr1")
+    rec, ovd = ((tmp_path / "vlmr1" / f"train-{t}.sh").read_text() for t in ("rec", "ovd"))
+    assert "--task_type rec --is_reward_customized_from_vlm_module True" in rec
+    assert "--task_type odLength --reward_method odLength" in ovd
+    for script, task in ((rec, "rec"), (ovd, "ovd")):
+        assert all(str(f.path) in script for f in files if f.task == task)
+        assert "--reward_funcs accuracy format" in script and "src/open_r1/grpo_jsonl.py" in script
+    for name in ("train-rec.sh", "train-ovd.sh"):
+        assert subprocess.run(["bash", "-n", str(tmp_path / "vlmr1" / name)]).returncode == 0
+
+
+def _easyr1_resize(w, h, lo=262144, hi=4194304):
+    """EasyR1's process_image, from its documented behaviour."""
+    if w * h > hi:
+        f = math.sqrt(hi / (w * h))
+        w, h = int(w * f), int(h * f)
+    if w * h < lo:
+        f = math.sqrt(lo / (w * h))
+        w, h = int(w * f), int(h * f)
+    return w, h
+
+
+def _easyr1_rows(export, embed: bool):
+    """RLHFDataset with EasyR1's example config: (messages, PIL images, ground truth) per row."""
+    import datasets
+    from jinja2 import Template
+    from PIL import Image
+
+    ds = datasets.load_dataset("parquet", data_files=str(export.parquet), split="train")
+    template = Template(Path(export.format_prompt).read_text().strip())
+    out = []
+    for row in ds:
+        prompt = template.render(content=row["problem"])
+        pieces = prompt.split("<image>")
+        images = []
+        for img in row["images"]:
+            if embed:
+                images.append(Image.open(BytesIO(img["bytes"])))
+            else:
+                images.append(Image.open(os.path.join(export.image_dir, img)))
+        assert len(pieces) - 1 == len(images) == 1 and pieces[0] == ""
+        out.append((pieces[1], [im.resize(_easyr1_resize(*im.size)) for im in images], row["answer"]))
+    return out
+
+
+def _iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.parametrize("embed", [False, True])
+def test_easyr1_export_loads_and_scores_in_the_frame_the_model_sees(shards, tmp_path, embed):
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    export = to_easyr1(shards, tmp_path / "easyr1", embed=embed)
+    rows = _easyr1_rows(export, embed)
+    assert len(rows) > 0 and {json.loads(a)["task"] for _, _, a in rows} == {"rec", "ovd"}
+    for text, (image,), answer in rows:
+        truth = json.loads(answer)
+        assert ("detect the following objects" in text) == (truth["task"] == "ovd")
+        assert "<think> </think>" in text  # the reasoning instruction the labels were scored with
+        h2, w2 = smart_resize(
+            image.height, image.width, 28, truth["family"]["min_pixels"], truth["family"]["max_pixels"]
+        )
+        sx, sy = w2 / truth["width"], h2 / truth["height"]
+        boxes = [t["bbox"] for t in truth["solution"]]
+        seen = [[b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy] for b in boxes]
+        if truth["task"] == "rec":
+            perfect = f'<think>t</think><answer>{{"bbox_2d": {seen[0]}}}</answer>'
+            shifted_seen = [seen[0][0] + 7, seen[0][1], seen[0][2] + 7, seen[0][3]]
+            shifted = f'<think>t</think><answer>{{"bbox_2d": {shifted_seen}}}</answer>'
+            b = boxes[0]
+            expected = _iou(b, [b[0] + 7 / sx, b[1], b[2] + 7 / sx, b[3]])
+            [p, s] = compute_score(
+                [{"response": r, "response_length": 1, "ground_truth": answer} for r in (perfect, shifted)]
+            )
+            assert p["accuracy"] == pytest.approx(1.0, abs=1e-9) and s["accuracy"] == pytest.approx(expected, abs=1e-9)
+            assert 0 < expected < 1 and p["format"] == 1.0
+        else:
+            items = [{"bbox_2d": s, "label": t["label"]} for s, t in zip(seen, truth["solution"])]
+            body = "```json\n" + json.dumps(items) + "\n```" if items else "None"
+            [p] = compute_score(
+                [
+                    {
+                        "response": f"<think>t</think><answer>{body}</answer>",
+                        "response_length": 1,
+                        "ground_truth": answer,
+                    }
+                ]
+            )
+            assert p["accuracy"] == pytest.approx(1.0, abs=1e-9)
