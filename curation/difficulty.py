@@ -36,7 +36,7 @@ from curation.quality.recipe import Recipe
 from curation.selection import candidates as training_candidates
 from vlmr1.prompts import build_messages, get_template
 from vlmr1.report import StageReport
-from vlmr1.rewards import REGISTRY, RewardBatch, score
+from vlmr1.rewards import DEFAULT_DIALECT, REGISTRY, RewardBatch, check_dialect, score
 from vlmr1.rollout.base import Engine, Request, Sampling
 
 TASK_REWARD = {"rec": "iou", "ovd": "map"}
@@ -62,10 +62,13 @@ class ScorerSpec:
     sampling: Sampling = Sampling()
     threshold: float = 0.5  # reward >= threshold is a pass
     rewards: dict = field(default_factory=lambda: dict(TASK_REWARD))
+    dialect: str = DEFAULT_DIALECT  # whose reward semantics decide a pass (vlmr1.rewards.DIALECTS)
 
     def canonical(self) -> dict:
         model = {k: v for k, v in self.model.items() if k != "engine"}  # hf and vllm on the same weights share scores
-        return {
+        # the default dialect is left out, so keys from before dialects existed still name the same scores
+        dialect = {} if self.dialect == DEFAULT_DIALECT else {"dialect": self.dialect}
+        return dialect | {
             "model": model,
             "family": self.family,
             "template": get_template(self.template).key(),
@@ -192,6 +195,7 @@ def score_recipe(
     template: str = "vlmr1",
     sampling: Sampling = Sampling(),
     threshold: float = 0.5,
+    dialect: str = DEFAULT_DIALECT,
     limit: int | None = None,
     partition_size: int = 64,
     work_dir: str | Path | None = None,
@@ -199,7 +203,9 @@ def score_recipe(
 ) -> ScoreSummary:
     """Score every training candidate of ``recipe`` not yet scored under this scorer; return what was done."""
     t_start = time.perf_counter()
-    spec = ScorerSpec(engine.describe(), engine.family.key(), template, sampling, threshold)
+    spec = ScorerSpec(
+        engine.describe(), engine.family.key(), template, sampling, threshold, dialect=check_dialect(dialect)
+    )
     catalog_path = Path(catalog_path)
     work = Path(work_dir or catalog_path.parent / "scoring") / spec.key
     with catalog.connect(catalog_path) as con:
@@ -312,10 +318,10 @@ def _rollout_rows(chunk: list[dict], outputs, family, spec: ScorerSpec) -> list[
             tasks.append(r["task"])
             owners.append((r["sample_id"], j, c.n_tokens))
     batch = RewardBatch.build(completions, solutions, widths, heights, tasks, family.frame(), None)
-    fmt = score("format", batch)
+    fmt = score("format", batch, spec.dialect)
     reward = np.full(len(completions), np.nan)
     for task, name in spec.rewards.items():
-        values = score(name, batch)
+        values = score(name, batch, spec.dialect)
         mask = np.array([t == task for t in tasks])
         reward[mask] = values[mask]
     reward = np.nan_to_num(reward, nan=0.0)

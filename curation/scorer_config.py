@@ -7,7 +7,7 @@ read this model; ``score_with`` is the one call from a config to ``difficulty.sc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +32,9 @@ class ScorerConfig(BaseModel):
         0.5, ge=0.0, le=1.0, description="a completion passes when its task reward is at least this"
     )
     partition_size: int = Field(64, ge=1, description="samples per partition: the unit of resume")
+    dialect: Literal["vlmr1-curate", "vlmr1"] = Field(
+        "vlmr1-curate", description="reward semantics of a pass: ours, or VLM-R1's released ones (README table)"
+    )
 
 
 def load_scorer_config(path: str | Path) -> ScorerConfig:
@@ -56,6 +59,7 @@ def score_with(
         template=config.template,
         sampling=config.sampling,
         threshold=config.threshold,
+        dialect=config.dialect,
         limit=limit,
         partition_size=config.partition_size,
         progress=progress,

@@ -26,6 +26,7 @@ from curation.selection import Selection
 from vlmr1.hashing import sha256_file
 from vlmr1.prompts import build_messages, get_template
 from vlmr1.report import StageReport
+from vlmr1.rewards import DEFAULT_DIALECT
 from vlmr1.shards import FORMAT, SHARD_SCHEMA
 
 ROW_GROUP = 8192
@@ -178,6 +179,7 @@ def _manifest(selection: Selection, catalog_path: Path, scorer, template: str, r
         "scorer_key": selection.scorer_key,
         "scorer": scorer,
         "family": (scorer or {}).get("family"),
+        "dialect": (scorer or {}).get("dialect", DEFAULT_DIALECT),  # the reward semantics the labels were scored in
         "template": get_template(template).key(),
         "catalog": catalog.snapshot(catalog_path),
         "image_roots": roots,

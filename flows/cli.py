@@ -451,13 +451,18 @@ def export_cmd(
     embed_images: bool = typer.Option(False, "--embed-images", help="EasyR1: image bytes in the parquet."),
 ) -> None:
     """Export verified shards for VLM-R1 (jsonl per task + launch scripts) or EasyR1 (parquet + reward function)."""
+    from curation.exports import dialect_warning
     from curation.exports.easyr1 import to_easyr1
     from curation.exports.vlmr1_jsonl import to_vlmr1_jsonl
-    from vlmr1.shards import ShardError
+    from vlmr1.shards import ShardError, read_manifest
 
     if to not in ("vlmr1-jsonl", "easyr1"):
         raise typer.BadParameter("--to must be vlmr1-jsonl or easyr1")
     try:
+        target = ("vlmr1", "VLM-R1") if to == "vlmr1-jsonl" else ("vlmr1-curate", "our EasyR1 reward function")
+        said = dialect_warning(read_manifest(shards)[1], *target)
+        if said:
+            typer.echo(said, err=True)
         if to == "vlmr1-jsonl":
             files = to_vlmr1_jsonl(shards, out)
             for f in files:
@@ -540,14 +545,17 @@ def eval_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    from training.evaluate import evaluate_model, rows_from_shards, write_results
+    from training.evaluate import evaluate_model, rows_from_shards, shards_dialect, write_results
     from vlmr1.rollout import make_engine
     from vlmr1.rollout.base import Sampling
 
     eng = make_engine(engine, str(checkpoint))
     table = Table("data", "split", "task", "n", "metrics", title=f"evaluation of {checkpoint}")
     for d in data:
-        results = evaluate_model(eng, rows_from_shards(d), template=template, sampling=Sampling.greedy(max_new_tokens))
+        greedy = Sampling.greedy(max_new_tokens)
+        results = evaluate_model(
+            eng, rows_from_shards(d), template=template, sampling=greedy, dialect=shards_dialect(d)
+        )
         path = write_results(results, checkpoint, d.name)
         if catalog is not None:
             from curation.evaluations import record

@@ -92,14 +92,14 @@ def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int) -> 
 @task(name="evaluate", cache_policy=CONTENT, persist_result=True)
 def eval_task(checkpoint: ModelRef, shards: FileRef, catalog: CatalogRef, run: str) -> StageReport:
     from curation.evaluations import record
-    from training.evaluate import evaluate_model, evaluation_report, rows_from_shards, write_results
+    from training.evaluate import evaluate_model, evaluation_report, rows_from_shards, shards_dialect, write_results
     from vlmr1.rollout import make_engine
     from vlmr1.rollout.base import Sampling
 
     t0 = time.perf_counter()
     checkpoint_dir, data = Path(checkpoint.path), Path(shards.path).parent
     engine, rows = make_engine("hf", str(checkpoint_dir)), rows_from_shards(data)
-    results = evaluate_model(engine, rows, sampling=Sampling.greedy(max_new_tokens=48))
+    results = evaluate_model(engine, rows, sampling=Sampling.greedy(max_new_tokens=48), dialect=shards_dialect(data))
     path = write_results(results, checkpoint_dir, data.name)
     record(catalog.path, path, run=run)
     return _timed(evaluation_report(results, path), t0)

@@ -37,6 +37,8 @@ class TrainConfig(BaseModel):
     model: str = Field(..., description="model path")
     family: Optional[str] = Field(None, description="model family (default: from the model's config)")
     template: str = "vlmr1"
+    # reward semantics (vlmr1.rewards.DIALECTS); None: the shards' own, so the labels match what training computes
+    dialect: Optional[Literal["vlmr1-curate", "vlmr1"]] = None
     min_pixels: Optional[int] = None
     max_pixels: Optional[int] = None
     # reward name -> weight; each reward scores only its own task (NaN elsewhere, which TRL skips)

@@ -22,6 +22,13 @@ from vlmr1.rewards import RewardBatch, dataset_map, score
 from vlmr1.rollout.base import Engine, Request, Sampling
 
 
+def shards_dialect(path: str | Path) -> str:
+    """The reward dialect the shards' labels were scored in: evaluation uses it too."""
+    from vlmr1.shards import read_manifest
+
+    return read_manifest(path)[1].get("dialect", "vlmr1-curate")
+
+
 def rows_from_shards(path: str | Path) -> list[dict]:
     from vlmr1.shards import load_table
 
@@ -54,9 +61,18 @@ def _image(row: dict):
 
 
 def evaluate_model(
-    engine: Engine, rows: list[dict], *, template: str = "vlmr1", sampling: Sampling | None = None, batch: int = 32
+    engine: Engine,
+    rows: list[dict],
+    *,
+    template: str = "vlmr1",
+    sampling: Sampling | None = None,
+    batch: int = 32,
+    dialect: str = "vlmr1-curate",
 ) -> dict:
-    """Metrics per split (REC: acc@0.5, mean IoU; OVD: dataset-level mAP, AP50); greedy unless ``sampling``."""
+    """Metrics per split (REC: acc@0.5, mean IoU; OVD: dataset-level mAP, AP50); greedy unless ``sampling``.
+
+    REC metrics follow ``dialect`` (``vlmr1``: VLM-R1's evaluation, box inside ``{...}``, IoU > 0.5); OVD
+    dataset-level AP always parses with our rules (VLM-R1 ships no dataset-level OVD evaluation to follow)."""
     sampling = sampling or Sampling.greedy()
     family: Family = engine.family
     completions: list[str] = []
@@ -65,14 +81,15 @@ def evaluate_model(
         requests = [Request([_image(r)], build_messages(r["task"], r["problem"], template)) for r in part]
         completions += [c[0].text for c in engine.generate(requests, sampling)]
     return {
-        "metrics": split_metrics(rows, completions, family.frame()),
+        "metrics": split_metrics(rows, completions, family.frame(), dialect),
+        "dialect": dialect,
         "n": len(rows),
         "family": family.key(),
         "template": template,
     }
 
 
-def split_metrics(rows: list[dict], completions: list[str], frame) -> dict:
+def split_metrics(rows: list[dict], completions: list[str], frame, dialect: str = "vlmr1-curate") -> dict:
     """REC Acc@0.5 / mean IoU and OVD dataset-level mAP / AP50 per split, from the training rewards' own code."""
     rb = RewardBatch.build(
         completions,
@@ -83,7 +100,7 @@ def split_metrics(rows: list[dict], completions: list[str], frame) -> dict:
         frame,
         None,
     )
-    iou, hit = score("iou", rb), score("hit@0.5", rb)
+    iou, hit = score("iou", rb, dialect), score("hit@0.5", rb, dialect)
     out: dict = {}
     for split in sorted({r["split"] for r in rows}):
         rec = [i for i, r in enumerate(rows) if r["split"] == split and r["task"] == "rec"]

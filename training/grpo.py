@@ -44,6 +44,12 @@ def check_manifest(manifest: dict, cfg: TrainConfig) -> list[str]:
         raise ManifestMismatch(
             f"shards were scored for {have}, this training config is {want}: difficulty labels would not hold"
         )
+    dialect = manifest.get("dialect", "vlmr1-curate")
+    if cfg.dialect is not None and cfg.dialect != dialect:
+        raise ManifestMismatch(
+            f"shards were scored with the {dialect!r} reward dialect, this training config uses {cfg.dialect!r}: "
+            "pass rates would describe another reward (leave dialect unset to use the shards')"
+        )
     template = get_template(cfg.template).key()
     if manifest.get("template") != template:
         raise ManifestMismatch(
@@ -189,7 +195,8 @@ def train(cfg: TrainConfig, manifest_path: str | Path, output_dir: str | Path, r
     )
     log = RewardLog(output_dir / "reward_log", rank)
     frame = family.frame()
-    rewards = [log.wrap(name, trl_reward(name, frame)) for name in cfg.rewards]
+    dialect = cfg.dialect or manifest.get("dialect", "vlmr1-curate")  # the shards' reward semantics by default
+    rewards = [log.wrap(name, trl_reward(name, frame, dialect)) for name in cfg.rewards]
 
     class FlushRewards(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):

@@ -151,6 +151,11 @@ class BoxFrame:
         rh, rw = smart_resize(int(height), int(width), self.factor, self.min_pixels, self.max_pixels)
         return float(rw), float(rh)
 
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) the processor feeds the vision tower (VLM-R1 reads it as image_grid_thw x 14)."""
+        rh, rw = smart_resize(int(height), int(width), self.factor, self.min_pixels, self.max_pixels)
+        return rw, rh
+
     def to_original(self, boxes, width: float, height: float, resized: tuple[int, int] | None = None) -> np.ndarray:
         fw, fh = self.extent(width, height, resized)
         scale = np.array([width / fw, height / fh, width / fw, height / fh])

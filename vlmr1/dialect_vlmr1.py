@@ -148,3 +148,39 @@ def od_reward(completion: str, truth_answer: str, score_type: int = 0, length_pe
     if length_penalty and len(pred) > len(truth):
         value *= len(truth) / len(pred)
     return value
+
+
+# reward name -> how the dialect computes it for one row of its task (see the module docstring)
+def _row(name: str, completion: str, targets, image_wh, input_wh) -> float:
+    from vlmr1.records import answer_text
+
+    if name in ("iou", "hit@0.5"):
+        truth = list(targets[0].bbox)
+        return (rec_iou if name == "iou" else rec_hit)(completion, truth, input_wh, image_wh)
+    truth_answer = answer_text("ovd", targets)
+    if name == "map":
+        return od_reward(completion, truth_answer)
+    if name == "ap50":
+        return od_reward(completion, truth_answer, score_type=1)
+    return od_reward(completion, truth_answer, length_penalty=True)  # od_length
+
+
+def score_batch(name: str, batch):
+    """A ``vlmr1.rewards.RewardBatch`` scored in this dialect: NaN for rows of another task, as ours."""
+    import numpy as np
+
+    from vlmr1.rewards import get_reward
+
+    task = get_reward(name).task
+    out = np.full(len(batch.completions), np.nan)
+    for i, completion in enumerate(batch.completions):
+        row_task = batch.tasks[i]
+        if name == "format":
+            out[i] = rec_format(completion) if row_task == "rec" else format_reward(completion)
+            continue
+        if row_task != task:
+            continue
+        w, h = int(batch.widths[i]), int(batch.heights[i])
+        input_wh = batch.resized[i] if batch.resized and batch.resized[i] else batch.frame.input_size(w, h)
+        out[i] = _row(name, completion, batch.solutions[i], (w, h), input_wh)
+    return out

@@ -168,3 +168,18 @@ def to_table(samples: Iterable[Sample]) -> pa.Table:
 
 def from_table(table: pa.Table) -> list[Sample]:
     return [Sample.from_row(row) for row in table.to_pylist()]
+
+
+def answer_text(task: str, targets: tuple[Target, ...]) -> str:
+    """The ground-truth answer as VLM-R1's data writes it, in original pixels: REC a 4-number list, OVD a
+    ```json fence of ``{"bbox_2d", "label"}`` items or ``None``. Exact: it parses back to the same boxes."""
+    import json
+
+    def box(t: Target) -> list:  # whole numbers as integers, as VLM-R1's released data writes them
+        return [int(v) if float(v).is_integer() else v for v in t.bbox]
+
+    if task == "rec":
+        return json.dumps(box(targets[0]))
+    if not targets:
+        return "None"
+    return "```json\n" + json.dumps([{"bbox_2d": box(t), "label": t.label} for t in targets]) + "\n```"

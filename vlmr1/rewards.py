@@ -9,8 +9,10 @@ into None, which TRL skips), so one reward list serves mixed REC+OVD data.
 - ``format``: REC: tags well formed and a box parses; OVD: tags well formed
   and the answer is "None" or a list of valid detections.
 - ``iou``: REC, continuous IoU (what VLM-R1 trains on). Area IoU as in
-  pycocotools; VLM-R1's own helper counts pixels inclusively (+1), which
-  differs by about one pixel's share of the box.
+  pycocotools. (VLM-R1's helper counts the intersection inclusively and the
+  areas exclusively: on well-formed answers it agrees to 1e-13 except for
+  boxes overlapping by at most one pixel, which it scores 0. The ``vlmr1``
+  dialect, ``vlmr1.dialect_vlmr1``, reproduces it; README has the table.)
 - ``hit@0.5``: REC, IoU >= 0.5 (Acc@0.5, what VLM-R1 evaluates).
 - ``map`` / ``ap50``: OVD, COCO AP@[.5:.95] / AP50 (101-point), as COCOeval.
 - ``od_length``: OVD, ``min(1, n_gt / n_pred) * map``; both empty: 1, one
@@ -344,8 +346,25 @@ def dataset_map(batch: RewardBatch, rows: Sequence[int] | None = None) -> tuple[
     return (None, None) if np.isnan(m_ap[0]) else (float(m_ap[0]), float(ap50[0]))
 
 
-def score(name: str, batch: RewardBatch) -> np.ndarray:
+# Reward dialects: ours (robust parsing, every box in original pixels) and VLM-R1's released semantics
+# (``vlmr1.dialect_vlmr1``). The dialect is part of the scorer key, the shard manifest and the training config.
+DEFAULT_DIALECT = "vlmr1-curate"
+DIALECTS = (DEFAULT_DIALECT, "vlmr1")
+
+
+def check_dialect(dialect: str) -> str:
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown reward dialect {dialect!r}; known: {', '.join(DIALECTS)}")
+    return dialect
+
+
+def score(name: str, batch: RewardBatch, dialect: str = DEFAULT_DIALECT) -> np.ndarray:
     """Reward ``name`` for every row: float in [0, 1], NaN where the row's task does not apply."""
+    if check_dialect(dialect) == "vlmr1":
+        from vlmr1.dialect_vlmr1 import score_batch
+
+        get_reward(name)
+        return score_batch(name, batch)
     return get_reward(name).fn(batch)
 
 
@@ -354,7 +373,9 @@ def default_task(name: str) -> str:
     return get_reward(name).task or "rec"
 
 
-def trl_reward(name: str, frame: BoxFrame | None = None) -> Callable[..., list[float | None]]:
+def trl_reward(
+    name: str, frame: BoxFrame | None = None, dialect: str = DEFAULT_DIALECT
+) -> Callable[..., list[float | None]]:
     """A TRL reward function ``f(completions, **columns)`` for reward ``name``.
 
     Reads the dataset columns ``solution``, ``width``, ``height`` and, when
@@ -362,13 +383,14 @@ def trl_reward(name: str, frame: BoxFrame | None = None) -> Callable[..., list[f
     """
     spec = get_reward(name)
     frame = frame or BoxFrame()
+    check_dialect(dialect)
 
     def reward(completions: list, solution: list, width: list, height: list, **columns) -> list[float | None]:
         tasks = columns.get("task") or default_task(name)
         rw, rh = columns.get("resized_width"), columns.get("resized_height")
         resized = list(zip(rw, rh)) if rw is not None and rh is not None else None
         batch = RewardBatch.build(completions, solution, width, height, tasks, frame, resized)
-        return [None if math.isnan(v) else float(v) for v in spec.fn(batch)]
+        return [None if math.isnan(v) else float(v) for v in score(spec.name, batch, dialect)]
 
     reward.__name__ = name.replace("@", "_at_").replace(".", "")
     return reward

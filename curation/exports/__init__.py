@@ -10,12 +10,11 @@ Both read the shards through ``rows``: the manifest's image roots and each row's
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from vlmr1.prompts import OVD_QUESTION, REC_QUESTION
-from vlmr1.records import parse_solution
+from vlmr1.records import answer_text, parse_solution
 from vlmr1.shards import load_table
 
 
@@ -50,9 +49,17 @@ def question(task: str, problem: str) -> str:
 
 def answer(task: str, solution: str) -> str:
     """The ground-truth answer text in original pixels, exactly as it parses back."""
-    targets = parse_solution(solution)
-    if task == "rec":
-        return json.dumps(list(targets[0].bbox))
-    if not targets:
-        return "None"
-    return "```json\n" + json.dumps([{"bbox_2d": list(t.bbox), "label": t.label} for t in targets]) + "\n```"
+    return answer_text(task, parse_solution(solution))
+
+
+def dialect_warning(manifest: dict, target: str, trainer: str) -> str | None:
+    """A loud line when the shards' difficulty labels were scored in another reward dialect than ``trainer``'s."""
+    if manifest.get("scorer") is None:
+        return None  # no difficulty labels, nothing to disagree with
+    have = manifest.get("dialect", "vlmr1-curate")
+    if have == target:
+        return None
+    return (
+        f"warning: these shards' difficulty labels were scored with the {have!r} reward dialect; {trainer} "
+        f"computes {target!r} rewards, so pass rates may not hold there (re-score with dialect: {target})"
+    )

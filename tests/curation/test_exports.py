@@ -202,3 +202,27 @@ def test_easyr1_export_loads_and_scores_in_the_frame_the_model_sees(shards, tmp_
                 ]
             )
             assert p["accuracy"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_a_released_vlmr1_ovd_line_exports_with_its_question_unchanged(tmp_path):
+    """VLM-R1 issue #246's OVD example: ingested, sharded and exported, its question text is byte-identical."""
+    from curation.images import ImageCheck
+    from curation.ingest import ingest
+    from curation.quality.apply import evaluate_recipe
+    from curation.testing.fixtures import write_jpeg
+
+    phrases = "['railings being crossed by horses', 'a horse running or jumping', \"equestrian rider's helmet\"]"
+    human = OVD_QUESTION.format(categories=phrases[1:-1])
+    gpt = '```json\n[{"bbox_2d": [3, 218, 799, 533], "label": "railings being crossed by horses"}]\n```'
+    line = {"id": 1, "image": "equestrian/006.jpg", "conversations": [{"from": "human", "value": human}]}
+    line["conversations"].append({"from": "gpt", "value": gpt})
+    write_jpeg(tmp_path / "images" / "equestrian" / "006.jpg", 800, 534, 0)
+    (tmp_path / "released.jsonl").write_text(json.dumps(line) + "\n")
+    db = tmp_path / "c.duckdb"
+    ingest("jsonl", db, tmp_path / "released.jsonl", images=ImageCheck([tmp_path / "images"]))
+    evaluate_recipe(db, load_recipe("none"))
+    shards = write_shards(select(db, load_recipe("none")), db, tmp_path / "shards").parent
+    [f] = to_vlmr1_jsonl(shards, tmp_path / "export")
+    [out] = [json.loads(x) for x in Path(f.path).read_text().splitlines()]
+    assert out["conversations"][0]["value"] == human and out["conversations"][1]["value"] == gpt
+    assert out["image"] == "equestrian/006.jpg" and f.image_folder == str((tmp_path / "images").resolve())
