@@ -1,7 +1,8 @@
 """Shared test settings: hypothesis profiles sized for a 2-core CI machine, and ``helpers`` importable.
 
-The tests tree mirrors the packages (``tests/vlmr1``, ``tests/curation``, ``tests/training``,
-``tests/flows``); ``tests/helpers.py`` holds what several of them share.
+The tests tree mirrors the packages (``tests/test_vlmr1``, ``tests/test_curation``, ``tests/test_training``,
+``tests/test_flows``: not ``tests/vlmr1``, which would shadow the package on ``sys.path``); ``tests/helpers.py``
+holds what several of them share.
 """
 
 import sys
