@@ -226,3 +226,36 @@ def test_a_released_vlmr1_ovd_line_exports_with_its_question_unchanged(tmp_path)
     [out] = [json.loads(x) for x in Path(f.path).read_text().splitlines()]
     assert out["conversations"][0]["value"] == human and out["conversations"][1]["value"] == gpt
     assert out["image"] == "equestrian/006.jpg" and f.image_folder == str((tmp_path / "images").resolve())
+
+
+def test_integer_ids_that_collide_are_refused():
+    from curation.exports import ExportRow
+    from curation.exports.vlmr1_jsonl import _check_ids, integer_id
+
+    a, b = "0123456789abcde" + "000000000", "0123456789abcde" + "ffffffffff"[:9]
+    assert integer_id(a) == integer_id(b) == 0x0123456789ABCDE
+    with pytest.raises(ValueError, match=f"integer id {integer_id(a)} of samples {a} and {b} collides"):
+        _check_ids([ExportRow({"sample_id": s}, "x.jpg", 0) for s in (a, b)])
+
+
+def test_relative_image_roots_are_stored_absolute(tmp_path, monkeypatch):
+    """Shards and exports must not depend on the working directory the catalog was built from."""
+    from curation.images import ImageCheck
+    from curation.ingest import ingest
+    from curation.quality.apply import evaluate_recipe
+    from curation.testing.fixtures import make_coco
+
+    coco = make_coco(tmp_path / "coco", n_images=3)
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "c.duckdb"
+    ingest("coco", db, coco, images=ImageCheck([Path("coco")]))
+    evaluate_recipe(db, load_recipe("none"))
+    manifest = json.loads(write_shards(select(db, load_recipe("none")), db, tmp_path / "s").read_text())
+    assert manifest["image_roots"] == [str(tmp_path / "coco")]
+    monkeypatch.chdir("/")
+    files = to_vlmr1_jsonl(tmp_path / "s", tmp_path / "export")
+    assert all(
+        os.path.exists(os.path.join(f.image_folder, json.loads(line)["image"]))
+        for f in files
+        for line in Path(f.path).read_text().splitlines()
+    )
