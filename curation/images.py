@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
+import stat
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,12 +64,18 @@ def probe(path: str | Path, *, verify: bool = False, max_pixels: int = MAX_PIXEL
     except OSError as exc:
         return Probe(path, None, None, error=f"image missing: {exc.strerror}")
     out = Probe(path, st.st_size, st.st_mtime_ns)
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block, a device (/dev/zero) never ends
+        out.error = "image not a regular file: a FIFO, device or socket is never opened"
+        return out
     if st.st_size > MAX_FILE_BYTES:
         out.error = f"image too large: {st.st_size} bytes"
         return out
     try:
         with open(path, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_FILE_BYTES + 1)  # bounded by bytes read, not by what stat said
+        if len(data) > MAX_FILE_BYTES:
+            out.error = f"image too large: over {MAX_FILE_BYTES} bytes"
+            return out
         out.sha256 = hashlib.sha256(data).hexdigest()
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -86,7 +94,9 @@ def probe(path: str | Path, *, verify: bool = False, max_pixels: int = MAX_PIXEL
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         out.error = f"image too large: {exc}"
     except Exception as exc:  # PIL raises many types for bad bytes: all of them mean "unreadable"
-        out.error = f"image unreadable: {type(exc).__name__}: {exc}"
+        # PIL names the buffer by its repr (an address): the reason must be the same on every run
+        detail = re.sub(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>", os.path.basename(path), str(exc))
+        out.error = f"image unreadable: {type(exc).__name__}: {detail}"
     return out
 
 
@@ -122,8 +132,14 @@ class ImageCheck:
             "reject": self.reject,
         }
 
-    def resolve(self, key: str) -> str:
-        """The first root holding ``key``; the first root's path when none does (then the probe says missing)."""
+    def resolve(self, key: str) -> str | None:
+        """The first root holding ``key``; the first root's path when none does (then the probe says missing).
+
+        None when the key leaves the roots: absolute, ``..`` past the root, NUL bytes. Checked lexically, so
+        symlinks a user placed inside a root still work.
+        """
+        if not inside_root(key):
+            return None
         for root in self.roots:
             candidate = Path(root) / key
             if candidate.exists():
@@ -134,6 +150,8 @@ class ImageCheck:
         """Probe the staged samples' images (cache first) and reject the samples whose image is unusable."""
         keys = [r[0] for r in con.execute("SELECT DISTINCT image_key FROM new_samples").fetchall()]
         paths = {k: self.resolve(k) for k in keys}
+        _reject_outside(con, [k for k, p in paths.items() if p is None])
+        paths = {k: p for k, p in paths.items() if p is not None}
         cached_probes(con, list(paths.values()), verify=self.verify, max_pixels=self.max_pixels, workers=self.workers)
         con.execute("CREATE OR REPLACE TEMP TABLE staged_probes (image_key VARCHAR, path VARCHAR)")
         _stage_paths(con, paths)
@@ -155,6 +173,28 @@ class ImageCheck:
         con.execute(
             "UPDATE new_samples SET image_path = k.path FROM staged_probes k WHERE k.image_key = new_samples.image_key"
         )
+
+
+def inside_root(key: str) -> bool:
+    """A relative key that stays inside its root: not absolute, no ``..`` past the root, no NUL."""
+    if not key or "\x00" in key or os.path.isabs(key) or key.startswith("~"):
+        return False
+    norm = os.path.normpath(key)
+    return norm != ".." and not norm.startswith(".." + os.sep)
+
+
+def _reject_outside(con: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
+    """Samples whose image key leaves the image roots are rejects; nothing outside the roots is ever opened."""
+    if not keys:
+        return
+    import pyarrow as pa
+
+    with catalog.registered(con, "_outside", pa.table({"image_key": keys})):
+        con.execute(
+            f"INSERT INTO new_rejects SELECT {REC_REF}, 'image path outside the image roots: ' || image_key "
+            "FROM new_samples WHERE image_key IN (SELECT image_key FROM _outside)"
+        )
+        con.execute("DELETE FROM new_samples WHERE image_key IN (SELECT image_key FROM _outside)")
 
 
 def _stage_paths(con: duckdb.DuckDBPyConnection, paths: dict[str, str]) -> None:

@@ -170,9 +170,11 @@ def _run_ingest(paths: list[Path], catalog_path: Path, reader, check) -> None:
             except CatalogBusy as exc:
                 typer.echo(str(exc), err=True)
                 raise typer.Exit(3) from None
-            except (ValueError, OSError, pickle.UnpicklingError) as exc:  # the file itself is unreadable
+            except Exception as exc:  # noqa: BLE001 (one bad file never stops the others; the row says why)
                 failed += 1
-                table.add_row(str(path), "[red]failed[/]", "-", "-", "-", "-", str(exc))
+                known = isinstance(exc, (ValueError, OSError, pickle.UnpicklingError))
+                why = str(exc) if known else f"{path}: {type(exc).__name__}: {exc}"
+                table.add_row(str(path), "[red]failed[/]", "-", "-", "-", "-", why.splitlines()[0][:500])
                 progress.advance(task)
                 continue
             reasons = ", ".join(f"{r['reason']}: {r['rejects']}" for r in report.table("rejects by reason")) or "-"
@@ -180,6 +182,7 @@ def _run_ingest(paths: list[Path], catalog_path: Path, reader, check) -> None:
             progress.advance(task)
     console.print(table)
     if failed:
+        typer.echo(f"{failed} of {len(paths)} files failed; the others were ingested", err=True)
         raise typer.Exit(1)
 
 

@@ -54,28 +54,46 @@ class ShardError(ValueError):
 
 
 def read_manifest(path: str | Path) -> tuple[Path, dict]:
-    """(folder, manifest) from a folder or its manifest.json."""
+    """(folder, manifest) from a folder or its manifest.json; ShardError (one line) when it is not a manifest."""
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     manifest_path = folder / "manifest.json"
-    if not manifest_path.exists():
+    if not manifest_path.is_file():
         raise ShardError(f"{folder}: no manifest.json (an incomplete or interrupted write never has one)")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise ShardError(f"{manifest_path}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ShardError(f"{manifest_path}: not JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ShardError(f"{manifest_path}: format {got!r}, expected {FORMAT!r}")
+    if not isinstance(manifest.get("shards"), list) or not isinstance(manifest.get("counts"), dict):
+        raise ShardError(f"{manifest_path}: no 'shards' list or 'counts' (not a shard manifest)")
     return folder, manifest
 
 
 def verify(folder: Path, manifest: dict) -> None:
+    """Every listed shard inside the folder, complete and unaltered; no shard dropped; the row count adds up."""
+    listed = []
     for shard in manifest["shards"]:
-        f = folder / shard["file"]
-        if not f.exists():
+        name = str(shard.get("file", ""))
+        if Path(name).name != name or not name.endswith(".parquet"):
+            raise ShardError(f"{folder}: shard entry {name!r} is not a file name inside the folder")
+        f = folder / name
+        listed.append(name)
+        if not f.is_file():
             raise ShardError(f"{f}: missing")
         size = f.stat().st_size
         if size != shard["bytes"]:
             raise ShardError(f"{f}: {size} bytes, the manifest says {shard['bytes']} (truncated or replaced)")
         if sha256_file(f) != shard["sha256"]:
             raise ShardError(f"{f}: sha256 differs from the manifest (the file was altered)")
+    on_disk = sorted(p.name for p in folder.glob("shard-*.parquet"))
+    if sorted(listed) != on_disk:
+        raise ShardError(f"{folder}: shard files {on_disk} differ from the manifest's {sorted(listed)}")
+    rows, counted = sum(int(s.get("rows", -1)) for s in manifest["shards"]), manifest["counts"].get("rows")
+    if rows != counted:
+        raise ShardError(f"{folder}: the shards hold {rows} rows, the manifest counts {counted}")
 
 
 def load_table(path: str | Path, *, image_roots: list[str] | None = None, check: bool = True) -> tuple[pa.Table, dict]:

@@ -328,6 +328,10 @@ def _validate(con: duckdb.DuckDBPyConnection) -> None:
                 WHEN NOT (isfinite(a.x) AND isfinite(a.y) AND isfinite(a.w) AND isfinite(a.h))
                     THEN 'bbox must be 4 finite numbers: [' || a.x || ', ' || a.y || ', ' || a.w || ', ' || a.h || ']'
                 WHEN a.w <= 0 OR a.h <= 0 THEN 'bbox has no area: w=' || a.w || ', h=' || a.h
+                WHEN NOT (isfinite(a.x + a.w) AND isfinite(a.y + a.h))
+                    THEN 'bbox overflows: x + w or y + h is not a finite number'
+                WHEN a.x + a.w <= a.x OR a.y + a.h <= a.y
+                    THEN 'bbox has no area in xyxy: w=' || a.w || ' or h=' || a.h || ' vanishes next to x, y'
             END) AS reason
         FROM typed_anns a LEFT JOIN imgs_ok im ON im.image_id = a.image_id LEFT JOIN cats_ok c ON c.category_id =
         a.category_id""")
@@ -336,6 +340,11 @@ def _validate(con: duckdb.DuckDBPyConnection) -> None:
             x AS x1, y AS y1, x + w AS x2, y + h AS y2, CASE WHEN isfinite(area) THEN area ELSE w * h END AS area,
             iscrowd
         FROM anns_checked WHERE reason IS NULL""")
+    # (image, category) pairs whose annotation was rejected: that category is in the image, so it must never be
+    # offered as "absent" there (its answer would be a wrong None)
+    con.execute("""CREATE OR REPLACE TEMP TABLE anns_lost AS
+        SELECT DISTINCT image_id, category FROM anns_checked
+        WHERE reason IS NOT NULL AND image_id IS NOT NULL AND category IS NOT NULL""")
     for t in ("typed_cats", "typed_images", "typed_anns", "anns_checked"):
         con.execute(f"DROP TABLE {t}")
 
@@ -353,12 +362,23 @@ def _reject_and_dedupe(con: duckdb.DuckDBPyConnection, table: str, section: str,
 # ---------------------------------------------------------------- samples
 
 
+def _reject_incomplete_images(con: duckdb.DuckDBPyConnection) -> None:
+    """A file with no usable category (e.g. truncated before its categories) gives no OVD sample at all."""
+    if con.execute("SELECT count(*) FROM cats_ok").fetchone()[0]:
+        return
+    reason = "no usable categories in the file (truncated?): no OVD prompt can be formed"
+    con.execute("INSERT INTO new_rejects SELECT 'images', NULL, image_id::VARCHAR, ? FROM imgs_ok", [reason])
+    con.execute("DELETE FROM imgs_ok")
+
+
 def _stage_samples(
     con: duckdb.DuckDBPyConnection, source: str, split: str, absent: int, seed: int, content_sha256: str
 ) -> None:
     image_ids = con.execute("SELECT image_id FROM imgs_ok ORDER BY image_id").fetchnumpy()["image_id"].astype(np.int64)
     names = [r[0] for r in con.execute("SELECT DISTINCT name FROM cats_ok ORDER BY name").fetchall()]
-    pairs = con.execute("""SELECT a.image_id, n.col, bool_and(a.iscrowd) AS crowd_only FROM anns_ok a
+    pairs = con.execute("""SELECT a.image_id, n.col, bool_and(a.iscrowd) AS crowd_only FROM (
+            SELECT image_id, category, iscrowd FROM anns_ok
+            UNION ALL SELECT image_id, category, true FROM anns_lost) a
         JOIN (SELECT name, row_number() OVER (ORDER BY name) - 1 AS col FROM (SELECT DISTINCT name FROM cats_ok)) n ON
         n.name = a.category
         GROUP BY ALL""").fetchnumpy()
@@ -472,6 +492,7 @@ class CocoReader(Reader):
 
     def stage(self, con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, images=None) -> int:
         n_records = stage_instances(con, path)
+        _reject_incomplete_images(con)
         _stage_samples(con, self.source, self.split or split_name(path), self.absent, self.seed, content_sha256)
         for t in ("cats_ok", "imgs_ok", "anns_ok"):
             con.execute(f"DROP TABLE IF EXISTS {t}")

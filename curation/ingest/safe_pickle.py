@@ -16,6 +16,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+MAX_OBJECTS = 20_000_000  # containers and values after expanding shared references (RefCOCOg: about 1.5M)
+MAX_DEPTH = 100  # RefCOCO refs are 5 deep
 _ALLOWED = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset")}
 
 
@@ -48,13 +50,43 @@ def _text(value: Any) -> Any:
     return value
 
 
+def _bounded(root: Any) -> None:
+    """Refuse data that would expand past ``MAX_OBJECTS`` or nest past ``MAX_DEPTH``.
+
+    A pickle can reference one container many times (a 197-byte "billion laughs" pickle expands to 10^9
+    objects when walked); the expanded size is counted on the shared graph, once per distinct container, so
+    the check costs what the pickle holds, not what it expands to. Iterative: deep data cannot overflow it.
+    """
+    size: dict[int, int] = {}
+    stack = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+        children = list(node.items()) if isinstance(node, dict) else node
+        if not isinstance(node, (list, tuple, dict, set, frozenset)) or (id(node) in size and not done):
+            continue
+        if done:
+            flat = [c for pair in children for c in pair] if isinstance(node, dict) else children
+            total = 1 + sum(size.get(id(c), 1) for c in flat)
+            if total > MAX_OBJECTS:
+                raise ValueError(f"expands to more than {MAX_OBJECTS} objects (shared references)")
+            size[id(node)] = total
+            continue
+        stack.append((node, depth, True))
+        flat = [c for pair in children for c in pair] if isinstance(node, dict) else list(children)
+        stack.extend((c, depth + 1, False) for c in flat)
+
+
 def load_plain(path: str | Path) -> Any:
     """The plain data in a pickle file; ``UnsafePickle`` naming the file and what it tried, ValueError if
-    unreadable."""
+    unreadable or too big or deep once expanded."""
     data = Path(path).read_bytes()
     try:
-        return _text(_PlainDataUnpickler(io.BytesIO(data), encoding="bytes").load())
+        value = _PlainDataUnpickler(io.BytesIO(data), encoding="bytes").load()
+        _bounded(value)
+        return _text(value)
     except UnsafePickle as exc:
         raise UnsafePickle(f"{path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError, TypeError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError, TypeError, MemoryError) as exc:
         raise ValueError(f"{path}: not a readable pickle: {type(exc).__name__}: {exc}") from None

@@ -123,6 +123,13 @@ def _drop_duplicate_samples(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"DELETE FROM new_samples WHERE {later}")
 
 
+def regular_file(path: Path) -> None:
+    """Refuse what would hang or never end before opening it: a FIFO, a device, a socket, a directory."""
+    if not Path(path).is_file():
+        what = "missing" if not Path(path).exists() else "not a regular file (a FIFO, device or directory)"
+        raise ValueError(f"{path}: {what}")
+
+
 def file_identity(path: Path, content: str, reader: Reader, images: ImageCheck | None) -> tuple[str, dict]:
     """(file_id, options): sha256 over the file's bytes, its companions' bytes, the reader's kind and fields."""
     options = {**reader.identity(), **({"images": images.describe()} if images is not None else {})}
@@ -142,6 +149,8 @@ def ingest_file(
     """
     path = Path(path)
     reader = reader.for_file(path)
+    for f in (path, *reader.companions()):
+        regular_file(f)
     content = sha256_file(path)
     file_id, options = file_identity(path, content, reader, images)
     summary = IngestSummary(str(path), file_id)

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from curation import catalog
 from curation.quality import features
 from curation.quality.recipe import Recipe
+from curation.quality.sandbox import PredicateError, check_predicate, sandbox
 from vlmr1.report import StageReport
 
 
@@ -69,13 +71,41 @@ class QualityResult:
 
 
 def check_rules(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
-    """Run every predicate over an empty sample_features; RuleError names the first that fails."""
+    """Parse every predicate, then run it in the sandbox over an empty sample_features; RuleError names the first
+    that fails."""
     features.compute(con, eval_splits=tuple(recipe.eval_splits), near_dup_max=recipe.near_dup_max(), empty=True)
-    for name, sql, _ in recipe.resolved():
-        try:
-            con.execute(f"SELECT count(*) FROM sample_features WHERE coalesce(({sql}), false)")
-        except duckdb.Error as exc:
-            raise RuleError(f"rule {name!r} of recipe {recipe.name!r}: {sql!r} does not run: {exc}") from None
+    box = sandbox(con.sql("SELECT * FROM sample_features").to_arrow_table())
+    try:
+        for name, sql, _ in recipe.resolved():
+            try:
+                check_predicate(sql)
+                box.execute(f"SELECT count(*) FROM sample_features WHERE coalesce(({sql}), false)")
+            except (PredicateError, duckdb.Error) as exc:
+                raise RuleError(f"rule {name!r} of recipe {recipe.name!r}: {sql!r} is refused: {exc}") from None
+    finally:
+        box.close()
+
+
+def _flags(con: duckdb.DuckDBPyConnection, recipe: Recipe, rule_seconds: dict[str, float]) -> None:
+    """``_flags`` on the catalog connection: each rule's predicate evaluated in the sandbox, ids brought back."""
+    box = sandbox(con.sql("SELECT * FROM sample_features").to_arrow_table())
+    parts = []
+    try:
+        for i, (name, sql, action) in enumerate(recipe.resolved()):
+            t0 = time.perf_counter()
+            query = f"SELECT sample_id FROM sample_features WHERE coalesce(({sql}), false)"
+            ids = box.sql(query).to_arrow_table().column("sample_id")
+            n = len(ids)
+            parts.append(pa.table({"sample_id": ids, "rule": [name] * n, "action": [action] * n, "ord": [i] * n}))
+            rule_seconds[name] = time.perf_counter() - t0
+    finally:
+        box.close()
+    schema = pa.schema(
+        [("sample_id", pa.string()), ("rule", pa.string()), ("action", pa.string()), ("ord", pa.int32())]
+    )
+    table = pa.concat_tables([t.cast(schema) for t in parts]) if parts else schema.empty_table()
+    with catalog.registered(con, "_new_flags", table):
+        con.execute("CREATE OR REPLACE TEMP TABLE _flags AS SELECT * FROM _new_flags")
 
 
 def evaluate_recipe(catalog_path: str | Path, recipe: Recipe) -> QualityResult:
@@ -88,16 +118,7 @@ def evaluate_recipe(catalog_path: str | Path, recipe: Recipe) -> QualityResult:
         features.compute(
             con, eval_splits=tuple(recipe.eval_splits), near_dup_max=recipe.near_dup_max(), timings=result_timings
         )
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _flags (sample_id VARCHAR, rule VARCHAR, action VARCHAR, ord INTEGER)"
-        )
-        for i, (name, sql, action) in enumerate(recipe.resolved()):
-            t0 = time.perf_counter()
-            con.execute(
-                f"INSERT INTO _flags SELECT sample_id, ?, ?, ? FROM sample_features WHERE coalesce(({sql}), false)",
-                [name, action, i],
-            )
-            rule_seconds[name] = time.perf_counter() - t0
+        _flags(con, recipe, rule_seconds)
         total, n_eval = con.execute("SELECT count(*), count(*) FILTER (WHERE is_eval) FROM sample_features").fetchone()
         with catalog.transaction(con):
             con.execute("DELETE FROM quality_flags WHERE recipe_hash = ?", [h])

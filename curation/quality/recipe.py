@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from curation.quality.features import DEFAULT_EVAL_SPLITS
 from curation.quality.rules import BUILTIN, render
+from curation.quality.sandbox import PredicateError, check_predicate
 from vlmr1.yamlfiles import ConfigError, load_model
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -54,6 +55,11 @@ class RuleSpec(BaseModel):
             if self.rule is None:
                 raise ValueError("a custom rule needs a 'name'")
             self.name = self.rule
+        if self.sql is not None:
+            try:
+                check_predicate(self.resolved_sql())
+            except (PredicateError, RecipeError) as exc:
+                raise ValueError(f"rule {self.name!r}: {exc}") from None
         return self
 
     def resolved_sql(self) -> str:
@@ -110,7 +116,8 @@ class Selection(BaseModel):
 class Recipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
+    # a file-name-safe word: it names report folders and ablation outputs, so no separators or leading dot
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     description: str = ""
     eval_splits: list[str] = Field(
         default_factory=lambda: list(DEFAULT_EVAL_SPLITS),
