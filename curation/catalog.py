@@ -21,6 +21,10 @@ from vlmr1.hashing import content_hash
 _PID = re.compile(r"PID (\d+)")
 
 
+class CatalogError(ValueError):
+    """The catalog file cannot be used (newer schema): the message says which file and why."""
+
+
 class CatalogBusy(RuntimeError):
     """Another process holds the catalog's write lock."""
 
@@ -213,7 +217,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     )
     current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise CatalogError(
             f"catalog schema version {current} is newer than this code ({SCHEMA_VERSION}); upgrade vlmr1-curate"
         )
     for version, statements in MIGRATIONS:

@@ -586,5 +586,29 @@ def demo(
     run_demo(out, flow=flow)
 
 
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user's input or files cause: one line naming the file, option or record, never a traceback."""
+    import duckdb
+
+    from curation.catalog import CatalogError
+    from vlmr1.shards import ShardError
+    from vlmr1.yamlfiles import ConfigError
+
+    return (
+        ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+        ShardError, ConfigError, CatalogError, duckdb.IOException,
+    )  # fmt: skip
+
+
+def run() -> None:
+    """The ``vlmr1`` entry point: the typer app, with user errors printed as one line (exit 2)."""
+    try:
+        app()
+    except _user_errors() as exc:
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        typer.echo(f"error: {lines[0]}" + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else ""), err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    run()

@@ -48,6 +48,12 @@ class LaunchSpec:
     resume: bool = False
     extensions_dir: Optional[str] = None  # TORCH_EXTENSIONS_DIR: compiled DeepSpeed ops survive between runs
 
+    def __post_init__(self) -> None:
+        # the trainer runs from the package directory: paths are made absolute against the caller's directory
+        self.config, self.manifest, self.output = (
+            str(Path(p).resolve()) for p in (self.config, self.manifest, self.output)
+        )
+
     def command(self) -> tuple[list[str], dict]:
         port = self.main_port or free_port()
         args = ["-m", "training.grpo", "--config", self.config, "--manifest", self.manifest, "--output", self.output]

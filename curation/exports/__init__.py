@@ -63,3 +63,12 @@ def dialect_warning(manifest: dict, target: str, trainer: str) -> str | None:
         f"warning: these shards' difficulty labels were scored with the {have!r} reward dialect; {trainer} "
         f"computes {target!r} rewards, so pass rates may not hold there (re-score with dialect: {target})"
     )
+
+
+def export_folder(out: str | Path) -> Path:
+    """The export folder, created; a symlink is refused (an export would write through it into its target)."""
+    out = Path(out)
+    if out.is_symlink():
+        raise ValueError(f"{out}: --out is a symlink; exports write only into a real folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.exports import question, rows
+from curation.exports import export_folder, question, rows
 from vlmr1.families import get_family
 from vlmr1.prompts import get_template
 from vlmr1.records import parse_solution
@@ -74,8 +74,7 @@ def to_easyr1(
     max_pixels: int = EASYR1_MAX_PIXELS,
 ) -> EasyR1Export:
     """Write ``out/train.parquet``, ``out/format_prompt.jinja`` and ``out/reward_function.py``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = export_folder(out)
     export_rows, manifest = rows(shards)
     family = manifest.get("family") or get_family("qwen2_5_vl").key()
     template = manifest.get("template", "vlmr1@2").split("@")[0]

@@ -18,7 +18,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.exports import ExportRow, answer, question, rows
+from curation.exports import ExportRow, answer, export_folder, question, rows
 
 # task -> the grpo_jsonl.py arguments that train it as VLM-R1 does
 TASK_ARGS = {
@@ -72,8 +72,7 @@ def _check_ids(export_rows: list[ExportRow]) -> None:
 
 def to_vlmr1_jsonl(shards: str | Path, out: str | Path) -> list[JsonlFile]:
     """Write ``out/<recipe>-<task>[-<i>].jsonl`` (one per task and image root) and ``out/train-<task>.sh``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = export_folder(out)
     export_rows, manifest = rows(shards)
     _check_ids(export_rows)
     groups: dict[tuple[str, int], list[str]] = {}

@@ -263,13 +263,15 @@ def _type_rules(con: duckdb.DuckDBPyConnection) -> None:
     10)."""
     rid = "CASE WHEN json_type(id) = 'VARCHAR' THEN id ->> '$' ELSE id::VARCHAR END"
     int_or_null = lambda f: f"CASE WHEN json_type({f}) IN {INT} THEN TRY_CAST({f} AS BIGINT) END"  # noqa: E731
+    # not an integer, or one outside 64-bit signed range (2^63 and up): typed it would become NULL
+    not_int = lambda f: f"(json_type({f}) NOT IN {INT} OR TRY_CAST({f} AS BIGINT) IS NULL)"  # noqa: E731
     con.execute(f"""INSERT INTO typed_cats SELECT i, {int_or_null("id")}, name ->> '$', {rid},
-        CASE WHEN json_type(id) NOT IN {INT} OR json_type(name) IS DISTINCT FROM 'VARCHAR'
+        CASE WHEN {not_int("id")} OR json_type(name) IS DISTINCT FROM 'VARCHAR'
              THEN 'category needs an integer id and a non-empty name' END FROM raw_cats""")
     con.execute(f"""INSERT INTO typed_images SELECT i, {int_or_null("id")}, file_name ->> '$', {int_or_null("width")},
         {int_or_null("height")}, {rid},
-        CASE WHEN json_type(id) NOT IN {INT} OR id IS NULL THEN 'image needs an integer id'
-             WHEN json_type(width) NOT IN {INT} OR json_type(height) NOT IN {INT}
+        CASE WHEN {not_int("id")} THEN 'image needs an integer id (64-bit)'
+             WHEN {not_int("width")} OR {not_int("height")}
              THEN 'width/height must be positive integers: ' || coalesce(width::VARCHAR, 'missing') || 'x' ||
              coalesce(height::VARCHAR, 'missing')
              WHEN json_type(file_name) IS DISTINCT FROM 'VARCHAR' THEN 'file_name missing' END FROM raw_images""")
@@ -281,10 +283,10 @@ def _type_rules(con: duckdb.DuckDBPyConnection) -> None:
         SELECT i, {int_or_null("id")}, {int_or_null("image_id")}, {int_or_null("category_id")}, b[1], b[2], b[3], b[4],
             CASE WHEN json_type(area) IN {NUM} THEN area::DOUBLE END,
             coalesce(iscrowd::VARCHAR IN ('1', 'true'), false), {rid},
-            CASE WHEN json_type(id) NOT IN {INT} OR id IS NULL THEN 'annotation needs an integer id'
-                 WHEN json_type(image_id) NOT IN {INT} OR image_id IS NULL THEN 'unknown image id: ' ||
+            CASE WHEN {not_int("id")} THEN 'annotation needs an integer id (64-bit)'
+                 WHEN {not_int("image_id")} THEN 'unknown image id: ' ||
                  coalesce(image_id::VARCHAR, 'missing')
-                 WHEN json_type(category_id) NOT IN {INT} OR category_id IS NULL
+                 WHEN {not_int("category_id")}
                       THEN 'unknown category id: ' || coalesce(category_id::VARCHAR, 'missing')
                  WHEN b IS NULL THEN 'bbox must be 4 finite numbers: ' || coalesce(bbox::VARCHAR, 'missing')
                  WHEN iscrowd IS NOT NULL AND iscrowd::VARCHAR NOT IN ('0', '1', 'true', 'false') THEN

@@ -96,6 +96,8 @@ def parse_line(
     """One jsonl line -> a sample row (width/height may be None until probed)."""
     try:
         rec = json.loads(line)
+    except RecursionError:
+        raise RecordError("line is nested too deeply to be a VLM-R1 record") from None
     except ValueError as exc:
         raise RecordError(f"line is not JSON: {exc}") from None
     if not isinstance(rec, dict):
@@ -121,6 +123,11 @@ def parse_line(
     else:
         problem = _ovd_phrases(question) or question
         targets = truth
+    for text in (image, question, str(key)):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RecordError("text is not valid UTF-8: it holds a lone surrogate") from None
     return {
         "sample_id": make_sample_id(source, (stem, key)),
         "source": source,
@@ -201,7 +208,7 @@ def _size_from_probes(con: duckdb.DuckDBPyConnection, rows: list[dict], images: 
 def _line_id(line: str) -> str | None:
     try:
         value = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return str(value["id"]) if isinstance(value, dict) and "id" in value else None
 

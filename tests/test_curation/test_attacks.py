@@ -264,3 +264,83 @@ def test_one_bad_file_never_stops_the_others_on_the_command_line(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr + out.stdout
     assert "1 of 2 files failed" in out.stderr and "failed" in out.stdout
     assert _rows(tmp_path / "c.db", "SELECT count(*) FROM sources") == [(1,)]
+
+
+def test_bad_records_in_a_jsonl_file_are_rejects_naming_the_line(tmp_path):
+    q = REC_QUESTION.format(expression="d\ud800g")
+    surrogate = json.dumps({"id": 1, "image": "a.jpg", "width": 9, "height": 9, "conversations": []})
+    surrogate = surrogate[:-3] + json.dumps([{"from": "human", "value": q}, {"from": "gpt", "value": "[1, 1, 5, 5]"}])
+    surrogate += "}"
+    jsonl = tmp_path / "lines.jsonl"
+    jsonl.write_text("\n".join([surrogate, "[" * 100_000 + "]" * 100_000, _line(3, "a.jpg", 9)]) + "\n")
+    db = tmp_path / "c.duckdb"
+    ingest("jsonl", db, jsonl)
+    assert _rows(db, "SELECT record_index, reason FROM rejects ORDER BY 1") == [
+        (0, "text is not valid UTF-8: it holds a lone surrogate"),
+        (1, "line is nested too deeply to be a VLM-R1 record"),
+    ]
+    assert _rows(db, "SELECT count(*) FROM samples") == [(1,)]
+
+
+def test_coco_ids_and_sizes_out_of_range_are_rejects(tmp_path):
+    big = 2**63
+    data = {
+        "images": [
+            {"id": 1, "file_name": "1.jpg", "width": 100, "height": 100},
+            {"id": big, "file_name": "2.jpg", "width": 100, "height": 100},
+            {"id": 3, "file_name": "3.jpg", "height": 100},
+            {"id": 5, "file_name": "5.jpg", "width": 10**30, "height": 100},
+        ],
+        "annotations": [_ann(1, [1, 1, 5, 5]), {**_ann(2, [1, 1, 5, 5]), "id": big * 4}],
+        "categories": [{"id": 1, "name": "dog"}],
+    }
+    path = tmp_path / "instances_x.json"
+    path.write_text(json.dumps(data))
+    db = tmp_path / "c.duckdb"
+    ingest("coco", db, path)
+    reasons = dict(_rows(db, "SELECT record_id, reason FROM rejects"))
+    assert reasons[str(big)] == "image needs an integer id (64-bit)"
+    assert reasons[str(big * 4)] == "annotation needs an integer id (64-bit)"
+    assert reasons["3"].startswith("width/height must be positive integers: missing")
+    assert reasons["5"].startswith("width/height must be positive integers")
+    assert _rows(db, "SELECT image_id FROM samples") == [(1,)]
+
+
+def _vlmr1(*args, cwd=None):
+    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run([vlmr1, *args], capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
+
+
+def test_user_errors_on_the_command_line_are_one_line(tmp_path, catalog_db):
+    (tmp_path / "existing").mkdir()
+    (tmp_path / "bad.duckdb").write_text("garbage")
+    cases = [
+        (["shard", "none", "--catalog", str(catalog_db), "--out", str(tmp_path / "existing")], "not a shard output"),
+        (["quality", "none", "--catalog", str(tmp_path / "bad.duckdb")], "not a valid DuckDB database file"),
+    ]
+    for args, said in cases:
+        out = _vlmr1(*args)
+        assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr + out.stdout
+        assert out.stderr.strip().splitlines()[-1].startswith("error: ")  # one line (after any progress notes)
+
+
+def test_an_export_refuses_a_symlinked_out(tmp_path):
+    from curation.exports.easyr1 import to_easyr1
+
+    folder = _shards(tmp_path)
+    (tmp_path / "victim").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "victim")
+    with pytest.raises(ValueError, match="--out is a symlink"):
+        to_easyr1(folder, tmp_path / "link")
+    assert list((tmp_path / "victim").iterdir()) == []
+
+
+def test_training_paths_are_absolute_whatever_the_working_directory(tmp_path, monkeypatch):
+    from training.launch import LaunchSpec
+
+    monkeypatch.chdir(tmp_path)
+    spec = LaunchSpec("train.yaml", "shards/train", "out")
+    assert (spec.config, spec.manifest, spec.output) == tuple(
+        str(tmp_path / p) for p in ("train.yaml", "shards/train", "out")
+    )
