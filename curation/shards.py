@@ -111,6 +111,8 @@ def write_shards(
     tmp = _fresh_tmp(versions)
     shards = _write_parquet(shard_rows(selection, roots, template, embed_images), tmp, max_rows, max_bytes)
     manifest = _manifest(selection, catalog_path, scorer, template, roots, embed_images, shards)
+    if not embed_images:
+        manifest["images"] = _image_checksums(selection, catalog_path, roots, tmp)
     text = json.dumps(manifest, indent=2, sort_keys=True)
     _report(selection, tmp)
     (tmp / "manifest.json").write_text(text)
@@ -118,6 +120,29 @@ def write_shards(
     _fsync(tmp)
     _publish(tmp, versions / hashlib.sha256(text.encode()).hexdigest()[:16], out)
     return out / "manifest.json"
+
+
+def _image_checksums(selection: Selection, catalog_path: Path, roots: list[str], tmp: Path) -> dict:
+    """``images.parquet``: (root, path, sha256) of every image the shards point at, from the ingest probes, so a
+    loader can check with ``verify_images`` that the files by path are still the ones the labels were made on."""
+    keys = sorted({_root_and_key(r) for r in selection.rows})
+    absolute = [str(Path(root) / rel) for root, rel in keys]
+    with catalog.connect(catalog_path) as con:
+        sha = dict(
+            con.execute(
+                "SELECT path, sha256 FROM image_probes WHERE path IN (SELECT unnest(?))", [absolute]
+            ).fetchall()
+        )
+    table = pa.table(
+        {
+            "root": pa.array([roots.index(root) for root, _ in keys], pa.int32()),
+            "path": [rel for _, rel in keys],
+            "sha256": [sha.get(a) for a in absolute],
+        }
+    )
+    pq.write_table(table, tmp / "images.parquet")
+    _fsync(tmp / "images.parquet")
+    return {"file": "images.parquet", "rows": table.num_rows, "sha256": sha256_file(tmp / "images.parquet")}
 
 
 def _fresh_tmp(versions: Path) -> Path:

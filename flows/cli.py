@@ -103,6 +103,8 @@ def _reward_row(line: str, where: str) -> dict:
 
     try:
         row = json.loads(line)
+    except RecursionError:
+        raise ValueError(f"{where}: nested too deeply to be a reward row") from None
     except ValueError as exc:
         raise ValueError(f"{where}: not JSON: {exc}") from None
     if not isinstance(row, dict):
@@ -452,6 +454,9 @@ def export_cmd(
     to: str = typer.Option(..., "--to", help="vlmr1-jsonl | easyr1"),
     out: Path = typer.Option(..., "--out", help="The export folder."),
     embed_images: bool = typer.Option(False, "--embed-images", help="EasyR1: image bytes in the parquet."),
+    verify_images: bool = typer.Option(
+        False, "--verify-images", help="Re-hash every image the shards point at by path (checksums from ingest)."
+    ),
 ) -> None:
     """Export verified shards for VLM-R1 (jsonl per task + launch scripts) or EasyR1 (parquet + reward function)."""
     from curation.exports import dialect_warning
@@ -467,7 +472,7 @@ def export_cmd(
         if said:
             typer.echo(said, err=True)
         if to == "vlmr1-jsonl":
-            files = to_vlmr1_jsonl(shards, out)
+            files = to_vlmr1_jsonl(shards, out, check_images=verify_images)
             for f in files:
                 typer.echo(f"{f.task}: {f.path} ({f.lines} lines), images in {f.image_folder}")
             for task in sorted({f.task for f in files}):
@@ -475,7 +480,7 @@ def export_cmd(
                     f"train {task} with VLM-R1: VLM_R1=<checkout> MODEL=<model> bash {out / f'train-{task}.sh'}"
                 )
         else:
-            export = to_easyr1(shards, out, embed=embed_images)
+            export = to_easyr1(shards, out, embed=embed_images, check_images=verify_images)
             typer.echo("python3 -m verl.trainer.main config=examples/config.yaml " + " ".join(export.overrides()))
     except (ShardError, ValueError) as exc:
         typer.echo(str(exc), err=True)

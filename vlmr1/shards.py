@@ -96,14 +96,36 @@ def verify(folder: Path, manifest: dict) -> None:
         raise ShardError(f"{folder}: the shards hold {rows} rows, the manifest counts {counted}")
 
 
-def load_table(path: str | Path, *, image_roots: list[str] | None = None, check: bool = True) -> tuple[pa.Table, dict]:
-    """The verified shards as one arrow table, image paths resolved to absolute paths."""
+def verify_images(folder: Path, manifest: dict, roots: list[str]) -> int:
+    """Re-hash every image the shards point at by path; ShardError names the first that changed. Returns the count."""
+    import pyarrow.parquet as pq
+
+    entry = manifest.get("images")
+    if entry is None:
+        return 0  # embedded images are covered by the shard checksums
+    f = folder / "images.parquet"
+    if not f.is_file() or sha256_file(f) != entry["sha256"]:
+        raise ShardError(f"{f}: missing or altered (the image checksums cannot be trusted)")
+    for row in pq.read_table(f).to_pylist():
+        image = Path(roots[row["root"]]) / row["path"]
+        if row["sha256"] is None or not image.is_file() or sha256_file(image) != row["sha256"]:
+            raise ShardError(f"{image}: missing or changed since the shards were written (sha256 differs)")
+    return entry["rows"]
+
+
+def load_table(
+    path: str | Path, *, image_roots: list[str] | None = None, check: bool = True, check_images: bool = False
+) -> tuple[pa.Table, dict]:
+    """The verified shards as one arrow table, image paths resolved to absolute paths; ``check_images`` also
+    re-hashes every image stored by path."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     folder, manifest = read_manifest(path)
     if check:
         verify(folder, manifest)
+    if check_images:
+        verify_images(folder, manifest, image_roots or manifest["image_roots"])
     tables = [pq.read_table(folder / s["file"]) for s in manifest["shards"]]
     table = pa.concat_tables(tables) if tables else SHARD_SCHEMA.empty_table()
     roots = image_roots or manifest["image_roots"]
@@ -119,10 +141,10 @@ def load_table(path: str | Path, *, image_roots: list[str] | None = None, check:
     return table, manifest
 
 
-def load(path: str | Path, *, image_roots: list[str] | None = None, check: bool = True):
+def load(path: str | Path, *, image_roots: list[str] | None = None, check: bool = True, check_images: bool = False):
     """A ``datasets.Dataset`` of the shards (checksums verified first), ``image`` decoded as PIL on access."""
     import datasets
 
-    table, _ = load_table(path, image_roots=image_roots, check=check)
+    table, _ = load_table(path, image_roots=image_roots, check=check, check_images=check_images)
     ds = datasets.Dataset(datasets.table.InMemoryTable(table))
     return ds.cast_column("image", datasets.Image())

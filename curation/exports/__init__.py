@@ -27,9 +27,9 @@ class ExportRow:
     root: int | None  # None: the image is embedded (bytes in the row)
 
 
-def rows(shards: str | Path) -> tuple[list[ExportRow], dict]:
-    """The verified rows and the manifest."""
-    table, manifest = load_table(shards)
+def rows(shards: str | Path, check_images: bool = False) -> tuple[list[ExportRow], dict]:
+    """The verified rows and the manifest (``check_images``: every image by path re-hashed too)."""
+    table, manifest = load_table(shards, check_images=check_images)
     roots = manifest["image_roots"]
     out = []
     for r in table.to_pylist():

@@ -72,10 +72,11 @@ def to_easyr1(
     embed: bool = False,
     min_pixels: int = EASYR1_MIN_PIXELS,
     max_pixels: int = EASYR1_MAX_PIXELS,
+    check_images: bool = False,
 ) -> EasyR1Export:
     """Write ``out/train.parquet``, ``out/format_prompt.jinja`` and ``out/reward_function.py``."""
     out = export_folder(out)
-    export_rows, manifest = rows(shards)
+    export_rows, manifest = rows(shards, check_images)
     family = manifest.get("family") or get_family("qwen2_5_vl").key()
     template = manifest.get("template", "vlmr1@2").split("@")[0]
     embed = embed or any(r.root is None for r in export_rows)  # embedded shards have no files to point at

@@ -70,10 +70,10 @@ def _check_ids(export_rows: list[ExportRow]) -> None:
             raise ValueError(f"integer id {i} of samples {seen[i]} and {sid} collides; export them separately")
 
 
-def to_vlmr1_jsonl(shards: str | Path, out: str | Path) -> list[JsonlFile]:
+def to_vlmr1_jsonl(shards: str | Path, out: str | Path, check_images: bool = False) -> list[JsonlFile]:
     """Write ``out/<recipe>-<task>[-<i>].jsonl`` (one per task and image root) and ``out/train-<task>.sh``."""
     out = export_folder(out)
-    export_rows, manifest = rows(shards)
+    export_rows, manifest = rows(shards, check_images)
     _check_ids(export_rows)
     groups: dict[tuple[str, int], list[str]] = {}
     for r in export_rows:

@@ -206,11 +206,15 @@ def _load_raw_python(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     sections = load_sections(path, rejects)
     add_rejects(con, rejects)
     for section, (table, fields) in SECTIONS.items():
-        records = [json.dumps(r, allow_nan=True) for r in sections[section]]
-        con.register(
-            "_records",
-            pa.table({"i": pa.array(range(len(records)), pa.int64()), "rec": pa.array(records, pa.string())}),
-        )
+        index, records = [], []
+        for i, r in enumerate(sections[section]):
+            try:
+                records.append(json.dumps(r, allow_nan=True, ensure_ascii=False).encode("utf-8").decode("utf-8"))
+                index.append(i)
+            except UnicodeEncodeError:  # a lone surrogate: this record is a reject, the rest go on
+                rid = str(r.get("id")) if isinstance(r, dict) else None
+                add_rejects(con, [Reject(section, i, rid, "text is not valid UTF-8: it holds a lone surrogate")])
+        con.register("_records", pa.table({"i": pa.array(index, pa.int64()), "rec": pa.array(records, pa.string())}))
         picks = ", ".join(f"rec::JSON -> '{f}' AS {f}" for f in fields)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT i, {picks} FROM _records")
         con.unregister("_records")

@@ -27,7 +27,7 @@ import pyarrow as pa
 from curation.ingest import coco
 from curation.ingest.reader import Reader
 from curation.ingest.safe_pickle import load_plain
-from curation.ingest.store import Reject, add_rejects
+from curation.ingest.store import Reject, add_rejects, int_id
 from vlmr1.prompts import ovd_phrases
 from vlmr1.records import make_sample_id
 
@@ -44,10 +44,6 @@ PAIR_SCHEMA = pa.schema(
 )
 
 
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def pairs_from_groups(
     groups, sentences, image_ids: set[int], category_names: dict[int, str], rejects: list[Reject]
 ) -> list[dict]:
@@ -60,7 +56,7 @@ def pairs_from_groups(
     for gi, (gid, g) in enumerate(sorted(groups.items(), key=lambda kv: str(kv[0]))):
         if (
             not isinstance(g, dict)
-            or not _int(gid)
+            or not int_id(gid)
             or not isinstance(g.get("img_id"), list)
             or not isinstance(g.get("inner_sent_id"), list)
         ):
@@ -70,10 +66,12 @@ def pairs_from_groups(
             continue
         sents = []
         for sid in g["inner_sent_id"]:
-            s = sentences.get(sid)
+            s = sentences.get(sid) if int_id(sid) else None  # an unhashable or odd id is a reject, not a crash
             text = s.get("raw_sent") if isinstance(s, dict) else None
-            text = text if isinstance(text, str) and text.strip() else category_names.get(sid)
-            if not _int(sid) or not text:
+            text = (
+                text if isinstance(text, str) and text.strip() else (category_names.get(sid) if int_id(sid) else None)
+            )
+            if not int_id(sid) or not text:
                 rejects.append(
                     Reject(
                         "groups",
@@ -85,7 +83,7 @@ def pairs_from_groups(
                 continue
             sents.append((sid, text.strip(), bool(s.get("is_negative")) if isinstance(s, dict) else False))
         for image_id in g["img_id"]:
-            if image_id not in image_ids:
+            if not int_id(image_id) or image_id not in image_ids:
                 rejects.append(
                     Reject(
                         "groups",

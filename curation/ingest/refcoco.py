@@ -29,7 +29,7 @@ import pyarrow as pa
 from curation.ingest import coco
 from curation.ingest.reader import Reader
 from curation.ingest.safe_pickle import load_plain
-from curation.ingest.store import Reject, add_rejects
+from curation.ingest.store import Reject, add_rejects, int_id
 from vlmr1.records import make_sample_id
 
 _SPLIT_BY = re.compile(r"refs\((\w+)\)\.p$")
@@ -54,10 +54,6 @@ def normalize_sentence(text: str) -> str:
     return _SPACES.sub(" ", text).strip().lower()
 
 
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def flatten_refs(refs, source: str, by: str, rejects: list[Reject]) -> list[dict]:
     """One row per sentence; a malformed ref or sentence becomes a reject (section ``refs``, index = ref position)."""
     rows = []
@@ -66,7 +62,7 @@ def flatten_refs(refs, source: str, by: str, rejects: list[Reject]) -> list[dict
         return rows
     for i, ref in enumerate(refs):
         rid = str(ref.get("ref_id")) if isinstance(ref, dict) else None
-        if not isinstance(ref, dict) or not all(_int(ref.get(k)) for k in ("ref_id", "ann_id", "image_id")):
+        if not isinstance(ref, dict) or not all(int_id(ref.get(k)) for k in ("ref_id", "ann_id", "image_id")):
             rejects.append(Reject("refs", i, rid, "ref needs integer ref_id, ann_id and image_id"))
             continue
         if not isinstance(ref.get("split"), str) or not ref["split"]:
@@ -80,8 +76,13 @@ def flatten_refs(refs, source: str, by: str, rejects: list[Reject]) -> list[dict
             raw = s.get("raw") if isinstance(s, dict) else None
             sent = s.get("sent") if isinstance(s, dict) else None
             text = sent if isinstance(sent, str) and sent.strip() else raw
-            if not isinstance(s, dict) or not _int(s.get("sent_id")) or not isinstance(text, str) or not text.strip():
-                sid = s.get("sent_id") if isinstance(s, dict) and _int(s.get("sent_id")) else f"#{j}"
+            if (
+                not isinstance(s, dict)
+                or not int_id(s.get("sent_id"))
+                or not isinstance(text, str)
+                or not text.strip()
+            ):
+                sid = s.get("sent_id") if isinstance(s, dict) and int_id(s.get("sent_id")) else f"#{j}"
                 rejects.append(
                     Reject("refs", i, f"{rid}/{sid}", f"sentence {j} needs an integer sent_id and non-empty text")
                 )

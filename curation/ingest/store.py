@@ -31,6 +31,11 @@ from vlmr1.hashing import sha256_file
 from vlmr1.report import StageReport
 
 
+def int_id(v) -> bool:
+    """A 64-bit integer id: bools, floats, lists and out-of-range ints are not (they become rejects)."""
+    return isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+
+
 @dataclass
 class Reject:
     """A record that was not ingested: where it is and why ("what: detail")."""

@@ -315,14 +315,17 @@ def _vlmr1(*args, cwd=None):
 def test_user_errors_on_the_command_line_are_one_line(tmp_path, catalog_db):
     (tmp_path / "existing").mkdir()
     (tmp_path / "bad.duckdb").write_text("garbage")
+    (tmp_path / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n")
     cases = [
+        (["rewards", "score", "-r", "iou", str(tmp_path / "deep.jsonl")], "deep.jsonl:1: nested too deeply"),
         (["shard", "none", "--catalog", str(catalog_db), "--out", str(tmp_path / "existing")], "not a shard output"),
         (["quality", "none", "--catalog", str(tmp_path / "bad.duckdb")], "not a valid DuckDB database file"),
     ]
     for args, said in cases:
         out = _vlmr1(*args)
         assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr + out.stdout
-        assert out.stderr.strip().splitlines()[-1].startswith("error: ")  # one line (after any progress notes)
+        last = out.stderr.strip().splitlines()[-1]
+        assert said in last  # one line naming what is wrong (after any progress notes)
 
 
 def test_an_export_refuses_a_symlinked_out(tmp_path):
@@ -344,3 +347,52 @@ def test_training_paths_are_absolute_whatever_the_working_directory(tmp_path, mo
     assert (spec.config, spec.manifest, spec.output) == tuple(
         str(tmp_path / p) for p in ("train.yaml", "shards/train", "out")
     )
+
+
+def test_images_by_path_are_checked_against_their_ingest_checksums(tmp_path):
+    import pyarrow.parquet as pq
+
+    from vlmr1.shards import load
+
+    folder = _shards(tmp_path)
+    assert len(load(folder, check_images=True)) > 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    victim = next((tmp_path / "coco").rglob("*.jpg"))
+    names = [r["path"] for r in pq.read_table(folder / "images.parquet").to_pylist()]
+    assert manifest["images"]["rows"] == len(names) and victim.name in {Path(n).name for n in names}
+    write_jpeg(victim, 64, 48, "replaced")  # same name, other pixels
+    with pytest.raises(ShardError, match=f"{victim.name}: missing or changed"):
+        load(folder, check_images=True)
+    assert len(load(folder)) > 0  # without the option, files by path are trusted as before
+
+
+def test_d3_groups_with_unhashable_or_huge_ids_are_rejects(tmp_path):
+    from curation.testing.fixtures import make_d3
+
+    path = make_d3(tmp_path / "d3")
+    groups_pkl = tmp_path / "d3" / "d3_pkl" / "groups.pkl"
+    groups = pickle.loads(groups_pkl.read_bytes())
+    gid, first = next(iter(groups.items()))
+    groups[10**6] = {**first, "img_id": [[1, 2], 2**70] + first["img_id"], "inner_sent_id": [{"x": 1}, 2**64]}
+    groups_pkl.write_bytes(pickle.dumps(groups, protocol=4))
+    db = tmp_path / "c.duckdb"
+    ingest("d3", db, path)
+    ours = dict(_rows(db, "SELECT record_id, reason FROM rejects WHERE record_id LIKE '1000000/%'"))
+    assert ours["1000000/sent {'x': 1}"].startswith("unknown sentence id")
+    assert ours[f"1000000/sent {2**64}"].startswith("unknown sentence id")
+    assert ours["1000000/image [1, 2]"].startswith("unknown image id")
+    assert ours[f"1000000/image {2**70}"].startswith("unknown image id")
+    assert _rows(db, "SELECT count(*) > 0 FROM samples") == [(True,)]
+
+
+def test_a_lone_surrogate_in_a_coco_record_is_a_reject_naming_it(tmp_path):
+    path = _coco(tmp_path, [_ann(1, [1, 1, 9, 9])])
+    data = json.loads(path.read_text())
+    data["categories"].append({"id": 9, "name": "c\ud800t"})
+    path.write_text(json.dumps(data))
+    db = tmp_path / "c.duckdb"
+    ingest("coco", db, path)
+    assert _rows(db, "SELECT section, record_index, record_id, reason FROM rejects") == [
+        ("categories", 3, "9", "text is not valid UTF-8: it holds a lone surrogate")
+    ]
+    assert _rows(db, "SELECT count(*) FROM samples") == [(1,)]
