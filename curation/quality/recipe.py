@@ -167,6 +167,9 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.exists() and (RECIPES_DIR / f"{path.name}.yaml").exists():
         path = RECIPES_DIR / f"{path.name}.yaml"
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+        raise RecipeError(f"{path}: no such recipe file, and no shipped recipe of that name (shipped: {shipped})")
     recipe = load_model(path, Recipe, RecipeError)
     try:
         recipe.resolved()
