@@ -262,9 +262,19 @@ def test_openai_engine_with_a_failing_then_recovering_server_gives_bands(db):
     finally:
         server.close()
     sent = server.payloads[-1]
-    assert sent["n"] == 3 and sent["messages"][0]["content"][0]["image_url"]["url"].startswith(
-        "data:image/jpeg;base64,"
-    )
+    url = sent["messages"][0]["content"][0]["image_url"]["url"]
+    assert sent["n"] == 3 and url.startswith("data:image/png;base64,")
+    # lossless: the server decodes exactly the pixels the engine was given
+    import base64
+    import io
+
+    from PIL import Image
+
+    from vlmr1.rollout.openai_engine import data_url
+
+    original = Image.effect_noise((37, 23), 64).convert("RGB")
+    back = Image.open(io.BytesIO(base64.b64decode(data_url(original).split(",", 1)[1])))
+    assert back.tobytes() == original.tobytes()
     # every sampling knob explicit, so the server's checkpoint defaults (top_k=1, repetition_penalty=1.05) never apply
     assert (sent["temperature"], sent["top_p"], sent["top_k"], sent["repetition_penalty"]) == (1.0, 1.0, -1, 1.0)
     by_problem = {

@@ -9,6 +9,17 @@ from vlmr1.families import Family, family_of_model
 from vlmr1.rollout.base import Completion, EngineStats, Request, Sampling
 
 
+def model_max_len(model: str, cap: int = 8192) -> int:
+    """The positions the model has (its text config's ``max_position_embeddings``), at most ``cap``: vLLM refuses
+    a ``max_model_len`` beyond the model's (the tiny test models have 4096)."""
+    import json
+    from pathlib import Path
+
+    config = json.loads((Path(model) / "config.json").read_text())
+    text = config.get("text_config") or config
+    return min(cap, int(text.get("max_position_embeddings") or config.get("max_position_embeddings") or cap))
+
+
 class VLLMEngine:
     def __init__(
         self,
@@ -16,7 +27,7 @@ class VLLMEngine:
         *,
         family: Family | None = None,
         gpu_memory_utilization: float = 0.85,
-        max_model_len: int = 8192,
+        max_model_len: int | None = None,
         tensor_parallel_size: int = 1,
     ):
         from vllm import LLM  # the optional extra; imported only when this engine is chosen
@@ -30,7 +41,7 @@ class VLLMEngine:
             model=str(model),
             limit_mm_per_prompt={"image": 4},
             gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
+            max_model_len=max_model_len or model_max_len(model),
             tensor_parallel_size=tensor_parallel_size,
             mm_processor_kwargs={"min_pixels": self.family.min_pixels, "max_pixels": self.family.max_pixels},
         )

@@ -194,6 +194,8 @@ def build_tiny_vlm(
     out = Path(out)
     model.save_pretrained(out)
     proc.save_pretrained(out)
+    # vLLM's Qwen-VL processing wants a video processor config even with video off
+    (out / "video_preprocessor_config.json").write_text('{"video_processor_type": "Qwen2VLVideoProcessor"}\n')
     return out
 
 
