@@ -44,6 +44,27 @@ PAIR_SCHEMA = pa.schema(
 )
 
 
+def _group_sentences(g: dict, gi: int, gid, sentences: dict, category_names: dict, rejects: list[Reject]) -> list:
+    """(sent_id, text, is_absence) of a group's descriptions; unknown or malformed sentence ids become rejects."""
+    sents = []
+    for sid in g["inner_sent_id"]:
+        s = sentences.get(sid) if int_id(sid) else None  # an unhashable or odd id is a reject, not a crash
+        text = s.get("raw_sent") if isinstance(s, dict) else None
+        text = text if isinstance(text, str) and text.strip() else (category_names.get(sid) if int_id(sid) else None)
+        if not int_id(sid) or not text:
+            rejects.append(
+                Reject(
+                    "groups",
+                    gi,
+                    f"{gid}/sent {sid}",
+                    f"unknown sentence id: {sid!r} (not in sentences.pkl or the json)",
+                )
+            )
+            continue
+        sents.append((sid, text.strip(), bool(s.get("is_negative")) if isinstance(s, dict) else False))
+    return sents
+
+
 def pairs_from_groups(
     groups, sentences, image_ids: set[int], category_names: dict[int, str], rejects: list[Reject]
 ) -> list[dict]:
@@ -64,24 +85,7 @@ def pairs_from_groups(
                 Reject("groups", gi, str(gid), "group needs an integer id and img_id / inner_sent_id lists")
             )
             continue
-        sents = []
-        for sid in g["inner_sent_id"]:
-            s = sentences.get(sid) if int_id(sid) else None  # an unhashable or odd id is a reject, not a crash
-            text = s.get("raw_sent") if isinstance(s, dict) else None
-            text = (
-                text if isinstance(text, str) and text.strip() else (category_names.get(sid) if int_id(sid) else None)
-            )
-            if not int_id(sid) or not text:
-                rejects.append(
-                    Reject(
-                        "groups",
-                        gi,
-                        f"{gid}/sent {sid}",
-                        f"unknown sentence id: {sid!r} (not in sentences.pkl or the json)",
-                    )
-                )
-                continue
-            sents.append((sid, text.strip(), bool(s.get("is_negative")) if isinstance(s, dict) else False))
+        sents = _group_sentences(g, gi, gid, sentences, category_names, rejects)
         for image_id in g["img_id"]:
             if not int_id(image_id) or image_id not in image_ids:
                 rejects.append(
