@@ -198,11 +198,12 @@ def ingest_coco_cmd(
     absent: int = typer.Option(3, help="Absent categories added to each OVD prompt."),
     seed: int = typer.Option(0, help="Seed for the absent categories and their order."),
     source: str = typer.Option("coco", help="Source name of the samples."),
+    split: Optional[str] = typer.Option(None, help="Split (default: from the file name, instances_<split>.json)."),
 ) -> None:
     """COCO instances json: images, annotations, one OVD sample per image."""
     from curation.ingest import CocoReader
 
-    reader = CocoReader(source=source, absent=absent, seed=seed)
+    reader = CocoReader(source=source, split=split, absent=absent, seed=seed)
     _run_ingest(paths, catalog, reader, _image_check(images, verify_images, keep_bad_images))
 
 
@@ -216,11 +217,13 @@ def ingest_refcoco_cmd(
     verify_images: bool = VerifyOpt,
     keep_bad_images: bool = KeepOpt,
     source: Optional[str] = typer.Option(None, help="Source name (default: the folder name, e.g. refcocog)."),
+    instances: Optional[Path] = typer.Option(None, help="The COCO-format instances file (default: beside it)."),
 ) -> None:
     """RefCOCO / RefCOCO+ / RefCOCOg: one REC sample per sentence. Pickles are loaded as plain data only."""
     from curation.ingest import RefcocoReader
 
-    _run_ingest(paths, catalog, RefcocoReader(source=source), _image_check(images, verify_images, keep_bad_images))
+    reader = RefcocoReader(source=source, instances=instances)
+    _run_ingest(paths, catalog, reader, _image_check(images, verify_images, keep_bad_images))
 
 
 @ingest_app.command("d3")

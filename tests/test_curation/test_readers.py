@@ -65,3 +65,16 @@ def test_the_flow_offers_the_cli_reader_options(tmp_path):
     assert spec.reader() == JsonlReader()
     with pytest.raises(ValidationError, match="jsonl reader option 'splt'"):
         SourceSpec(kind="jsonl", path="p", options={"splt": "val"})
+
+
+def test_the_cli_offers_every_reader_field():
+    """Each `vlmr1 ingest <kind>` option set covers its reader's fields (the flow passes them as options)."""
+    from typer.main import get_command
+
+    from flows.cli import app
+
+    ingest_group = get_command(app).commands["ingest"]
+    for kind, reader in READERS.items():
+        options = {p.name for p in ingest_group.commands[kind].params}
+        derived = {"pairs", "source"} if kind == "d3" else set()  # derived by for_file, or fixed to "d3"
+        assert set(reader.model_fields) - derived <= options, kind
