@@ -368,7 +368,7 @@ def _reject_and_dedupe(con: duckdb.DuckDBPyConnection, table: str, section: str,
 # ---------------------------------------------------------------- samples
 
 
-def _reject_incomplete_images(con: duckdb.DuckDBPyConnection) -> None:
+def _reject_without_categories(con: duckdb.DuckDBPyConnection) -> None:
     """A file with no usable category (e.g. truncated before its categories) gives no OVD sample at all."""
     if con.execute("SELECT count(*) FROM cats_ok").fetchone()[0]:
         return
@@ -498,8 +498,8 @@ class CocoReader(Reader):
 
     def stage(self, con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, images=None) -> int:
         n_records = stage_instances(con, path)
-        _reject_incomplete_images(con)
+        _reject_without_categories(con)
         _stage_samples(con, self.source, self.split or split_name(path), self.absent, self.seed, content_sha256)
-        for t in ("cats_ok", "imgs_ok", "anns_ok"):
+        for t in ("cats_ok", "imgs_ok", "anns_ok", "anns_lost"):
             con.execute(f"DROP TABLE IF EXISTS {t}")
         return n_records

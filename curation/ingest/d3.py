@@ -160,7 +160,7 @@ def stage_d3(con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, *,
         [content_sha256],
     )
     con.unregister("_pairs")
-    for t in ("cats_ok", "imgs_ok", "anns_ok"):
+    for t in ("cats_ok", "imgs_ok", "anns_ok", "anns_lost"):
         con.execute(f"DROP TABLE {t}")
     return n_records
 

@@ -136,7 +136,7 @@ def stage_refcoco(
         FROM sentences WHERE known_ann AND ann_image = image_id""",
         [source, content_sha256],
     )
-    for t in ("sentences", "cats_ok", "imgs_ok", "anns_ok"):
+    for t in ("sentences", "cats_ok", "imgs_ok", "anns_ok", "anns_lost"):
         con.execute(f"DROP TABLE {t}")
     return n_records
 
