@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vlmr1 import dialect_vlmr1 as ours  # noqa: E402
-from vlmr1.testing.completions import ovd_cases, rec_cases  # noqa: E402
+from vlmr1.testing.completions import ovd_cases, rec_batch, rec_cases  # noqa: E402
 
 SRC = "src/open-r1-multimodal/src/open_r1"
 
@@ -99,7 +99,7 @@ def _spread(name: str, value: float) -> None:
 def compare(theirs: dict, n_rec: int, n_ovd: int, seed: int) -> list[tuple[str, int, int, list]]:
     """(reward, rows, differing rows, first differences)."""
     from vlmr1.boxes import BoxFrame
-    from vlmr1.rewards import RewardBatch, score
+    from vlmr1.rewards import score
 
     out = []
     folder = Path(tempfile.mkdtemp())
@@ -119,15 +119,7 @@ def compare(theirs: dict, n_rec: int, n_ovd: int, seed: int) -> list[tuple[str, 
             _spread(name, a)
             if a != b:
                 diffs[name].append((c.completion[:120], a, b))
-    batch = RewardBatch.build(
-        [c.completion for c in rec],
-        [json.dumps([{"label": "x", "bbox": c.truth}]) for c in rec],
-        [c.image_wh[0] for c in rec],
-        [c.image_wh[1] for c in rec],
-        "rec",
-        BoxFrame("abs_resized"),
-        [c.input_wh for c in rec],
-    )
+    batch = rec_batch(rec, BoxFrame("abs_resized"))
     for c, value in zip(rec, score("iou", batch)):
         their = _quiet(
             theirs["iou_reward"],

@@ -31,7 +31,8 @@ def check_easyr1(shards: str, embed: bool) -> str:
     rows = _easyr1_rows(to_easyr1(shards, Path(tempfile.mkdtemp()), embed=embed), embed)
     perfect = shifted = n_rec = 0
     for _, (image,), answer in rows:
-        t, fam = json.loads(answer), json.loads(answer)["family"]
+        t = json.loads(answer)
+        fam = t["family"]
         h2, w2 = smart_resize(image.height, image.width, 28, fam["min_pixels"], fam["max_pixels"])
         sx, sy = w2 / t["width"], h2 / t["height"]
         seen = [[b["bbox"][0] * sx, b["bbox"][1] * sy, b["bbox"][2] * sx, b["bbox"][3] * sy] for b in t["solution"]]

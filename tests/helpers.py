@@ -9,6 +9,13 @@ import time
 from curation import catalog
 
 
+def run_vlmr1(*args, columns: int = 250, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
+    """The ``vlmr1`` command of this environment, as a user runs it (text output, a wide terminal)."""
+    vlmr1 = os.path.join(os.path.dirname(sys.executable), "vlmr1")
+    env = {**os.environ, "COLUMNS": str(columns)}
+    return subprocess.run([vlmr1, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
 def rows(db, sql, *args):
     """All rows of one query on a catalog file."""
     with catalog.connect(db) as con:

@@ -18,15 +18,15 @@ import numpy as np
 from vlmr1.families import Family
 from vlmr1.prompts import build_messages
 from vlmr1.report import StageReport
-from vlmr1.rewards import RewardBatch, dataset_map, score
+from vlmr1.rewards import DEFAULT_DIALECT, RewardBatch, dataset_map, score
 from vlmr1.rollout.base import Engine, Request, Sampling
 
 
 def shards_dialect(path: str | Path) -> str:
     """The reward dialect the shards' labels were scored in: evaluation uses it too."""
-    from vlmr1.shards import read_manifest
+    from vlmr1.shards import manifest_dialect, read_manifest
 
-    return read_manifest(path)[1].get("dialect", "vlmr1-curate")
+    return manifest_dialect(read_manifest(path)[1])
 
 
 def rows_from_shards(path: str | Path) -> list[dict]:
@@ -67,7 +67,7 @@ def evaluate_model(
     template: str = "vlmr1",
     sampling: Sampling | None = None,
     batch: int = 32,
-    dialect: str = "vlmr1-curate",
+    dialect: str = DEFAULT_DIALECT,
 ) -> dict:
     """Metrics per split (REC: acc@0.5, mean IoU; OVD: dataset-level mAP, AP50); greedy unless ``sampling``.
 
@@ -89,7 +89,7 @@ def evaluate_model(
     }
 
 
-def split_metrics(rows: list[dict], completions: list[str], frame, dialect: str = "vlmr1-curate") -> dict:
+def split_metrics(rows: list[dict], completions: list[str], frame, dialect: str = DEFAULT_DIALECT) -> dict:
     """REC Acc@0.5 / mean IoU and OVD dataset-level mAP / AP50 per split, from the training rewards' own code."""
     rb = RewardBatch.build(
         completions,

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from training.config import TrainConfig, load_config
-from vlmr1.shards import ShardError, load, read_manifest
+from vlmr1.shards import ShardError, load, manifest_dialect, read_manifest
 
 
 class ManifestMismatch(ShardError):
@@ -44,7 +44,7 @@ def check_manifest(manifest: dict, cfg: TrainConfig) -> list[str]:
         raise ManifestMismatch(
             f"shards were scored for {have}, this training config is {want}: difficulty labels would not hold"
         )
-    dialect = manifest.get("dialect", "vlmr1-curate")
+    dialect = manifest_dialect(manifest)
     if cfg.dialect is not None and cfg.dialect != dialect:
         raise ManifestMismatch(
             f"shards were scored with the {dialect!r} reward dialect, this training config uses {cfg.dialect!r}: "
@@ -195,7 +195,7 @@ def train(cfg: TrainConfig, manifest_path: str | Path, output_dir: str | Path, r
     )
     log = RewardLog(output_dir / "reward_log", rank)
     frame = family.frame()
-    dialect = cfg.dialect or manifest.get("dialect", "vlmr1-curate")  # the shards' reward semantics by default
+    dialect = cfg.dialect or manifest_dialect(manifest)  # the shards' reward semantics by default
     rewards = [log.wrap(name, trl_reward(name, frame, dialect)) for name in cfg.rewards]
 
     class FlushRewards(TrainerCallback):

@@ -28,6 +28,8 @@ import io
 import json
 import re
 
+from vlmr1.records import answer_text
+
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 REC_BOX = re.compile(r"\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)]")
 REC_EVAL_BOX = re.compile(r"\{.*\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)]\s*.*\}", re.S)
@@ -152,8 +154,6 @@ def od_reward(completion: str, truth_answer: str, score_type: int = 0, length_pe
 
 # reward name -> how the dialect computes it for one row of its task (see the module docstring)
 def _row(name: str, completion: str, targets, image_wh, input_wh) -> float:
-    from vlmr1.records import answer_text
-
     if name in ("iou", "hit@0.5"):
         truth = list(targets[0].bbox)
         return (rec_iou if name == "iou" else rec_hit)(completion, truth, input_wh, image_wh)

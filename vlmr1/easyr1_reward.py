@@ -42,11 +42,14 @@ def model_frame(truth: dict) -> tuple[BoxFrame, tuple[int, int]]:
 
 
 def compute_score(reward_inputs: list[dict], format_weight: float = 0.1) -> list[dict[str, float]]:
-    """``overall = (1 - format_weight) * accuracy + format_weight * format`` per response."""
+    """``overall = (1 - format_weight) * accuracy + format_weight * format`` per response.
+
+    Responses are scored in batches, one per model frame (an export has one) and reward, not one by one.
+    """
     from vlmr1.rewards import score_rows
 
-    scores = []
-    for item in reward_inputs:
+    groups: dict[str, tuple] = {}  # family key -> (frame, [(index, row)])
+    for i, item in enumerate(reward_inputs):
         truth = json.loads(item["ground_truth"])
         frame, (w2, h2) = model_frame(truth)
         row = {
@@ -58,9 +61,17 @@ def compute_score(reward_inputs: list[dict], format_weight: float = 0.1) -> list
             "resized_width": w2,
             "resized_height": h2,
         }
-        accuracy = score_rows(ACCURACY[truth["task"]], [row], frame)[0]
-        fmt = score_rows("format", [row], frame)[0]
-        scores.append(
-            {"overall": (1 - format_weight) * accuracy + format_weight * fmt, "format": fmt, "accuracy": accuracy}
-        )
-    return scores
+        groups.setdefault(json.dumps(truth["family"], sort_keys=True), (frame, []))[1].append((i, row))
+    accuracy, fmt = [0.0] * len(reward_inputs), [0.0] * len(reward_inputs)
+    for frame, members in groups.values():
+        index, rows = [i for i, _ in members], [r for _, r in members]
+        for i, value in zip(index, score_rows("format", rows, frame)):
+            fmt[i] = value
+        for task, name in ACCURACY.items():  # score_rows gives 0 to rows of the other task
+            for i, row, value in zip(index, rows, score_rows(name, rows, frame)):
+                if row["task"] == task:
+                    accuracy[i] = value
+    return [
+        {"overall": (1 - format_weight) * a + format_weight * f, "format": f, "accuracy": a}
+        for a, f in zip(accuracy, fmt)
+    ]

@@ -363,7 +363,6 @@ def score(name: str, batch: RewardBatch, dialect: str = DEFAULT_DIALECT) -> np.n
     if check_dialect(dialect) == "vlmr1":
         from vlmr1.dialect_vlmr1 import score_batch
 
-        get_reward(name)
         return score_batch(name, batch)
     return get_reward(name).fn(batch)
 

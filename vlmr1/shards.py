@@ -72,6 +72,13 @@ def read_manifest(path: str | Path) -> tuple[Path, dict]:
     return folder, manifest
 
 
+def manifest_dialect(manifest: dict) -> str:
+    """The reward dialect the shards' difficulty labels were scored in (manifests before dialects: ours)."""
+    from vlmr1.rewards import DEFAULT_DIALECT
+
+    return manifest.get("dialect", DEFAULT_DIALECT)
+
+
 def verify(folder: Path, manifest: dict) -> None:
     """Every listed shard inside the folder, complete and unaltered; no shard dropped; the row count adds up."""
     listed = []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vlmr1.prompts import OVD_QUESTION, REC_QUESTION
 from vlmr1.records import answer_text, parse_solution
-from vlmr1.shards import load_table
+from vlmr1.shards import load_table, manifest_dialect
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def dialect_warning(manifest: dict, target: str, trainer: str) -> str | None:
     """A loud line when the shards' difficulty labels were scored in another reward dialect than ``trainer``'s."""
     if manifest.get("scorer") is None:
         return None  # no difficulty labels, nothing to disagree with
-    have = manifest.get("dialect", "vlmr1-curate")
+    have = manifest_dialect(manifest)
     if have == target:
         return None
     return (

@@ -18,6 +18,7 @@ from typing import Any
 
 MAX_OBJECTS = 20_000_000  # containers and values after expanding shared references (RefCOCOg: about 1.5M)
 MAX_DEPTH = 100  # RefCOCO refs are 5 deep
+_CONTAINERS = (list, tuple, dict, set, frozenset)
 _ALLOWED = {("builtins", "set"), ("builtins", "frozenset"), ("__builtin__", "set"), ("__builtin__", "frozenset")}
 
 
@@ -63,19 +64,16 @@ def _bounded(root: Any) -> None:
         node, depth, done = stack.pop()
         if depth > MAX_DEPTH:
             raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-        children = list(node.items()) if isinstance(node, dict) else node
-        if not isinstance(node, (list, tuple, dict, set, frozenset)) or (id(node) in size and not done):
-            continue
+        if not isinstance(node, _CONTAINERS) or (id(node) in size and not done):
+            continue  # a value, or a container already counted
+        children = [c for pair in node.items() for c in pair] if isinstance(node, dict) else list(node)
         if done:
-            flat = [c for pair in children for c in pair] if isinstance(node, dict) else children
-            total = 1 + sum(size.get(id(c), 1) for c in flat)
-            if total > MAX_OBJECTS:
+            size[id(node)] = 1 + sum(size.get(id(c), 1) for c in children)
+            if size[id(node)] > MAX_OBJECTS:
                 raise ValueError(f"expands to more than {MAX_OBJECTS} objects (shared references)")
-            size[id(node)] = total
             continue
         stack.append((node, depth, True))
-        flat = [c for pair in children for c in pair] if isinstance(node, dict) else list(children)
-        stack.extend((c, depth + 1, False) for c in flat)
+        stack.extend((c, depth + 1, False) for c in children)
 
 
 def load_plain(path: str | Path) -> Any:

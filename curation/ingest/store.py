@@ -135,7 +135,7 @@ def regular_file(path: Path) -> None:
         raise ValueError(f"{path}: {what}")
 
 
-def file_identity(path: Path, content: str, reader: Reader, images: ImageCheck | None) -> tuple[str, dict]:
+def file_identity(content: str, reader: Reader, images: ImageCheck | None) -> tuple[str, dict]:
     """(file_id, options): sha256 over the file's bytes, its companions' bytes, the reader's kind and fields."""
     options = {**reader.identity(), **({"images": images.describe()} if images is not None else {})}
     parts = [content, *(sha256_file(c) for c in reader.companions()), reader.kind, json.dumps(options, sort_keys=True)]
@@ -157,7 +157,7 @@ def ingest_file(
     for f in (path, *reader.companions()):
         regular_file(f)
     content = sha256_file(path)
-    file_id, options = file_identity(path, content, reader, images)
+    file_id, options = file_identity(content, reader, images)
     summary = IngestSummary(str(path), file_id)
     with catalog.connect(catalog_path) as con:
         if con.execute("SELECT 1 FROM sources WHERE file_id = ?", [file_id]).fetchone():

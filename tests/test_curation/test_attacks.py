@@ -3,8 +3,6 @@
 import json
 import os
 import pickle
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from curation.quality.recipe import Recipe, RecipeError, load_recipe
 from curation.quality.sandbox import PredicateError, check_predicate, sandbox
 from curation.testing.fixtures import make_coco, write_jpeg
 from helpers import rows as _rows
+from helpers import run_vlmr1
 from vlmr1.prompts import REC_QUESTION
 from vlmr1.shards import ShardError, read_manifest, verify
 
@@ -250,17 +249,7 @@ def test_an_export_never_writes_outside_its_folder(tmp_path):
 def test_one_bad_file_never_stops_the_others_on_the_command_line(tmp_path):
     os.mkfifo(tmp_path / "instances_a.json")
     good = make_coco(tmp_path / "coco", n_images=3)
-    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
-    args = [
-        vlmr1,
-        "ingest",
-        "coco",
-        str(tmp_path / "instances_a.json"),
-        str(good),
-        "--catalog",
-        str(tmp_path / "c.db"),
-    ]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "250"})
+    out = run_vlmr1("ingest", "coco", tmp_path / "instances_a.json", good, "--catalog", tmp_path / "c.db", timeout=120)
     assert out.returncode == 1 and "Traceback" not in out.stderr + out.stdout
     assert "1 of 2 files failed" in out.stderr and "failed" in out.stdout
     assert _rows(tmp_path / "c.db", "SELECT count(*) FROM sources") == [(1,)]
@@ -306,12 +295,6 @@ def test_coco_ids_and_sizes_out_of_range_are_rejects(tmp_path):
     assert _rows(db, "SELECT image_id FROM samples") == [(1,)]
 
 
-def _vlmr1(*args, cwd=None):
-    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
-    env = {**os.environ, "COLUMNS": "250"}
-    return subprocess.run([vlmr1, *args], capture_output=True, text=True, timeout=120, env=env, cwd=cwd)
-
-
 def test_user_errors_on_the_command_line_are_one_line(tmp_path, catalog_db):
     (tmp_path / "existing").mkdir()
     (tmp_path / "bad.duckdb").write_text("garbage")
@@ -322,7 +305,7 @@ def test_user_errors_on_the_command_line_are_one_line(tmp_path, catalog_db):
         (["quality", "none", "--catalog", str(tmp_path / "bad.duckdb")], "not a valid DuckDB database file"),
     ]
     for args, said in cases:
-        out = _vlmr1(*args)
+        out = run_vlmr1(*args, timeout=120)
         assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr + out.stdout
         last = out.stderr.strip().splitlines()[-1]
         assert said in last  # one line naming what is wrong (after any progress notes)

@@ -16,9 +16,9 @@ from training.config import TrainConfig
 from training.grpo import ManifestMismatch, check_manifest
 from vlmr1 import dialect_vlmr1
 from vlmr1.families import get_family
-from vlmr1.rewards import RewardBatch, score, trl_reward
+from vlmr1.rewards import score, trl_reward
 from vlmr1.rollout.base import Completion, EngineStats, Sampling
-from vlmr1.testing.completions import rec_cases
+from vlmr1.testing.completions import rec_batch, rec_cases
 
 ANSWERS = [
     '<think>t</think><answer>{"bbox_2d": [40, 40, 200, 160]}</answer>',  # integers in braces: read by both
@@ -78,15 +78,7 @@ def test_scoring_in_the_vlmr1_dialect_labels_with_vlmr1_rewards(db, tmp_path):
 
 def test_batch_scoring_in_the_dialect_equals_its_row_rules():
     cases = rec_cases(300, seed=3)
-    batch = RewardBatch.build(
-        [c.completion for c in cases],
-        [json.dumps([{"label": "x", "bbox": c.truth}]) for c in cases],
-        [c.image_wh[0] for c in cases],
-        [c.image_wh[1] for c in cases],
-        "rec",
-        get_family("qwen2_5_vl").frame(),
-        [c.input_wh for c in cases],
-    )
+    batch = rec_batch(cases, get_family("qwen2_5_vl").frame())
     want = np.array([dialect_vlmr1.rec_iou(*c.args()) for c in cases])
     assert np.array_equal(score("iou", batch, "vlmr1"), want)
     assert not np.allclose(score("iou", batch), want)  # the dialects do differ on these completions

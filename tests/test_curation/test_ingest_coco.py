@@ -1,18 +1,16 @@
 """COCO ingest into the DuckDB catalog: round trip, rejects, idempotency, lock, crash safety."""
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from curation import catalog
 from curation.ingest import ingest
 from curation.testing.fixtures import COCO_CATEGORIES, DEFECTS, make_coco
-from helpers import kill_at_marker
+from helpers import kill_at_marker, run_vlmr1
 from helpers import rows as _rows
 
 
@@ -178,25 +176,11 @@ def test_truncated_file_keeps_records_before_the_break(coco, tmp_path):
 
 
 def test_cli_ingest_prints_a_summary(coco, tmp_path):
-    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
     db = tmp_path / "c.duckdb"
-    env = {**os.environ, "COLUMNS": "400"}  # one table row per line
-    out = subprocess.run(
-        [vlmr1, "ingest", "coco", str(coco), "--catalog", str(db)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    out = run_vlmr1("ingest", "coco", coco, "--catalog", db, columns=400, timeout=120)  # one table row per line
     assert out.returncode == 0, out.stderr
     assert "new" in out.stdout and "unknown image id: 1" in out.stdout
-    out = subprocess.run(
-        [vlmr1, "ingest", "coco", str(coco), "--catalog", str(db)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    out = run_vlmr1("ingest", "coco", coco, "--catalog", db, columns=400, timeout=120)
     assert "unchanged, skipped" in out.stdout
 
 

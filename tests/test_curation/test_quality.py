@@ -13,6 +13,7 @@ from curation.quality.apply import RuleError, diff, evaluate_recipe, flagged_ids
 from curation.quality.recipe import Recipe, RecipeError, RuleSpec, load_recipe
 from curation.quality.rules import BUILTIN
 from curation.testing.fixtures import make_coco, make_d3, make_refcoco, write_jpeg
+from helpers import run_vlmr1
 from vlmr1.prompts import REC_QUESTION
 from vlmr1.records import make_sample_id
 
@@ -246,43 +247,19 @@ def test_diff_names_the_rules_the_recipes_disagree_on(qcat):
 
 
 def test_cli_quality_funnel_report_and_diff(qcat, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    vlmr1 = str(Path(sys.executable).parent / "vlmr1")
-    env = {**os.environ, "COLUMNS": "200"}
-    out = subprocess.run(
-        [vlmr1, "quality", "default", "--catalog", str(qcat["db"]), "--out", str(tmp_path / "rep")],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    db = qcat["db"]
+    out = run_vlmr1("quality", "default", "--catalog", db, "--out", tmp_path / "rep", columns=200, timeout=180)
     assert out.returncode == 0, out.stderr
     assert "eval_leakage" in out.stdout and "kept after" in out.stdout
     md = (tmp_path / "rep" / "funnel.md").read_text()
     assert "| crowd | drop | 1 |" in md
     assert (tmp_path / "rep" / "funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    out = subprocess.run(
-        [vlmr1, "quality", "--diff", "default", "strict", "--catalog", str(qcat["db"]), "--out", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    out = run_vlmr1("quality", "--diff", "default", "strict", "--catalog", db, "--out", tmp_path / "d", columns=200)
     assert out.returncode == 0, out.stderr
     assert "tiny_box" in (tmp_path / "d" / "diff.md").read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nrules:\n  - {name: oops, sql: 'nonexistent_feature'}\n")
-    out = subprocess.run(
-        [vlmr1, "quality", str(bad), "--catalog", str(qcat["db"])],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
+    out = run_vlmr1("quality", bad, "--catalog", db, columns=200, timeout=180)
     assert out.returncode == 2 and "rule 'oops'" in out.stderr
 
 

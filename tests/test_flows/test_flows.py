@@ -8,7 +8,6 @@ re-running gives the same final tables as the uninterrupted run; the ablation co
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from training.launch import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.slow  # a real Prefect server, worker and deployments
-
-
-def _port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -57,7 +52,7 @@ class PrefectHome:
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
-    port = _port()
+    port = free_port()
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),

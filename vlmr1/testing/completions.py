@@ -76,6 +76,21 @@ def _wrap(rng: random.Random, answer: str, other: str) -> str:
     return rng.choice(shapes)
 
 
+def rec_batch(cases: list[RecCase], frame):
+    """A ``vlmr1.rewards.RewardBatch`` of REC cases: truth as a one-target solution, the input size as resized."""
+    from vlmr1.rewards import RewardBatch
+
+    return RewardBatch.build(
+        [c.completion for c in cases],
+        [json.dumps([{"label": "x", "bbox": c.truth}]) for c in cases],
+        [c.image_wh[0] for c in cases],
+        [c.image_wh[1] for c in cases],
+        "rec",
+        frame,
+        [c.input_wh for c in cases],
+    )
+
+
 def rec_cases(n: int, seed: int = 0) -> list[RecCase]:
     rng = random.Random(seed)
     cases = []
