@@ -51,16 +51,18 @@ def score_with(
 ):
     """Build the config's engine and score ``recipe``'s candidates with it; returns ``difficulty.ScoreSummary``."""
     from curation.difficulty import score_recipe
+    from vlmr1.rollout import closing
 
-    return score_recipe(
-        catalog_path,
-        recipe,
-        config.engine.build(),
-        template=config.template,
-        sampling=config.sampling,
-        threshold=config.threshold,
-        dialect=config.dialect,
-        limit=limit,
-        partition_size=config.partition_size,
-        progress=progress,
-    )
+    with closing(config.engine.build()) as engine:  # a vllm-server or vllm worker stops however scoring ends
+        return score_recipe(
+            catalog_path,
+            recipe,
+            engine,
+            template=config.template,
+            sampling=config.sampling,
+            threshold=config.threshold,
+            dialect=config.dialect,
+            limit=limit,
+            partition_size=config.partition_size,
+            progress=progress,
+        )

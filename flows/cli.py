@@ -336,7 +336,9 @@ def score(
         None, "--config", help="Scorer config YAML (engine, sampling, template, ...)."
     ),
     model: Optional[str] = typer.Option(None, "--model", help="Override engine.model: a model folder or served name."),
-    engine: Optional[str] = typer.Option(None, "--engine", help="Override engine.kind: hf | vllm | openai."),
+    engine: Optional[str] = typer.Option(
+        None, "--engine", help="Override engine.kind: hf | vllm | vllm-server (started and stopped for you) | openai."
+    ),
     base_url: Optional[str] = typer.Option(None, help="Override engine.base_url (openai)."),
     k: Optional[int] = typer.Option(None, "--k", help="Override sampling.n: completions per sample."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
@@ -544,7 +546,7 @@ def train(
 def eval_cmd(
     checkpoint: Path = typer.Argument(..., exists=True, file_okay=False, help="A model folder (e.g. OUTPUT/final)."),
     data: list[Path] = typer.Option(..., "--data", help="Evaluation shard folder(s) (`vlmr1 shard ... --eval`)."),
-    engine: str = typer.Option("hf", "--engine", help="hf | vllm"),
+    engine: str = typer.Option("hf", "--engine", help="hf | vllm | vllm-server"),
     max_new_tokens: int = typer.Option(256, help="Greedy decoding's length limit."),
     template: str = typer.Option("vlmr1"),
     catalog: Optional[Path] = typer.Option(
@@ -557,16 +559,18 @@ def eval_cmd(
     from rich.table import Table
 
     from training.evaluate import evaluate_model, rows_from_shards, shards_dialect, write_results
-    from vlmr1.rollout import make_engine
+    from vlmr1.rollout import closing, make_engine
     from vlmr1.rollout.base import Sampling
 
-    eng = make_engine(engine, str(checkpoint))
     table = Table("data", "split", "task", "n", "metrics", title=f"evaluation of {checkpoint}")
-    for d in data:
-        greedy = Sampling.greedy(max_new_tokens)
-        results = evaluate_model(
-            eng, rows_from_shards(d), template=template, sampling=greedy, dialect=shards_dialect(d)
-        )
+    with closing(make_engine(engine, str(checkpoint))) as eng:
+        greedy, evaluated = Sampling.greedy(max_new_tokens), []
+        for d in data:
+            dialect = shards_dialect(d)
+            evaluated.append(
+                (d, evaluate_model(eng, rows_from_shards(d), template=template, sampling=greedy, dialect=dialect))
+            )
+    for d, results in evaluated:
         path = write_results(results, checkpoint, d.name)
         if catalog is not None:
             from curation.evaluations import record
@@ -610,8 +614,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
 def run() -> None:
     """The ``vlmr1`` entry point: the typer app, with user errors printed as one line (exit 2)."""
+    from vlmr1.rollout.openai_engine import EngineError
+    from vlmr1.rollout.vllm_options import VLLMError
+
     try:
         app()
+    except (VLLMError, EngineError) as exc:  # an engine that could not start or died: its log's tail is the news
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(1) from None
     except _user_errors() as exc:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         typer.echo(f"error: {lines[0]}" + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else ""), err=True)

@@ -22,13 +22,16 @@ def rows(db, sql, *args):
         return con.execute(sql, list(args)).fetchall()
 
 
-def kill_at_marker(script: str, args: list, marker, timeout: float, what: str) -> None:
-    """Run ``python -c script *args``; SIGKILL it once it writes ``marker`` (it then sleeps there), and reap it."""
+def kill_at_marker(script: str, args: list, marker, timeout: float, what: str, before_kill=None) -> None:
+    """Run ``python -c script *args``; SIGKILL it once it writes ``marker`` (it then sleeps there), and reap it.
+    ``before_kill()`` runs between the marker and the kill (to look at what the child started)."""
     child = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], start_new_session=True)
     deadline = time.monotonic() + timeout
     while not marker.exists() and time.monotonic() < deadline and child.poll() is None:
         time.sleep(0.05)
     assert marker.exists(), f"child never reached {what}"
+    if before_kill is not None:
+        before_kill()
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
 

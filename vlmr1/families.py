@@ -20,6 +20,7 @@ class Family:
     processor: str  # transformers processor class (its video processor is not needed)
     min_pixels: int = QWEN_MIN_PIXELS
     max_pixels: int = QWEN_MAX_PIXELS
+    image_pad: str = "<|image_pad|>"  # the token a prompt's image expands to; no engine may generate it
     factor: int = QWEN_FACTOR  # patch size x spatial merge size
 
     def frame(self) -> BoxFrame:
@@ -31,15 +32,9 @@ class Family:
         return w, h
 
     def with_pixels(self, min_pixels: int | None = None, max_pixels: int | None = None) -> "Family":
-        return Family(
-            self.name,
-            self.model_types,
-            self.frame_kind,
-            self.processor,
-            min_pixels or self.min_pixels,
-            max_pixels or self.max_pixels,
-            self.factor,
-        )
+        from dataclasses import replace
+
+        return replace(self, min_pixels=min_pixels or self.min_pixels, max_pixels=max_pixels or self.max_pixels)
 
     def key(self) -> dict:
         return {

@@ -1,9 +1,13 @@
-"""Rollout engines: k completions per request from a VLM (hf on CPU/GPU, vllm on GPU, any OpenAI-compatible server).
+"""Rollout engines: k completions per request from a VLM: hf (transformers), vllm (offline ``vllm.LLM`` in the vLLM
+venv), vllm-server (a vLLM OpenAI server we start and stop), openai (any running OpenAI-compatible server).
 
-All three take the same ``Request`` list and ``Sampling`` and return the same
+All take the same ``Request`` list and ``Sampling`` and return the same
 ``Completion`` lists, so scoring code never knows which one ran. ``make_engine``
-imports only the engine asked for (vllm is an optional extra).
+imports only the engine asked for. Engines that hold processes have
+``close()``; ``closing(engine)`` calls it when there is one.
 """
+
+import contextlib
 
 from vlmr1.rollout.base import Completion, Engine, EngineStats, Request, Sampling
 
@@ -17,11 +21,26 @@ def make_engine(kind: str, model: str, **options) -> Engine:
         from vlmr1.rollout.vllm_engine import VLLMEngine
 
         return VLLMEngine(model, **options)
+    if kind == "vllm-server":
+        from vlmr1.rollout.vllm_server import ManagedServerEngine
+
+        return ManagedServerEngine(model, **options)
     if kind == "openai":
         from vlmr1.rollout.openai_engine import OpenAIEngine
 
         return OpenAIEngine(model, **options)
-    raise ValueError(f"unknown engine {kind!r}; expected hf, vllm or openai")
+    raise ValueError(f"unknown engine {kind!r}; expected hf, vllm, vllm-server or openai")
 
 
-__all__ = ["Completion", "Engine", "EngineStats", "Request", "Sampling", "make_engine"]
+@contextlib.contextmanager
+def closing(engine: Engine):
+    """``with closing(engine):`` stops the engine's server or worker however the block ends."""
+    try:
+        yield engine
+    finally:
+        close = getattr(engine, "close", None)
+        if close is not None:
+            close()
+
+
+__all__ = ["closing", "Completion", "Engine", "EngineStats", "Request", "Sampling", "make_engine"]

@@ -46,11 +46,25 @@ class Sampling:
         """The sampler of an object with GRPOConfig's attribute names (a GRPOConfig or our TrainConfig)."""
         return cls(**{ours: getattr(config, trl) for ours, trl in cls.TRL_NAMES.items()}, seed=seed)
 
-    def vllm_extras(self) -> dict:
-        """vLLM's spelling of the knobs a checkpoint's generation_config would otherwise set (Qwen2.5-VL ships top_k=1,
-        repetition_penalty=1.05; ``LLM`` and ``vllm serve`` apply them to whatever a request leaves out). top_k off is
-        -1 there."""
-        return {"top_k": self.top_k or -1, "repetition_penalty": 1.0}
+    def vllm_params(self, index: int, image_pad: str, done: int = 0) -> dict:
+        """vLLM's request fields (``SamplingParams`` offline, the JSON body of the OpenAI server) for the
+        ``index``-th request of a call, ``done`` of its choices already had.
+
+        vLLM seeds choice j with seed + j, so requests are n seeds apart and no two completions of a call share a
+        random stream. A checkpoint's generation_config would set what a request leaves out (Qwen2.5-VL ships
+        top_k=1, repetition_penalty=1.05): top_k (-1 is off there) and repetition_penalty are always sent. The
+        image-pad token is forbidden (-inf), as the hf engine's ``suppress_tokens`` and TRL do.
+        """
+        return {
+            "n": self.n - done,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k or -1,
+            "repetition_penalty": 1.0,
+            "max_tokens": self.max_new_tokens,
+            "seed": self.seed + index * self.n + done,
+            "bad_words": [image_pad],
+        }
 
 
 @dataclass
@@ -65,7 +79,8 @@ class Request:
 @dataclass
 class Completion:
     text: str
-    n_tokens: int
+    n_tokens: int  # generated tokens, the stop token included
+    token_ids: list[int] | None = None  # where the engine has them: equivalence between engines is checked on these
 
 
 @dataclass

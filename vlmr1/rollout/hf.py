@@ -22,6 +22,14 @@ def model_hash(path: str | Path) -> str:
     return hashlib.sha256("\n".join(f"{f.name} {sha256_file(f)}" for f in files).encode()).hexdigest()[:16]
 
 
+def _without_padding(ids: list[int], pad: int) -> list[int]:
+    """A generated sequence without the padding ``generate`` appends once it stopped."""
+    end = len(ids)
+    while end and ids[end - 1] == pad:
+        end -= 1
+    return ids[:end]
+
+
 class HFEngine:
     def __init__(
         self,
@@ -174,12 +182,12 @@ class HFEngine:
                 ids = self._generate(inputs, sampling)
                 self.stats.generate_seconds += time.perf_counter() - t0
                 new = ids[:, inputs["input_ids"].shape[1] :]
-                lengths = (new != tok.pad_token_id).sum(dim=1).tolist()
-                texts_out = tok.batch_decode(new, skip_special_tokens=True)
+                kept = [_without_padding(seq, tok.pad_token_id) for seq in new.tolist()]
+                texts_out = tok.batch_decode(kept, skip_special_tokens=True)
                 for i in range(len(batch)):
                     row = [
-                        Completion(texts_out[i * sampling.n + j], int(lengths[i * sampling.n + j]))
-                        for j in range(sampling.n)
+                        Completion(texts_out[i * sampling.n + j], len(ids_j), ids_j)
+                        for j, ids_j in enumerate(kept[i * sampling.n : (i + 1) * sampling.n])
                     ]
                     out.append(row)
                     self.stats.tokens += sum(c.n_tokens for c in row)

@@ -5,6 +5,11 @@ Requests run on a bounded thread pool. Connection errors, timeouts, 429 and
 with the status and the server's message. Images are resized on our side
 to exactly the size the family's processor produces, so the server's own
 resize is a no-op and the box frame is the one scoring assumes.
+
+The body carries vLLM's sampling fields (``Sampling.vllm_params``: the
+offline engine sends the same) and asks for each choice's token ids, whose
+length is that choice's ``n_tokens`` (other servers leave us
+``completion_tokens`` split evenly).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import base64
 import io
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 from vlmr1.families import Family, get_family
 from vlmr1.rollout.base import Completion, EngineStats, Request, Sampling
@@ -24,12 +30,16 @@ class EngineError(RuntimeError):
     """The server refused a request, or kept failing after every retry."""
 
 
-def data_url(img) -> str:
-    """The image as a lossless PNG data URL: the server sees the pixels the hf engine sees (a JPEG q95 URL
-    shifted log-probs by up to 6e-3 against transformers)."""
+def png_base64(img) -> str:
+    """The image as lossless PNG, base64: vLLM sees the pixels the hf engine sees (a JPEG q95 data URL shifted
+    log-probs by up to 6e-3 against transformers)."""
     buf = io.BytesIO()
     img.convert("RGB").save(buf, "PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def data_url(img) -> str:
+    return "data:image/png;base64," + png_base64(img)
 
 
 def openai_messages(messages: list[dict], images: list) -> list[dict]:
@@ -45,6 +55,12 @@ def openai_messages(messages: list[dict], images: list) -> list[dict]:
             ]
         out.append({"role": m["role"], "content": content})
     return out
+
+
+def decoded(tokenizer, token_ids: list[int]) -> Completion:
+    """A completion's text from its token ids with our tokenizer, as TRL decodes vLLM's ids (vLLM's own
+    detokenizer drops an incomplete UTF-8 tail that ``batch_decode`` renders as U+FFFD)."""
+    return Completion(tokenizer.decode(token_ids, skip_special_tokens=True), len(token_ids), list(token_ids))
 
 
 class OpenAIEngine:
@@ -68,6 +84,11 @@ class OpenAIEngine:
         self.concurrency, self.retries, self.backoff = concurrency, retries, backoff
         self.client = httpx.Client(timeout=timeout, headers={"Authorization": f"Bearer {api_key}"})
         self.stats = EngineStats(extras={"retries": 0})
+        self.health: Callable[[], str | None] | None = None  # a managed server says here why it is gone
+        self.tokenizer = None  # when the model is local: texts decoded from token ids, as TRL does
+
+    def close(self) -> None:
+        self.client.close()
 
     def describe(self) -> dict:
         return {"engine": "openai", "model": self.model, "base_url": self.base_url}
@@ -86,6 +107,9 @@ class OpenAIEngine:
                 problem = f"HTTP {r.status_code}: {r.text[:300]}"
                 if r.status_code not in RETRY_STATUS:
                     raise EngineError(f"{self.base_url} refused request {index}: {problem}")
+            gone = self.health() if self.health else None
+            if gone:
+                raise EngineError(f"request {index}: {gone}")
             if attempt == self.retries:
                 raise EngineError(
                     f"{self.base_url}: request {index} failed after {self.retries + 1} attempts: {problem}"
@@ -102,12 +126,8 @@ class OpenAIEngine:
             payload = {
                 "model": self.model,
                 "messages": messages,
-                "n": sampling.n - len(out),
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "max_tokens": sampling.max_new_tokens,
-                "seed": sampling.seed + index,
-                **sampling.vllm_extras(),
+                "return_token_ids": True,
+                **sampling.vllm_params(index, self.family.image_pad, done=len(out)),
             }
             body = self._post(payload, index)
             choices = body.get("choices") or []
@@ -116,7 +136,11 @@ class OpenAIEngine:
             usage = (body.get("usage") or {}).get("completion_tokens")
             for c in choices:
                 text = (c.get("message") or {}).get("content") or ""
-                out.append(Completion(text, int(usage / len(choices)) if usage else len(text.split())))
+                ids = c.get("token_ids")
+                if ids is not None:
+                    out.append(decoded(self.tokenizer, ids) if self.tokenizer else Completion(text, len(ids), ids))
+                else:
+                    out.append(Completion(text, int(usage / len(choices)) if usage else len(text.split())))
         return out[: sampling.n]
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Completion]]:

