@@ -13,7 +13,16 @@ longer run (``--share-samples``), where the start-up (the first batch's
 preprocessing, which nothing can overlap) is spread over more partitions.
 Targets: batched >= 3x the one-request run; outside-generate share <= 10%.
 
+``--engines`` adds the engines side by side on the same requests, k and
+lengths (every completion exactly ``--max-new-tokens`` long: min_new_tokens
+for hf, min_tokens for vLLM): our hf engine, offline vLLM (``vllm.LLM`` in
+the vLLM venv) and the managed vLLM server, each started once (start-up time
+reported), then ``--rounds`` rounds in rotating order; medians and the
+spread (min-max) of the per-round ratios to hf. ``--only-engines`` skips the
+hf-only tables.
+
     .venv/bin/python benchmarks/scoring.py [--samples 64 --k 8 --max-new-tokens 32 --batch 16]
+    .venv/bin/python benchmarks/scoring.py --only-engines --samples 32 --k 8 --max-new-tokens 64 --rounds 5
     # on a GPU machine: Qwen2.5-VL-3B's dimensions, random weights, nothing downloaded
     python benchmarks/scoring.py --size 3b --device cuda --dtype bfloat16 --samples 64 --max-new-tokens 256 --batch 16
     --no-naive
@@ -74,6 +83,51 @@ def one_at_a_time(engine, requests: list[Request], sampling: Sampling, per_call:
     return time.perf_counter() - t0
 
 
+def compare_engines(model: str, requests: list[Request], sampling: Sampling, args, console: Console) -> None:
+    """hf vs offline vLLM vs the vLLM server: start-up once each, then rounds in rotating order."""
+    import statistics
+
+    from vlmr1.rollout import closing
+
+    fixed = {"min_new_tokens": sampling.max_new_tokens}
+    ways, startup = {}, {}
+    for name, kind, options in (
+        ("hf (our engine, batched)", "hf", {"batch_size": args.batch, "generation_overrides": fixed}),
+        ("vLLM offline (vllm.LLM worker)", "vllm", {"request_overrides": {"min_tokens": sampling.max_new_tokens}}),
+        ("vLLM server (managed)", "vllm-server", {"request_overrides": {"min_tokens": sampling.max_new_tokens}}),
+    ):
+        t0 = time.perf_counter()
+        ways[name] = make_engine(kind, model, **options)
+        startup[name] = time.perf_counter() - t0
+        ways[name].generate(requests[:2], Sampling(n=2, max_new_tokens=sampling.max_new_tokens))  # warm-up
+    names, per_round = list(ways), {name: [] for name in ways}
+    try:
+        for r in range(args.rounds):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                t0 = time.perf_counter()
+                out = ways[name].generate(requests, Sampling(**{**sampling.to_dict(), "seed": r}))
+                secs = time.perf_counter() - t0
+                per_round[name].append((sum(map(len, out)) / secs, sum(c.n_tokens for o in out for c in o) / secs))
+    finally:
+        for engine in ways.values():
+            with closing(engine):
+                pass
+    table = Table(
+        "engine", "start-up s", "completions/s", "tokens/s", "vs hf (median)", "spread (min-max)",
+        title=f"{len(requests)} requests x k={sampling.n}, {sampling.max_new_tokens} new tokens each, "
+        f"{args.rounds} rounds in rotating order (medians)",
+    )  # fmt: skip
+    hf = [c for c, _ in per_round[names[0]]]
+    for name in names:
+        comps, toks = [c for c, _ in per_round[name]], [t for _, t in per_round[name]]
+        ratios = [c / h for c, h in zip(comps, hf)]
+        table.add_row(
+            name, f"{startup[name]:.2f}", f"{statistics.median(comps):.1f}", f"{statistics.median(toks):.0f}",
+            f"{statistics.median(ratios):.2f}x", f"{min(ratios):.2f}x-{max(ratios):.2f}x",
+        )  # fmt: skip
+    console.print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=64)
@@ -92,6 +146,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", help="bfloat16 on GPU")
     ap.add_argument("--no-naive", action="store_true", help="skip the one-completion-per-call row (hours at 3B size)")
+    ap.add_argument("--engines", action="store_true", help="also hf vs offline vLLM vs the vLLM server")
+    ap.add_argument("--only-engines", action="store_true", help="only the engine comparison")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the engine comparison")
     args = ap.parse_args()
     console = Console(width=150)
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,42 +160,48 @@ def main() -> None:
         )
         db = tmp / "c.duckdb"
         ingest("coco", db, make_coco(tmp / "coco", n_images=args.samples), images=ImageCheck([tmp / "coco"]))
-        sampling = Sampling(n=args.k, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
-        # min_new_tokens: a random model would stop at random lengths; fixed lengths make every row the same work
-        fixed = {"min_new_tokens": args.max_new_tokens}
-        device = {"device": args.device, "dtype": args.dtype}
-        engine = make_engine("hf", model, batch_size=args.batch, generation_overrides=fixed, **device)
-        recipe = load_recipe("none")
-        evaluate_recipe(db, recipe)
-        warm_up = [
-            Request([Image.new("RGB", (320, 240))], build_messages("rec", "a dog"))
-        ]  # first-call allocations out of every row
-        engine.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
-        t0 = time.perf_counter()
-        partition_size = max(args.batch * 2, 32)
-        s = score_recipe(db, recipe, engine, sampling=sampling, partition_size=partition_size)
-        batched = time.perf_counter() - t0
+        evaluate_recipe(db, load_recipe("none"))
         with catalog.connect(db) as con:
-            rows = training_candidates(con, recipe)
+            rows = training_candidates(con, load_recipe("none"))
         requests = [
             Request([Image.open(r["image_path"]).convert("RGB")], build_messages(r["task"], r["problem"]))
             for r in rows
         ]
-        single = make_engine("hf", model, batch_size=1, generation_overrides=fixed, **device)
-        single.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
-        per_request = one_at_a_time(single, requests, sampling, per_call=args.k)
-        naive = None if args.no_naive else one_at_a_time(single, requests, sampling, per_call=1)
-        t0 = time.perf_counter()
-        single.generate(requests, sampling)
-        shared_one = time.perf_counter() - t0
-        long_db = tmp / "long.duckdb"
-        ingest(
-            "coco",
-            long_db,
-            make_coco(tmp / "coco-long", n_images=args.share_samples),
-            images=ImageCheck([tmp / "coco-long"]),
-        )
-        long = score_recipe(long_db, recipe, engine, sampling=sampling, partition_size=partition_size)
+        sampling = Sampling(n=args.k, temperature=1.0, max_new_tokens=args.max_new_tokens, seed=0)
+        if not args.only_engines:
+            hf_tables(args, model, tmp, db, requests, sampling, console)
+        if args.engines or args.only_engines:
+            compare_engines(model, requests, sampling, args, console)
+
+
+def hf_tables(args, model: str, tmp: Path, db: Path, requests: list[Request], sampling: Sampling, console) -> None:
+    """The hf engine against the textbook loops, and its share of time outside generate."""
+    # min_new_tokens: a random model would stop at random lengths; fixed lengths make every row the same work
+    fixed = {"min_new_tokens": args.max_new_tokens}
+    device = {"device": args.device, "dtype": args.dtype}
+    engine = make_engine("hf", model, batch_size=args.batch, generation_overrides=fixed, **device)
+    recipe = load_recipe("none")
+    warm_up = [Request([Image.new("RGB", (320, 240))], build_messages("rec", "a dog"))]  # first-call allocations
+    engine.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
+    t0 = time.perf_counter()
+    partition_size = max(args.batch * 2, 32)
+    s = score_recipe(db, recipe, engine, sampling=sampling, partition_size=partition_size)
+    batched = time.perf_counter() - t0
+    single = make_engine("hf", model, batch_size=1, generation_overrides=fixed, **device)
+    single.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
+    per_request = one_at_a_time(single, requests, sampling, per_call=args.k)
+    naive = None if args.no_naive else one_at_a_time(single, requests, sampling, per_call=1)
+    t0 = time.perf_counter()
+    single.generate(requests, sampling)
+    shared_one = time.perf_counter() - t0
+    long_db = tmp / "long.duckdb"
+    coco_long = make_coco(tmp / "coco-long", n_images=args.share_samples)
+    ingest("coco", long_db, coco_long, images=ImageCheck([tmp / "coco-long"]))
+    long = score_recipe(long_db, recipe, engine, sampling=sampling, partition_size=partition_size)
+    print_hf_tables(args, console, s, long, partition_size, naive, per_request, shared_one, batched)
+
+
+def print_hf_tables(args, console, s, long, partition_size, naive, per_request, shared_one, batched) -> None:
     n = s.completions
     table = Table(
         "way",

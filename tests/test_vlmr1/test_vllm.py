@@ -73,7 +73,10 @@ def test_hf_offline_vllm_and_vllm_server_generate_the_same_tokens(family, models
         with closing(make_engine(kind, str(models[family]))) as engine:
             got[kind] = token_ids(engine.generate(requests, greedy)), token_ids(engine.generate(requests, sampled))
             assert engine.describe()["vllm"]["max_model_len"] == 4096  # from the model, not the old 8192
-    assert got["vllm"][0] == expected and got["vllm-server"][0] == expected
+            if kind == "vllm-server":  # and the plain openai engine against that running server (--base-url)
+                with closing(make_engine("openai", str(models[family]), base_url=engine.base_url, family=family)) as e:
+                    got["openai"] = token_ids(e.generate(requests, greedy)), None
+    assert got["vllm"][0] == expected and got["vllm-server"][0] == expected and got["openai"][0] == expected
     # sampled: the same seeds reach vLLM from both paths, so offline and server agree token for token
     assert got["vllm"][1] == got["vllm-server"][1]
     assert len({tuple(ids) for request in got["vllm"][1] for ids in request}) > len(requests)  # k differ

@@ -75,6 +75,7 @@ class OpenAIEngine:
         timeout: float = 120.0,
         retries: int = 5,
         backoff: float = 0.5,
+        request_overrides: dict | None = None,
     ):
         import httpx
 
@@ -86,12 +87,14 @@ class OpenAIEngine:
         self.stats = EngineStats(extras={"retries": 0})
         self.health: Callable[[], str | None] | None = None  # a managed server says here why it is gone
         self.tokenizer = None  # when the model is local: texts decoded from token ids, as TRL does
+        self.request_overrides = dict(request_overrides or {})  # e.g. min_tokens for benchmarks; in describe()
 
     def close(self) -> None:
         self.client.close()
 
     def describe(self) -> dict:
-        return {"engine": "openai", "model": self.model, "base_url": self.base_url}
+        extra = {"request_overrides": self.request_overrides} if self.request_overrides else {}
+        return {"engine": "openai", "model": self.model, "base_url": self.base_url, **extra}
 
     def _post(self, payload: dict, index: int) -> dict:
         import httpx
@@ -128,6 +131,7 @@ class OpenAIEngine:
                 "messages": messages,
                 "return_token_ids": True,
                 **sampling.vllm_params(index, self.family.image_pad, done=len(out)),
+                **self.request_overrides,
             }
             body = self._post(payload, index)
             choices = body.get("choices") or []

@@ -31,7 +31,9 @@ class EngineSpec(BaseModel):
     device: str = "cpu"
     dtype: str = "float32"
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's URL")
-    concurrency: int = Field(8, ge=1, description="openai, vllm-server: requests in flight")
+    concurrency: int | None = Field(
+        None, ge=1, description="openai (default 8), vllm-server (default 32: vLLM batches what is in flight)"
+    )
     vllm: VLLMOptions = Field(default_factory=VLLMOptions, description="vllm, vllm-server: how vLLM runs")
     server_command: list[str] | None = Field(
         None, description="vllm-server: the launcher instead of `VLLM_PYTHON -m vllm.entrypoints.openai.api_server`"
@@ -45,7 +47,7 @@ class EngineSpec(BaseModel):
             options = {
                 "base_url": self.base_url,
                 "family": self.family or "qwen2_5_vl",
-                "concurrency": self.concurrency,
+                "concurrency": self.concurrency or 8,
             }
             return make_engine("openai", self.model, **options)
         options = {"family": get_family(self.family)} if self.family else {}
@@ -54,5 +56,5 @@ class EngineSpec(BaseModel):
         elif self.kind == "vllm":
             options.update(vllm=self.vllm)
         else:
-            options.update(vllm=self.vllm, command=self.server_command, concurrency=self.concurrency)
+            options.update(vllm=self.vllm, command=self.server_command, concurrency=self.concurrency or 32)
         return make_engine(self.kind, self.model, **options)

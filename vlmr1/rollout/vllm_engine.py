@@ -43,6 +43,7 @@ class VLLMEngine:
         family: Family | None = None,
         vllm: VLLMOptions | None = None,
         work_dir: str | Path | None = None,
+        request_overrides: dict | None = None,
     ):
         from vlmr1.processors import load_processor
 
@@ -50,7 +51,9 @@ class VLLMEngine:
         self.path = str(model)
         self.family = family or family_of_model(model)
         self.processor = load_processor(model, self.family)  # the chat template, same as hf and training
-        self._describe = describe("vllm", self.path, self.family, opts)
+        self.request_overrides = dict(request_overrides or {})  # e.g. min_tokens for benchmarks; in describe()
+        extra = {"request_overrides": self.request_overrides} if self.request_overrides else {}
+        self._describe = describe("vllm", self.path, self.family, opts) | extra
         self.dir = Path(work_dir or tempfile.mkdtemp(prefix="vlmr1-vllm-"))
         self._own_dir, self.failed = work_dir is None, False  # a failed worker's log is kept for the user
         self.log = self.dir / "worker.log"
@@ -92,7 +95,9 @@ class VLLMEngine:
             }
             for r in requests
         ]
-        params = [sampling.vllm_params(i, self.family.image_pad) for i in range(len(requests))]
+        params = [
+            sampling.vllm_params(i, self.family.image_pad) | self.request_overrides for i in range(len(requests))
+        ]
         t0 = time.perf_counter()
         try:
             self.worker.proc.stdin.write(json.dumps({"prompts": prompts, "params": params}) + "\n")

@@ -118,17 +118,25 @@ class ManagedServerEngine(OpenAIEngine):
         family: Family | None = None,
         vllm: VLLMOptions | None = None,
         command: list[str] | None = None,
-        concurrency: int = 8,
+        concurrency: int = 32,
         work_dir: str | Path | None = None,
+        request_overrides: dict | None = None,
     ):
         from vlmr1.processors import load_processor
 
         family = family or family_of_model(model)
         opts = vllm or VLLMOptions()
-        self._describe = describe("vllm-server", str(model), family, opts)
+        extra = {"request_overrides": dict(request_overrides)} if request_overrides else {}
+        self._describe = describe("vllm-server", str(model), family, opts) | extra
         tokenizer = load_processor(model, family).tokenizer
         self.server = VLLMServer(str(model), family, opts, command=command, work_dir=work_dir).start()
-        super().__init__(str(model), base_url=self.server.base_url, family=family, concurrency=concurrency)
+        super().__init__(
+            str(model),
+            base_url=self.server.base_url,
+            family=family,
+            concurrency=concurrency,
+            request_overrides=request_overrides,
+        )
         self.health, self.tokenizer = self.server.problem, tokenizer
         self.stats.extras["server_startup_seconds"] = self.server.startup_seconds
 
