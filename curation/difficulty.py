@@ -206,18 +206,8 @@ def score_recipe(
     spec = ScorerSpec(
         engine.describe(), engine.family.key(), template, sampling, threshold, dialect=check_dialect(dialect)
     )
-    catalog_path = Path(catalog_path)
-    work = Path(work_dir or catalog_path.parent / "scoring") / spec.key
-    with catalog.connect(catalog_path) as con:
-        merged_leftovers = _resume(con, work, spec, engine)
-        candidates = training_candidates(con, recipe)
-        scored = {
-            r[0] for r in con.execute("SELECT sample_id FROM difficulty WHERE scorer_key = ?", [spec.key]).fetchall()
-        }
-    plan = _plan(candidates, scored, partition_size, limit)
+    work, plan, summary = prepare_run(catalog_path, recipe, spec, partition_size, limit, work_dir)
     todo_total = sum(len(chunk) for _, chunk in plan)
-    ids = {r["sample_id"] for r in candidates}
-    summary = ScoreSummary(spec.key, len(ids), len(scored & ids), 0, merged_leftovers, 0.0, 0.0, 0, 0)
     gen0, tok0, comp0 = engine.stats.generate_seconds, engine.stats.tokens, engine.stats.completions
 
     def account() -> None:
@@ -228,9 +218,7 @@ def score_recipe(
     def finish(p_index: int, chunk: list[dict], outputs) -> None:
         part = work / f"part-{p_index:06d}.parquet"
         _write_partition(part, _rollout_rows(chunk, outputs, engine.family, spec))
-        with catalog.connect(catalog_path) as con:
-            _merge(con, part, spec)
-        part.unlink()
+        merge_partition(catalog_path, part, spec)
         summary.scored_now += len(chunk)
         account()
         if progress:
@@ -241,14 +229,52 @@ def score_recipe(
     return summary
 
 
-def _resume(con: duckdb.DuckDBPyConnection, work: Path, spec: ScorerSpec, engine: Engine) -> int:
+def prepare_run(
+    catalog_path: str | Path, recipe: Recipe, spec: ScorerSpec, partition_size: int, limit: int | None, work_dir
+) -> tuple[Path, list[tuple[int, list[dict]]], ScoreSummary]:
+    """Register the scorer, merge a killed run's finished files, and plan the unscored candidates (local and Ray)."""
+    catalog_path = Path(catalog_path)
+    work = Path(work_dir or catalog_path.parent / "scoring") / spec.key
+    with catalog.connect(catalog_path) as con:
+        merged_leftovers = _resume(con, work, spec)
+        candidates = training_candidates(con, recipe)
+        scored = {
+            r[0] for r in con.execute("SELECT sample_id FROM difficulty WHERE scorer_key = ?", [spec.key]).fetchall()
+        }
+    plan = _plan(candidates, scored, partition_size, limit)
+    ids = {r["sample_id"] for r in candidates}
+    return work, plan, ScoreSummary(spec.key, len(ids), len(scored & ids), 0, merged_leftovers, 0.0, 0.0, 0, 0)
+
+
+def partition_seed(spec: ScorerSpec, p_index: int) -> int:
+    return spec.sampling.seed + 1_000_003 * p_index
+
+
+def score_partition(engine: Engine, spec: ScorerSpec, p_index: int, chunk: list[dict], work: Path) -> Path:
+    """One partition generated and written to its file, unmerged: a Ray actor's unit of work."""
+    outputs = engine.generate(
+        _requests(chunk, engine, spec), dataclasses.replace(spec.sampling, seed=partition_seed(spec, p_index))
+    )
+    part = work / f"part-{p_index:06d}.parquet"
+    _write_partition(part, _rollout_rows(chunk, outputs, engine.family, spec))
+    return part
+
+
+def merge_partition(catalog_path: str | Path, part: Path, spec: ScorerSpec) -> None:
+    """A finished partition file into the catalog, then gone (idempotent: a file merged twice adds nothing)."""
+    with catalog.connect(catalog_path) as con:
+        _merge(con, part, spec)
+    part.unlink()
+
+
+def _resume(con: duckdb.DuckDBPyConnection, work: Path, spec: ScorerSpec) -> int:
     """Register the scorer and merge the partition files a killed run finished; return the samples merged."""
     work.mkdir(parents=True, exist_ok=True)
     for tmp in work.glob("*.tmp"):
         tmp.unlink()  # torn writes of a killed run
     con.execute(
         "INSERT INTO scorers (scorer_key, spec) SELECT ?, ? WHERE ? NOT IN (SELECT scorer_key FROM scorers)",
-        [spec.key, json.dumps({**spec.canonical(), "engine": engine.describe()}, sort_keys=True), spec.key],
+        [spec.key, json.dumps({**spec.canonical(), "engine": spec.model}, sort_keys=True), spec.key],
     )
     merged = 0
     for part in sorted(work.glob("part-*.parquet")):
@@ -285,8 +311,7 @@ def _overlapped(plan, engine: Engine, spec: ScorerSpec, finish: Callable) -> Non
             requests = reading.result()
             if n + 1 < len(plan):
                 reading = reader.submit(_requests, plan[n + 1][1], engine, spec)
-            seed = spec.sampling.seed + 1_000_003 * p_index
-            outputs = engine.generate(requests, dataclasses.replace(spec.sampling, seed=seed))
+            outputs = engine.generate(requests, dataclasses.replace(spec.sampling, seed=partition_seed(spec, p_index)))
             if writing is not None:
                 writing.result()
             writing = writer.submit(finish, p_index, chunk, outputs)

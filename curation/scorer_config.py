@@ -11,6 +11,7 @@ from typing import Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from curation.ray_scoring import RaySpec
 from vlmr1.rollout.base import Sampling
 from vlmr1.rollout.spec import EngineSpec
 from vlmr1.yamlfiles import ConfigError, load_model
@@ -35,6 +36,7 @@ class ScorerConfig(BaseModel):
     dialect: Literal["vlmr1-curate", "vlmr1"] = Field(
         "vlmr1-curate", description="reward semantics of a pass: ours, or VLM-R1's released ones (README table)"
     )
+    ray: RaySpec | None = Field(None, description="score on Ray (same results); None: in this process, no Ray")
 
 
 def load_scorer_config(path: str | Path) -> ScorerConfig:
@@ -53,16 +55,18 @@ def score_with(
     from curation.difficulty import score_recipe
     from vlmr1.rollout import closing
 
+    knobs = {
+        "template": config.template,
+        "sampling": config.sampling,
+        "threshold": config.threshold,
+        "dialect": config.dialect,
+        "limit": limit,
+        "partition_size": config.partition_size,
+        "progress": progress,
+    }
+    if config.ray is not None:  # every actor builds the engine; only this process touches the catalog
+        from curation.ray_scoring import score_recipe_ray
+
+        return score_recipe_ray(catalog_path, recipe, config.engine, config.ray, **knobs)
     with closing(config.engine.build()) as engine:  # a vllm-server or vllm worker stops however scoring ends
-        return score_recipe(
-            catalog_path,
-            recipe,
-            engine,
-            template=config.template,
-            sampling=config.sampling,
-            threshold=config.threshold,
-            dialect=config.dialect,
-            limit=limit,
-            partition_size=config.partition_size,
-            progress=progress,
-        )
+        return score_recipe(catalog_path, recipe, engine, **knobs)

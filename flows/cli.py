@@ -342,6 +342,9 @@ def score(
     base_url: Optional[str] = typer.Option(None, help="Override engine.base_url (openai)."),
     k: Optional[int] = typer.Option(None, "--k", help="Override sampling.n: completions per sample."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
+    ray: bool = typer.Option(False, "--ray", help="Score on Ray: a local cluster, or --ray-address's."),
+    ray_address: Optional[str] = typer.Option(None, help="An existing Ray cluster ('auto', HOST:6379): --ray there."),
+    ray_actors: Optional[int] = typer.Option(None, help="Engines in the Ray actor pool; implies --ray."),
 ) -> None:
     """Difficulty by pass@k: k rollouts per sample, rewards, pass rates; resumable, never scores a sample twice."""
     from curation.difficulty import write_difficulty_report
@@ -351,6 +354,12 @@ def score(
     try:
         r = load_recipe(recipe)
         cfg = _scorer_config(config, model, engine, base_url, k)
+        if ray or ray_address or ray_actors:
+            from curation.ray_scoring import RaySpec
+
+            ray_options = {"address": ray_address, "actors": ray_actors}
+            given = (cfg.ray.model_dump() if cfg.ray else {}) | {k: v for k, v in ray_options.items() if v}
+            cfg = cfg.model_copy(update={"ray": RaySpec.model_validate(given)})
     except (RecipeError, ScorerConfigError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
