@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import re
 import stat
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from curation import catalog
 from curation.staging import REC_REF
@@ -100,6 +102,54 @@ def probe(path: str | Path, *, verify: bool = False, max_pixels: int = MAX_PIXEL
     return out
 
 
+def probe_table(results: list[Probe]):
+    """Probes as an Arrow table with ``image_probes``' columns (but verified and max_pixels)."""
+
+    columns = ("path", "size_bytes", "mtime_ns", "width", "height", "format", "sha256", "error")
+    table = pa.table({c: [getattr(r, c) for r in results] for c in columns})
+    return table.append_column("phash", pa.array([r.phash for r in results], pa.uint64()))
+
+
+class _ProbeBatch:
+    """Ray Data's unit of work: a batch of paths in, their probes out (an actor pool holds these)."""
+
+    def __init__(self, verify: bool, max_pixels: int):
+        self.verify, self.max_pixels = verify, max_pixels
+
+    def __call__(self, batch):
+        paths = batch.column("path").to_pylist()
+        return probe_table([probe(p, verify=self.verify, max_pixels=self.max_pixels) for p in paths])
+
+
+def probe_many_ray(paths: list[str], *, verify: bool, max_pixels: int, ray_spec):
+    """``probe_many`` on Ray Data: an actor pool of ``ray_spec.actors``, batches of 256 paths; rows in path order.
+
+    Runs inside the caller (one Prefect task): only this driver writes the catalog."""
+    import pyarrow.compute as pc
+
+    from curation.ray_cluster import connect
+
+    connect(ray_spec)
+    import ray.data  # after connect: a local cluster's token must be set before Ray is first imported
+
+    context = ray.data.DataContext.get_current()  # our own progress bar and report say what happens
+    context.enable_progress_bars, context.print_on_execution_start = False, False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+
+    size = max(1, min(4096, -(-len(paths) // (4 * ray_spec.actors))))  # blocks made here: no repartition task
+    blocks = [pa.table({"path": paths[i : i + size]}) for i in range(0, len(paths), size)]
+    ds = ray.data.from_arrow(blocks).map_batches(
+        _ProbeBatch,
+        fn_constructor_kwargs={"verify": verify, "max_pixels": max_pixels},
+        batch_size=256,
+        batch_format="pyarrow",
+        concurrency=ray_spec.actors,
+        num_cpus=ray_spec.cpus_per_actor,
+    )
+    table = pa.concat_tables(ray.get(ds.to_arrow_refs()))
+    return table.take(pc.sort_indices(pc.index_in(table["path"], value_set=pa.array(paths))))
+
+
 def probe_many(
     paths: list[str], *, verify: bool = False, max_pixels: int = MAX_PIXELS, workers: int | None = None
 ) -> list[Probe]:
@@ -119,6 +169,7 @@ class ImageCheck:
     reject: bool = True  # False: keep samples with bad images and let the quality rules (image_*) flag them
     max_pixels: int = MAX_PIXELS
     workers: int | None = None
+    ray: object | None = None  # a curation.ray_cluster.RaySpec: probe on Ray (same rows; cache as always)
 
     def __post_init__(self) -> None:
         # absolute once, here: stored paths, shard roots and export folders never depend on the working directory
@@ -152,7 +203,8 @@ class ImageCheck:
         paths = {k: self.resolve(k) for k in keys}
         _reject_outside(con, [k for k, p in paths.items() if p is None])
         paths = {k: p for k, p in paths.items() if p is not None}
-        cached_probes(con, list(paths.values()), verify=self.verify, max_pixels=self.max_pixels, workers=self.workers)
+        options = {"verify": self.verify, "max_pixels": self.max_pixels, "workers": self.workers, "ray": self.ray}
+        cached_probes(con, list(paths.values()), **options)
         con.execute("CREATE OR REPLACE TEMP TABLE staged_probes (image_key VARCHAR, path VARCHAR)")
         _stage_paths(con, paths)
         bad = """
@@ -187,7 +239,6 @@ def _reject_outside(con: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
     """Samples whose image key leaves the image roots are rejects; nothing outside the roots is ever opened."""
     if not keys:
         return
-    import pyarrow as pa
 
     with catalog.registered(con, "_outside", pa.table({"image_key": keys})):
         con.execute(
@@ -198,7 +249,6 @@ def _reject_outside(con: duckdb.DuckDBPyConnection, keys: list[str]) -> None:
 
 
 def _stage_paths(con: duckdb.DuckDBPyConnection, paths: dict[str, str]) -> None:
-    import pyarrow as pa
 
     con.register("_paths", pa.table({"image_key": list(paths), "path": list(paths.values())}))
     con.execute("INSERT INTO staged_probes SELECT * FROM _paths")
@@ -212,8 +262,10 @@ def cached_probes(
     verify: bool = False,
     max_pixels: int = MAX_PIXELS,
     workers: int | None = None,
+    ray=None,
 ) -> int:
-    """Make ``image_probes`` current for ``paths``; return how many files were actually probed.
+    """Make ``image_probes`` current for ``paths``; return how many files were actually probed (on Ray when
+    ``ray``, a ``RaySpec``, is given: the same rows).
 
     A cached row is reused when the file's size and mtime still match and it
     was probed at least as thoroughly (a verified probe serves an unverified
@@ -239,23 +291,12 @@ def cached_probes(
             todo.append(p)
     if not todo:
         return 0
-    results = probe_many(todo, verify=verify, max_pixels=max_pixels, workers=workers)
-    import pyarrow as pa
-
-    table = pa.table(
-        {
-            "path": [r.path for r in results],
-            "size_bytes": [r.size_bytes for r in results],
-            "mtime_ns": [r.mtime_ns for r in results],
-            "width": [r.width for r in results],
-            "height": [r.height for r in results],
-            "format": [r.format for r in results],
-            "sha256": [r.sha256 for r in results],
-            "phash": pa.array([r.phash for r in results], pa.uint64()),
-            "error": [r.error for r in results],
-            "verified": [verify] * len(results),
-            "max_pixels": [max_pixels] * len(results),
-        }
+    if ray is None:
+        table = probe_table(probe_many(todo, verify=verify, max_pixels=max_pixels, workers=workers))
+    else:
+        table = probe_many_ray(todo, verify=verify, max_pixels=max_pixels, ray_spec=ray)
+    table = table.append_column("verified", pa.array([verify] * len(table))).append_column(
+        "max_pixels", pa.array([max_pixels] * len(table), pa.int64())
     )
     with catalog.registered(con, "_probes", table), catalog.transaction(con):
         con.execute("DELETE FROM image_probes WHERE path IN (SELECT path FROM _probes)")

@@ -24,37 +24,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from curation.difficulty import ScorerSpec, ScoreSummary, merge_partition, prepare_run, score_partition
 from curation.quality.recipe import Recipe
+from curation.ray_cluster import RaySpec, connect
 from vlmr1.rewards import DEFAULT_DIALECT, check_dialect
 from vlmr1.rollout.base import Sampling
 from vlmr1.rollout.spec import EngineSpec
-
-
-class RaySpec(BaseModel):
-    """Where Ray runs and how much of it the scorer takes."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    address: str | None = Field(
-        None, description="an existing cluster ('auto', 'HOST:6379', 'ray://HOST:10001'); None: ray.init() here"
-    )
-    actors: int = Field(2, ge=1, description="engines in the pool (on GPUs: one per GPU)")
-    cpus_per_actor: float = Field(1.0, ge=0)
-    gpus_per_actor: float = Field(0.0, ge=0)
-    num_cpus: int | None = Field(None, ge=1, description="local cluster only: CPUs it may use (default: all)")
-
-
-def connect(ray_spec: RaySpec):
-    """``ray`` connected to the cluster the spec names (started here when it names none)."""
-    import ray
-
-    if not ray.is_initialized():
-        options = {"address": ray_spec.address} if ray_spec.address else {"num_cpus": ray_spec.num_cpus}
-        ray.init(**options, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    return ray
 
 
 class PartitionScorer:
@@ -95,10 +70,10 @@ def score_recipe_ray(
     progress: Callable[[int, int, ScoreSummary], None] | None = None,
 ) -> ScoreSummary:
     """``difficulty.score_recipe`` on Ray: ``engine`` (a spec, or a factory for tests) is built in every actor."""
-    from ray.util import ActorPool
-
     t_start = time.perf_counter()
     ray = connect(ray_spec)
+    from ray.util import ActorPool
+
     resources = {"num_cpus": ray_spec.cpus_per_actor, "num_gpus": ray_spec.gpus_per_actor}
     actor = ray.remote(max_restarts=-1, max_task_retries=-1, **resources)(PartitionScorer)
     actors = [actor.remote(engine) for _ in range(ray_spec.actors)]

@@ -141,10 +141,23 @@ KeepOpt = typer.Option(
 )
 
 
-def _image_check(images: Optional[list[Path]], verify: bool, keep_bad: bool = False):
+RayOpt = typer.Option(False, "--ray", help="Probe images on Ray: a local cluster, or --ray-address's.")
+RayAddressOpt = typer.Option(None, "--ray-address", help="An existing Ray cluster ('auto', HOST:6379): --ray there.")
+
+
+def _ray_spec(ray: bool, address: Optional[str], actors: Optional[int] = None):
+    """The RaySpec the --ray options ask for, or None (then Ray is never imported)."""
+    if not (ray or address or actors):
+        return None
+    from curation.ray_cluster import RaySpec
+
+    return RaySpec.model_validate({k: v for k, v in {"address": address, "actors": actors}.items() if v})
+
+
+def _image_check(images: Optional[list[Path]], verify: bool, keep_bad: bool = False, ray=None):
     from curation.images import ImageCheck
 
-    return ImageCheck([Path(p) for p in images], verify=verify, reject=not keep_bad) if images else None
+    return ImageCheck([Path(p) for p in images], verify=verify, reject=not keep_bad, ray=ray) if images else None
 
 
 def _run_ingest(paths: list[Path], catalog_path: Path, reader, check) -> None:
@@ -195,6 +208,8 @@ def ingest_coco_cmd(
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
     keep_bad_images: bool = KeepOpt,
+    ray: bool = RayOpt,
+    ray_address: Optional[str] = RayAddressOpt,
     absent: int = typer.Option(3, help="Absent categories added to each OVD prompt."),
     seed: int = typer.Option(0, help="Seed for the absent categories and their order."),
     source: str = typer.Option("coco", help="Source name of the samples."),
@@ -204,7 +219,8 @@ def ingest_coco_cmd(
     from curation.ingest import CocoReader
 
     reader = CocoReader(source=source, split=split, absent=absent, seed=seed)
-    _run_ingest(paths, catalog, reader, _image_check(images, verify_images, keep_bad_images))
+    check = _image_check(images, verify_images, keep_bad_images, _ray_spec(ray, ray_address))
+    _run_ingest(paths, catalog, reader, check)
 
 
 @ingest_app.command("refcoco")
@@ -216,6 +232,8 @@ def ingest_refcoco_cmd(
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
     keep_bad_images: bool = KeepOpt,
+    ray: bool = RayOpt,
+    ray_address: Optional[str] = RayAddressOpt,
     source: Optional[str] = typer.Option(None, help="Source name (default: the folder name, e.g. refcocog)."),
     instances: Optional[Path] = typer.Option(None, help="The COCO-format instances file (default: beside it)."),
 ) -> None:
@@ -223,7 +241,8 @@ def ingest_refcoco_cmd(
     from curation.ingest import RefcocoReader
 
     reader = RefcocoReader(source=source, instances=instances)
-    _run_ingest(paths, catalog, reader, _image_check(images, verify_images, keep_bad_images))
+    check = _image_check(images, verify_images, keep_bad_images, _ray_spec(ray, ray_address))
+    _run_ingest(paths, catalog, reader, check)
 
 
 @ingest_app.command("d3")
@@ -235,12 +254,15 @@ def ingest_d3_cmd(
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
     keep_bad_images: bool = KeepOpt,
+    ray: bool = RayOpt,
+    ray_address: Optional[str] = RayAddressOpt,
     pkl_dir: Optional[Path] = typer.Option(None, help="Folder with sentences.pkl and groups.pkl."),
 ) -> None:
     """D3: one evaluation-only sample per (image, description of its group), no-target pairs included."""
     from curation.ingest import D3Reader
 
-    _run_ingest(paths, catalog, D3Reader(pkl_dir=pkl_dir), _image_check(images, verify_images, keep_bad_images))
+    check = _image_check(images, verify_images, keep_bad_images, _ray_spec(ray, ray_address))
+    _run_ingest(paths, catalog, D3Reader(pkl_dir=pkl_dir), check)
 
 
 @ingest_app.command("jsonl")
@@ -250,6 +272,8 @@ def ingest_jsonl_cmd(
     images: Optional[list[Path]] = ImagesOpt,
     verify_images: bool = VerifyOpt,
     keep_bad_images: bool = KeepOpt,
+    ray: bool = RayOpt,
+    ray_address: Optional[str] = RayAddressOpt,
     source: Optional[str] = typer.Option(None, help="Source name (default: the file's stem)."),
     split: str = typer.Option("train", help="Split of the samples."),
 ) -> None:
@@ -257,7 +281,8 @@ def ingest_jsonl_cmd(
     from curation.ingest import JsonlReader
 
     reader = JsonlReader(source=source, split=split)
-    _run_ingest(paths, catalog, reader, _image_check(images, verify_images, keep_bad_images))
+    check = _image_check(images, verify_images, keep_bad_images, _ray_spec(ray, ray_address))
+    _run_ingest(paths, catalog, reader, check)
 
 
 @app.command()
@@ -343,7 +368,7 @@ def score(
     k: Optional[int] = typer.Option(None, "--k", help="Override sampling.n: completions per sample."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
     ray: bool = typer.Option(False, "--ray", help="Score on Ray: a local cluster, or --ray-address's."),
-    ray_address: Optional[str] = typer.Option(None, help="An existing Ray cluster ('auto', HOST:6379): --ray there."),
+    ray_address: Optional[str] = RayAddressOpt,
     ray_actors: Optional[int] = typer.Option(None, help="Engines in the Ray actor pool; implies --ray."),
 ) -> None:
     """Difficulty by pass@k: k rollouts per sample, rewards, pass rates; resumable, never scores a sample twice."""
@@ -354,12 +379,10 @@ def score(
     try:
         r = load_recipe(recipe)
         cfg = _scorer_config(config, model, engine, base_url, k)
-        if ray or ray_address or ray_actors:
-            from curation.ray_scoring import RaySpec
-
-            ray_options = {"address": ray_address, "actors": ray_actors}
-            given = (cfg.ray.model_dump() if cfg.ray else {}) | {k: v for k, v in ray_options.items() if v}
-            cfg = cfg.model_copy(update={"ray": RaySpec.model_validate(given)})
+        asked = _ray_spec(ray, ray_address, ray_actors)
+        if asked is not None:  # the command line's options over the config's ray block
+            given = (cfg.ray.model_dump() if cfg.ray else {}) | asked.model_dump(exclude_unset=True)
+            cfg = cfg.model_copy(update={"ray": type(asked).model_validate(given)})
     except (RecipeError, ScorerConfigError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None

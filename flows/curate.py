@@ -15,6 +15,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
 
+from curation.ray_cluster import RaySpec
 from flows.params import CatalogRef, FileRef, ModelRef, PipelineParams, RecipeRef, demo_params
 from flows.tasks import eval_task, ingest_task, quality_task, score_task, shard_task, train_task
 from vlmr1.hashing import content_hash
@@ -22,15 +23,22 @@ from vlmr1.hashing import content_hash
 
 @flow(name="curate-and-train", log_prints=True)
 def curate_and_train(
-    params: PipelineParams | None = None, demo: bool = False, demo_output: str = "demo-out/flow"
+    params: PipelineParams | None = None,
+    demo: bool = False,
+    demo_output: str = "demo-out/flow",
+    ray: RaySpec | None = None,
 ) -> dict:
     """Ingest -> probe -> quality -> difficulty -> selection -> shards -> train -> evaluate. Stops early when no
-    source changed."""
+    source changed. ``ray`` (or ``params.ray``): image probing and scoring on Ray, inside their tasks."""
     logger = get_run_logger()
     if params is None:
         if not demo:
             raise ValueError("give params, or demo=true")
         params = demo_params(Path(demo_output))
+    if ray is not None:
+        params = params.model_copy(update={"ray": ray})
+    if params.ray is not None and params.scorer is not None and params.scorer.ray is None:
+        params = params.model_copy(update={"scorer": params.scorer.model_copy(update={"ray": params.ray})})
     out = Path(params.output)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "last_run.json"
@@ -49,7 +57,7 @@ def curate_and_train(
             "stages": [{"stage": "check", "no_new_data": True}],
         }
     catalog, recipe = CatalogRef(path=params.catalog), RecipeRef(spec=params.recipe)
-    reports = [ingest_task(catalog, s) for s in params.sources]
+    reports = [ingest_task(catalog, s, params.ray) for s in params.sources]
     reports.append(quality_task(catalog, recipe))
     scorer_key = None
     if params.scorer is not None:

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from curation.ray_cluster import RaySpec
 from curation.scorer_config import ScorerConfig
 
 
@@ -85,11 +86,12 @@ class SourceSpec(BaseModel):
 
         return make_reader(self.kind, **self.options)
 
-    def image_check(self):
+    def image_check(self, ray: RaySpec | None = None):
         from curation.images import ImageCheck
 
         roots = [Path(r) for r in self.images]
-        return ImageCheck(roots, verify=self.verify_images, reject=not self.keep_bad_images) if roots else None
+        reject = not self.keep_bad_images
+        return ImageCheck(roots, verify=self.verify_images, reject=reject, ray=ray) if roots else None
 
 
 class PipelineParams(BaseModel):
@@ -98,6 +100,7 @@ class PipelineParams(BaseModel):
     sources: list[SourceSpec]
     recipe: str = "default"
     scorer: ScorerConfig | None = None
+    ray: RaySpec | None = Field(None, description="image probing and scoring on Ray (same results); None: no Ray")
     train_config: str | None = None
     nprocs: int = 1
     evaluate: bool = True

@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
+from curation.ray_cluster import RaySpec
 from curation.scorer_config import ScorerConfig
 from flows.artifacts import publish
 from flows.caching import CONTENT
@@ -26,9 +27,9 @@ def _timed(report: StageReport, t0: float) -> StageReport:
 
 
 @task(name="ingest", retries=1, retry_delay_seconds=2)
-def ingest_task(catalog: CatalogRef, source: SourceSpec) -> StageReport:
+def ingest_task(catalog: CatalogRef, source: SourceSpec, ray: RaySpec | None = None) -> StageReport:
     t0 = time.perf_counter()
-    summary = source.reader().ingest(catalog.path, source.path, images=source.image_check())
+    summary = source.reader().ingest(catalog.path, source.path, images=source.image_check(ray))
     return _timed(summary.report(), t0)
 
 
