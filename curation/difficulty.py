@@ -93,6 +93,7 @@ class ScoreSummary:
     generate_seconds: float
     tokens: int
     completions: int
+    backend: str = "this process"  # or "ray: N actors, CLUSTER"
 
     @property
     def outside_generate_share(self) -> float:
@@ -112,6 +113,7 @@ class ScoreSummary:
             "completions": self.completions,
             "tokens": self.tokens,
             "share outside generate": round(self.outside_generate_share, 3),
+            "backend": self.backend,
         }
         timings = {"generate": self.generate_seconds, "rest": self.wall_seconds - self.generate_seconds}
         return StageReport(

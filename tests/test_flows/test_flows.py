@@ -172,6 +172,31 @@ def test_killing_the_server_process_during_scoring_then_rerun_equals_uninterrupt
     assert tables[reference] == tables[out] and tables[out]["rollouts"]
 
 
+def test_the_ray_path_through_a_deployment_equals_the_local_run(prefect):
+    """`--param ray=...`: probing and scoring on a local Ray cluster inside their tasks; same tables as run-a."""
+    reference = prefect.home / "run-a"
+    assert (reference / "run" / "last_run.json").exists()
+    out = prefect.home / "run-ray"
+    args = ["deployment", "run", "curate-and-train/demo", "--param", f"demo_output={out}"]
+    r = _cli(prefect.env, *args, "--param", 'ray={"actors": 2, "num_cpus": 2}', "--watch")
+    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    score_report = _cli(prefect.env, "artifact", "inspect", "curate-and-train-score").stdout
+    assert "ray: 2 actors, a local cluster" in score_report
+    tables = {}
+    for run in (reference, out):
+        con = duckdb.connect(str(run / "catalog.duckdb"), read_only=True)
+        tables[run] = {
+            t: con.execute(f"SELECT * EXCLUDE (scorer_key) FROM {t} ORDER BY ALL").fetchall()
+            for t in ("rollouts", "difficulty")
+        }
+        tables[run]["probes"] = con.execute(
+            "SELECT width, height, sha256, phash, error FROM image_probes ORDER BY ALL"
+        )
+        tables[run]["probes"] = tables[run]["probes"].fetchall()
+        con.close()
+    assert tables[reference] == tables[out] and tables[out]["rollouts"] and tables[out]["probes"]
+
+
 def _children_of_group(pgid):
     pids = []
     for p in os.listdir("/proc"):
