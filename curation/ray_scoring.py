@@ -81,7 +81,8 @@ def score_recipe_ray(
         model, family = ray.get(actors[0].identity.remote())
         spec = ScorerSpec(model, family, template, sampling, threshold, dialect=check_dialect(dialect))
         work, plan, summary = prepare_run(catalog_path, recipe, spec, partition_size, limit, work_dir)
-        summary.backend = f"ray: {ray_spec.actors} actors, {ray_spec.address or 'a local cluster'}"
+        pool = f"{ray_spec.actors} actor" + ("s" if ray_spec.actors != 1 else "")
+        summary.backend = f"ray: {pool}, {ray_spec.address or 'a local cluster'}"
         todo_total = sum(len(chunk) for _, chunk in plan)
         jobs = ActorPool(actors).map_unordered(lambda a, job: a.score.remote(spec, job[0], job[1], str(work)), plan)
         sizes = {p_index: len(chunk) for p_index, chunk in plan}

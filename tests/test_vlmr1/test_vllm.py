@@ -19,6 +19,7 @@ from PIL import Image
 from curation import catalog
 from curation.difficulty import score_recipe
 from curation.quality.recipe import load_recipe
+from curation.ray_cluster import RaySpec
 from curation.scorer_config import ScorerConfig, score_with
 from curation.selection import candidates
 from helpers import coco_and_refcoco_catalog, kill_at_marker, rows
@@ -148,6 +149,12 @@ def test_managed_server_scores_completely_reproducibly_and_a_killed_scorer_leave
     again = score_with(second, load_recipe("none"), cfg)
     assert again.already_scored + again.scored_now + again.merged_leftovers >= n_candidates
     assert scored(second) == (rollouts, difficulty)  # equal to the uninterrupted run, row for row
+    # and on Ray: the managed server engine inside an actor (its server under the actor's keeper), same rows
+    third = tmp_path / "c" / "c.duckdb"
+    third.parent.mkdir()
+    third.write_bytes(fixture_catalog.read_bytes())
+    on_ray = score_with(third, load_recipe("none"), cfg.model_copy(update={"ray": RaySpec(actors=1)}))
+    assert on_ray.backend == "ray: 1 actor, a local cluster" and scored(third) == (rollouts, difficulty)
 
 
 def test_a_server_that_dies_mid_run_is_reported_and_nothing_scored_is_lost(tmp_path, models, fixture_catalog):
