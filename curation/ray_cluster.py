@@ -39,6 +39,8 @@ def connect(ray_spec: RaySpec):
 
         ray.init(num_cpus=ray_spec.num_cpus, include_dashboard=False, configure_logging=False, log_to_driver=False)
         return ray
+    if ray_spec.address:
+        _check_reachable(ray_spec.address)
     address = ray_spec.address or local_cluster(ray_spec.num_cpus)  # before `import ray`: it reads the token then
     import ray
 
@@ -83,9 +85,25 @@ def local_cluster(num_cpus: int | None) -> str:
     return address
 
 
-def _gcs_up(port: int) -> bool:
+class RayClusterError(ValueError):
+    """The cluster a user named does not answer: one line naming the address and what would be right."""
+
+
+def _gcs_up(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
     import socket
 
     with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
+
+
+def _check_reachable(address: str) -> None:
+    """HOST:PORT must answer within 5 s (``ray.init`` would retry for minutes); 'auto' and ray:// are Ray's."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or address.startswith("ray://") or not port.isdigit():
+        return
+    if not _gcs_up(int(port), host or "127.0.0.1", timeout=5.0):
+        raise RayClusterError(
+            f"ray address {address}: no Ray cluster answers there (start one with `ray start --head --port {port}`, "
+            "or leave the address out for a local cluster)"
+        )

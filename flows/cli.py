@@ -147,11 +147,18 @@ RayAddressOpt = typer.Option(None, "--ray-address", help="An existing Ray cluste
 
 def _ray_spec(ray: bool, address: Optional[str], actors: Optional[int] = None):
     """The RaySpec the --ray options ask for, or None (then Ray is never imported)."""
-    if not (ray or address or actors):
+    if not ray and address is None and actors is None:
         return None
+    import pydantic
+
     from curation.ray_cluster import RaySpec
 
-    return RaySpec.model_validate({k: v for k, v in {"address": address, "actors": actors}.items() if v})
+    given = {k: v for k, v in {"address": address, "actors": actors}.items() if v is not None}
+    try:
+        return RaySpec.model_validate(given)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        raise ValueError(f"--ray-{error['loc'][0]}: {error['msg']}") from None
 
 
 def _image_check(images: Optional[list[Path]], verify: bool, keep_bad: bool = False, ray=None):
