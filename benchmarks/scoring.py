@@ -86,32 +86,29 @@ def one_at_a_time(engine, requests: list[Request], sampling: Sampling, per_call:
 def compare_engines(model: str, requests: list[Request], sampling: Sampling, args, console: Console) -> None:
     """hf vs offline vLLM vs the vLLM server: start-up once each, then rounds in rotating order."""
     import statistics
+    from contextlib import ExitStack
 
     from vlmr1.rollout import closing
 
     fixed = {"min_new_tokens": sampling.max_new_tokens}
     ways, startup = {}, {}
-    for name, kind, options in (
-        ("hf (our engine, batched)", "hf", {"batch_size": args.batch, "generation_overrides": fixed}),
-        ("vLLM offline (vllm.LLM worker)", "vllm", {"request_overrides": {"min_tokens": sampling.max_new_tokens}}),
-        ("vLLM server (managed)", "vllm-server", {"request_overrides": {"min_tokens": sampling.max_new_tokens}}),
-    ):
-        t0 = time.perf_counter()
-        ways[name] = make_engine(kind, model, **options)
-        startup[name] = time.perf_counter() - t0
-        ways[name].generate(requests[:2], Sampling(n=2, max_new_tokens=sampling.max_new_tokens))  # warm-up
-    names, per_round = list(ways), {name: [] for name in ways}
-    try:
+    with ExitStack() as engines:  # every vLLM process stops however the benchmark ends
+        for name, kind, options in (
+            ("hf (our engine, batched)", "hf", {"batch_size": args.batch, "generation_overrides": fixed}),
+            ("vLLM offline (vllm.LLM worker)", "vllm", {"request_overrides": {"min_tokens": sampling.max_new_tokens}}),
+            ("vLLM server (managed)", "vllm-server", {"request_overrides": {"min_tokens": sampling.max_new_tokens}}),
+        ):
+            t0 = time.perf_counter()
+            ways[name] = engines.enter_context(closing(make_engine(kind, model, **options)))
+            startup[name] = time.perf_counter() - t0
+            ways[name].generate(requests[:2], Sampling(n=2, max_new_tokens=sampling.max_new_tokens))  # warm-up
+        names, per_round = list(ways), {name: [] for name in ways}
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 t0 = time.perf_counter()
                 out = ways[name].generate(requests, Sampling(**{**sampling.to_dict(), "seed": r}))
                 secs = time.perf_counter() - t0
                 per_round[name].append((sum(map(len, out)) / secs, sum(c.n_tokens for o in out for c in o) / secs))
-    finally:
-        for engine in ways.values():
-            with closing(engine):
-                pass
     table = Table(
         "engine", "start-up s", "completions/s", "tokens/s", "vs hf (median)", "spread (min-max)",
         title=f"{len(requests)} requests x k={sampling.n}, {sampling.max_new_tokens} new tokens each, "

@@ -62,8 +62,8 @@ def local_cluster(num_cpus: int | None) -> str:
     import sys
     import time
 
+    from vlmr1.ports import free_port
     from vlmr1.rollout.keeper import Kept
-    from vlmr1.rollout.vllm_server import free_port
 
     if _LOCAL:
         return _LOCAL["address"]

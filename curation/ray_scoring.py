@@ -49,9 +49,9 @@ class PartitionScorer:
         return p_index, (stats.generate_seconds - before[0], stats.tokens - before[1], stats.completions - before[2])
 
     def close(self) -> None:
-        close = getattr(self.engine, "close", None)
-        if close is not None:
-            close()
+        from vlmr1.rollout import close_engine
+
+        close_engine(self.engine)
 
 
 def score_recipe_ray(

@@ -15,7 +15,6 @@ import argparse
 import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from vlmr1.ports import free_port
 from vlmr1.report import StageReport
 
 SHM_GLOB = "/dev/shm/deepspeed_allreduce_buffer_*"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

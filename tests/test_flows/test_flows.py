@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from training.launch import free_port
+from vlmr1.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -161,15 +161,20 @@ def test_killing_the_server_process_during_scoring_then_rerun_equals_uninterrupt
     prefect.start_serve()
     r = _run(prefect, "curate-and-train/demo", out)
     assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:]
-    tables = {}
-    for run in (reference, out):
-        con = duckdb.connect(str(run / "catalog.duckdb"), read_only=True)
-        tables[run] = {
-            t: con.execute(f"SELECT * EXCLUDE (scorer_key) FROM {t} ORDER BY ALL").fetchall()
-            for t in ("rollouts", "difficulty")
-        }
-        con.close()
+    tables = {run: _scored_tables(run) for run in (reference, out)}
     assert tables[reference] == tables[out] and tables[out]["rollouts"]
+
+
+def _scored_tables(run: Path, probes: bool = False) -> dict:
+    """A run's rollouts and difficulty (scorer key aside: the model path differs per run), and its image probes."""
+    queries = {t: f"SELECT * EXCLUDE (scorer_key) FROM {t} ORDER BY ALL" for t in ("rollouts", "difficulty")}
+    if probes:
+        queries["probes"] = "SELECT width, height, sha256, phash, error FROM image_probes ORDER BY ALL"
+    con = duckdb.connect(str(run / "catalog.duckdb"), read_only=True)
+    try:
+        return {name: con.execute(sql).fetchall() for name, sql in queries.items()}
+    finally:
+        con.close()
 
 
 def test_the_ray_path_through_a_deployment_equals_the_local_run(prefect):
@@ -182,18 +187,7 @@ def test_the_ray_path_through_a_deployment_equals_the_local_run(prefect):
     assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
     score_report = _cli(prefect.env, "artifact", "inspect", "curate-and-train-score").stdout
     assert "ray: 2 actors, a local cluster" in score_report
-    tables = {}
-    for run in (reference, out):
-        con = duckdb.connect(str(run / "catalog.duckdb"), read_only=True)
-        tables[run] = {
-            t: con.execute(f"SELECT * EXCLUDE (scorer_key) FROM {t} ORDER BY ALL").fetchall()
-            for t in ("rollouts", "difficulty")
-        }
-        tables[run]["probes"] = con.execute(
-            "SELECT width, height, sha256, phash, error FROM image_probes ORDER BY ALL"
-        )
-        tables[run]["probes"] = tables[run]["probes"].fetchall()
-        con.close()
+    tables = {run: _scored_tables(run, probes=True) for run in (reference, out)}
     assert tables[reference] == tables[out] and tables[out]["rollouts"] and tables[out]["probes"]
 
 

@@ -32,15 +32,20 @@ def make_engine(kind: str, model: str, **options) -> Engine:
     raise ValueError(f"unknown engine {kind!r}; expected hf, vllm, vllm-server or openai")
 
 
+def close_engine(engine: Engine) -> None:
+    """Stop the engine's server or worker, if it has one (hf has nothing to stop)."""
+    close = getattr(engine, "close", None)
+    if close is not None:
+        close()
+
+
 @contextlib.contextmanager
 def closing(engine: Engine):
     """``with closing(engine):`` stops the engine's server or worker however the block ends."""
     try:
         yield engine
     finally:
-        close = getattr(engine, "close", None)
-        if close is not None:
-            close()
+        close_engine(engine)
 
 
-__all__ = ["closing", "Completion", "Engine", "EngineStats", "Request", "Sampling", "make_engine"]
+__all__ = ["close_engine", "closing", "Completion", "Engine", "EngineStats", "Request", "Sampling", "make_engine"]

@@ -10,6 +10,7 @@ clash with ours), found by ``vllm_python()``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -68,7 +69,9 @@ def serving(model: str, family: Family, opts: VLLMOptions) -> dict:
     }
 
 
+@functools.cache
 def has_nvidia_gpu() -> bool:
+    """Asked once per process (it runs nvidia-smi)."""
     import subprocess
 
     try:

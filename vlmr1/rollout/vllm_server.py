@@ -17,17 +17,10 @@ import time
 from pathlib import Path
 
 from vlmr1.families import Family, family_of_model
+from vlmr1.ports import free_port
 from vlmr1.rollout.keeper import Kept
 from vlmr1.rollout.openai_engine import OpenAIEngine
 from vlmr1.rollout.vllm_options import VLLMError, VLLMOptions, describe, server_args, vllm_env, vllm_python
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
