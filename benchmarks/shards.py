@@ -1,18 +1,31 @@
-"""Write 1,000,000 selected rows as shards (image paths, not bytes) and load them back: rows/s for both, side by side.
+"""Selection and shards, columnar (issue 18) vs the row-wise code it replaced vs the peer a user would write
+(``datasets``): one run, the ways alternated over rounds, median ratios and spread.
 
-The rows are synthetic but shaped like a real selection (REC and OVD
-problems, solutions, difficulty summary, lineage); the catalog is a small
-real one (the manifest records its snapshot). Loading includes the sha256
-check of every shard and building the ``datasets.Dataset``.
+Part 1, ``--rows`` (default 1,000,000) scored samples in a synthetic catalog
+(``curation.testing.scale``: REC and OVD, four samples per image, 2% dropped
+by quality, 95% scored), the ``none`` recipe (balanced by source):
+- select: ``rowwise.select`` (a dict per row) vs ``curation.selection.select``;
+- write: the row-wise shard rows through the same parquet writer vs
+  ``write_shards`` (which also fsyncs, hashes, and draws the report) vs
+  ``datasets.Dataset.from_dict(columns).to_parquet`` of the same columns
+  (built before the clock starts);
+- load: ``rowwise.load`` (the previous ``vlmr1.shards.load``) vs
+  ``vlmr1.shards.load`` vs ``datasets.load_dataset("parquet", ...)`` (a fresh
+  cache each round, as a first load).
 
-    .venv/bin/python benchmarks/shards.py [--rows 1000000]
+Part 2, ``--e2e`` (default 10,000,000) samples: ``select`` + ``write_shards``
+end to end in a fresh process: wall time and peak RSS.
+
+    .venv/bin/python benchmarks/shards.py [--rows 1000000] [--rounds 3] [--e2e 10000000]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import random
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,99 +33,156 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from curation import catalog
 from curation.quality.recipe import load_recipe
-from curation.selection import Selection
-from curation.shards import write_shards
+from curation.selection import select
+from curation.shards import _write_parquet, write_shards
+from curation.testing import rowwise, scale
 from vlmr1.shards import load
 
 
-def rows(n: int, root: str) -> list[dict]:
-    rng = random.Random(0)
-    cats = ["person", "car", "dog", "cat", "chair", "bottle", "cup", "bird"]
-    out = []
-    for i in range(n):
-        w, h = rng.choice([(640, 480), (480, 640), (640, 427)])
-        rec = i % 3 != 0
-        x, y = rng.uniform(0, 300), rng.uniform(0, 200)
-        box = [round(x, 2), round(y, 2), round(x + rng.uniform(10, 300), 2), round(y + rng.uniform(10, 200), 2)]
-        problem = "the man on the left in a red shirt" if rec else "'person', 'car', 'dog'"
-        solution = json.dumps([{"label": problem if rec else rng.choice(cats), "bbox": box}], separators=(",", ":"))
-        out.append(
-            {
-                "sample_id": f"{i:024x}",
-                "task": "rec" if rec else "ovd",
-                "problem": problem,
-                "solution": solution,
-                "width": w,
-                "height": h,
-                "source": "refcocog" if rec else "coco",
-                "split": "umd/train" if rec else "train2017",
-                "pass_rate": rng.random(),
-                "reward_std": rng.random() / 3,
-                "band": "mixed",
-                "n_pass": 4,
-                "k": 8,
-                "image_id": i // 4,
-                "ann_id": i,
-                "ref_id": i,
-                "sent_id": i,
-                "source_sha256": "0" * 64,
-                "image_key": f"train2014/COCO_train2014_{i // 4:012d}.jpg",
-                "image_path": f"{root}/train2014/COCO_train2014_{i // 4:012d}.jpg",
-            }
+def _timed(fn, *args) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+def _old_write(rows: list[dict], out: Path) -> None:
+    """What the row-wise writer did: a dict and a prompt per row, counts and categories over the dicts."""
+    roots = sorted({rowwise.root_and_key(r)[0] for r in rows})
+    out.mkdir()
+    _write_parquet(rowwise.shard_batches(rows, roots, "vlmr1", False), out, 200_000, 512 << 20)
+    rowwise.counts(rows)
+    rowwise.categories(rows)
+
+
+def _peer_columns(folder: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetDataset(sorted(str(p) for p in folder.glob("shard-*.parquet"))).read().to_pydict()
+
+
+def part1(rows: int, rounds: int, console: Console) -> None:
+    import datasets
+
+    recipe = load_recipe("none")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        db = scale.build(tmp / "c.duckdb", rows, recipe)
+        sel = select(db, recipe, scale.SCORER)
+        old_rows, _ = rowwise.select(db, recipe, scale.SCORER)
+        write_shards(sel, db, tmp / "ref")
+        columns = _peer_columns(tmp / "ref")
+        ways = {
+            "select": {
+                "row-wise (before)": lambda r: rowwise.select(db, recipe, scale.SCORER),
+                "columnar": lambda r: select(db, recipe, scale.SCORER),
+            },
+            "write": {
+                "row-wise (before)": lambda r: _old_write(old_rows, tmp / f"old-{r}"),
+                "columnar": lambda r: write_shards(sel, db, tmp / f"new-{r}"),
+                "datasets from_dict + to_parquet": lambda r: datasets.Dataset.from_dict(columns).to_parquet(
+                    str(tmp / f"peer-{r}.parquet")
+                ),
+            },
+            "load": {
+                "row-wise (before)": lambda r: rowwise.load(tmp / "ref"),
+                "columnar": lambda r: load(tmp / "ref"),
+                "datasets load_dataset parquet": lambda r: datasets.load_dataset(
+                    "parquet", data_files=str(tmp / "peer-0.parquet"), split="train", cache_dir=str(tmp / f"hf-{r}")
+                ),
+            },
+        }
+        times = {(step, way): [] for step, w in ways.items() for way in w}
+        for r in range(rounds):
+            for step, w in ways.items():
+                names = list(w)
+                for way in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
+                    times[step, way].append(_timed(w[way], r))
+            console.print(f"round {r + 1}/{rounds} done")
+    table = Table(
+        "step",
+        "way",
+        "median s",
+        "rows/s",
+        "vs before (median)",
+        "spread (min-max)",
+        "vs datasets (median)",
+        title=f"{rows:,} scored samples, {rounds} rounds, rotating order",
+    )
+    for step, w in ways.items():
+        base = times[step, "row-wise (before)"]
+        peer = next((times[step, n] for n in w if n.startswith("datasets")), None)
+        for way in w:
+            t = times[step, way]
+            ratios = [b / x for b, x in zip(base, t)]
+            vs_peer = f"{statistics.median(p / x for p, x in zip(peer, t)):.2f}x" if peer else ""
+            table.add_row(
+                step,
+                way,
+                f"{statistics.median(t):.2f}",
+                f"{rows / statistics.median(t):,.0f}",
+                f"{statistics.median(ratios):.2f}x",
+                f"{min(ratios):.2f}x-{max(ratios):.2f}x",
+                vs_peer,
+            )
+    console.print(table)
+
+
+E2E = """
+import resource, sys, time
+from pathlib import Path
+from curation.quality.recipe import load_recipe
+from curation.selection import select
+from curation.shards import write_shards
+from curation.testing import scale
+db, out = Path(sys.argv[1]), Path(sys.argv[2])
+t0 = time.perf_counter()
+sel = select(db, load_recipe("none"), scale.SCORER)
+t1 = time.perf_counter()
+write_shards(sel, db, out)
+t2 = time.perf_counter()
+print(len(sel), t1 - t0, t2 - t1, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+"""
+
+
+def part2(n: int, console: Console) -> None:
+    recipe = load_recipe("none")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        db = scale.build(tmp / "c.duckdb", n, recipe)
+        built = time.perf_counter() - t0
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", E2E, str(db), str(tmp / "shards")], capture_output=True, text=True, env=env
         )
-    return out
+        wall = time.perf_counter() - t0
+        if done.returncode:
+            raise SystemExit(done.stderr[-3000:])
+        selected, select_s, write_s, peak = done.stdout.split()[-4:]
+        size = sum(p.stat().st_size for p in (tmp / "shards").glob("shard-*.parquet"))
+    table = Table("what", "value", title=f"{n:,} scored samples in a catalog: select + write_shards, one process")
+    table.add_row("catalog built (not timed below)", f"{built:.1f} s")
+    table.add_row("selected rows", f"{int(selected):,}")
+    table.add_row("select", f"{float(select_s):.1f} s")
+    table.add_row("write_shards", f"{float(write_s):.1f} s ({size / 1e6:,.0f} MB of parquet)")
+    table.add_row("process wall (with start-up and imports)", f"{wall:.1f} s")
+    table.add_row("peak RSS", f"{int(peak) / 1e9:.2f} GB")
+    console.print(table)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--e2e", type=int, default=10_000_000, help="0: skip part 2")
     args = ap.parse_args()
-    console = Console()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        db = tmp / "c.duckdb"
-        with catalog.connect(db):
-            pass
-        data = rows(args.rows, str(tmp / "images"))
-        sel = Selection(load_recipe("none"), None, data, [("synthetic", len(data))])
-        t0 = time.perf_counter()
-        manifest = write_shards(sel, db, tmp / "out")
-        write_s = time.perf_counter() - t0
-        m = json.loads(manifest.read_text())
-        t0 = time.perf_counter()
-        ds = load(tmp / "out")
-        load_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        first = ds.select_columns(["sample_id", "prompt", "solution"])[:1000]
-        access_s = time.perf_counter() - t0
-        assert len(ds) == args.rows and first["sample_id"][0] == data[0]["sample_id"]
-    size = sum(s["bytes"] for s in m["shards"])
-    table = Table(
-        "step",
-        "rows",
-        "seconds",
-        "rows/s",
-        title=f"{args.rows:,} rows, {len(m['shards'])} shards, {size / 1e6:.0f} MB (paths, not bytes)",
-    )
-    table.add_row(
-        "write (prompts, parquet, fsync, sha256, manifest, report)",
-        f"{args.rows:,}",
-        f"{write_s:.2f}",
-        f"{args.rows / write_s:,.0f}",
-    )
-    table.add_row(
-        "load (verify sha256, read, datasets.Dataset, Image feature)",
-        f"{args.rows:,}",
-        f"{load_s:.2f}",
-        f"{args.rows / load_s:,.0f}",
-    )
-    table.add_row(
-        "first 1,000 rows as Python (prompt, solution)", "1,000", f"{access_s:.3f}", f"{1000 / access_s:,.0f}"
-    )
-    table.add_row("load vs write", "", f"{load_s / write_s:.2f}x", "")
-    console.print(table)
+    console = Console(width=150)
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    part1(args.rows, args.rounds, console)
+    if args.e2e:
+        part2(args.e2e, console)
 
 
 if __name__ == "__main__":

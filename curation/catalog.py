@@ -231,12 +231,17 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
 
 
 @contextmanager
-def connect(path: str | Path, timeout: float = 30.0) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Open (creating and migrating if needed) the catalog; close it on exit."""
+def connect(
+    path: str | Path, timeout: float = 30.0, memory_limit: str | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open (creating and migrating if needed) the catalog; close it on exit. ``memory_limit`` caps DuckDB's
+    buffers (sorts and joins spill to disk beyond it) where the caller holds large frames of its own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _open(path, timeout)
     try:
+        if memory_limit:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
         migrate(con)
         yield con
     finally:
@@ -284,9 +289,22 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+def frame(con: duckdb.DuckDBPyConnection, query: str, params: list | None = None):
+    """A query's result as a polars frame, read in Arrow batches (never the whole result twice in memory). A read
+    left unfinished by ``fetchone`` is dropped first: DuckDB refuses new work on the connection while one is
+    pending."""
+    import polars as pl
+
+    con.abort()
+    reader = con.sql(query, params=params).to_arrow_reader(1 << 20)
+    parts = [pl.from_arrow(batch) for batch in reader]
+    return pl.concat(parts, rechunk=False) if parts else pl.from_arrow(reader.schema.empty_table())
+
+
 @contextmanager
 def registered(con: duckdb.DuckDBPyConnection, name: str, table) -> Iterator[str]:
     """An Arrow table visible to SQL as ``name`` for the block's duration."""
+    con.abort()  # a pending fetchone() result would make DuckDB refuse the registration
     con.register(name, table)
     try:
         yield name

@@ -15,21 +15,20 @@ import hashlib
 import json
 import os
 import shutil
-from collections import Counter
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import catalog
-from curation.selection import Selection
+from curation.selection import Selection, ordered, stream
+from curation.shard_columns import CHUNK, INPUTS, ROW_GROUP, check_tasks, image_table, shard_batches
 from vlmr1.hashing import sha256_file
-from vlmr1.prompts import build_messages, get_template
+from vlmr1.prompts import get_template
 from vlmr1.report import StageReport
 from vlmr1.rewards import DEFAULT_DIALECT
 from vlmr1.shards import FORMAT, SHARD_SCHEMA
-
-ROW_GROUP = 8192
 
 
 def _fsync(path: Path) -> None:
@@ -40,48 +39,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _root_and_key(row: dict) -> tuple[str, str]:
-    path, key = row.get("image_path"), row["image_key"]
-    if not path:
-        raise ValueError(
-            f"sample {row['sample_id']} has no image file: ingest its source with --images before sharding"
-        )
-    if path.endswith("/" + key):
-        return path[: -len(key) - 1], key
-    return str(Path(path).parent), Path(path).name
-
-
 def _scorer(catalog_path: Path, key: str | None) -> dict | None:
     if key is None:
         return None
     with catalog.connect(catalog_path) as con:
         row = con.execute("SELECT spec FROM scorers WHERE scorer_key = ?", [key]).fetchone()
     return json.loads(row[0]) if row else None
-
-
-def shard_rows(selection: Selection, roots: list[str], template: str, embed_images: bool):
-    """Arrow record batches in SHARD_SCHEMA order, ROW_GROUP rows each."""
-    batch: list[dict] = []
-    for r in selection.rows:
-        root, rel = _root_and_key(r)
-        if embed_images:
-            with open(Path(root) / rel, "rb") as fh:
-                image, image_root = {"bytes": fh.read(), "path": rel}, None
-        else:
-            image, image_root = {"bytes": None, "path": rel}, roots.index(root)
-        messages = build_messages(r["task"], r["problem"], template)
-        prompt = [
-            {"role": m["role"], "content": [{"type": c["type"], "text": c.get("text")} for c in m["content"]]}
-            for m in messages
-        ]
-        batch.append(
-            {**{k: r.get(k) for k in SHARD_SCHEMA.names}, "prompt": prompt, "image": image, "image_root": image_root}
-        )
-        if len(batch) == ROW_GROUP:
-            yield pa.RecordBatch.from_pylist(batch, schema=SHARD_SCHEMA)
-            batch = []
-    if batch:
-        yield pa.RecordBatch.from_pylist(batch, schema=SHARD_SCHEMA)
 
 
 def write_shards(
@@ -106,15 +69,20 @@ def write_shards(
     scorer = _scorer(catalog_path, selection.scorer_key)
     template = template or (scorer or {}).get("template", "vlmr1").split("@")[0]
     get_template(template)
-    roots = [] if embed_images else sorted({_root_and_key(r)[0] for r in selection.rows})
+    check_tasks(selection.table)
     versions = out.parent / f".{out.name}.versions"
     tmp = _fresh_tmp(versions)
-    shards = _write_parquet(shard_rows(selection, roots, template, embed_images), tmp, max_rows, max_bytes)
+    with ordered(selection) as con:
+        images = image_table(con)
+        roots = [] if embed_images else sorted(images["_root"].unique().to_list())
+        batches = shard_batches(stream(con, selection, INPUTS, CHUNK), roots, template, embed_images)
+        shards = _write_parquet(batches, tmp, max_rows, max_bytes)
+        labels = label_counts(con)
     manifest = _manifest(selection, catalog_path, scorer, template, roots, embed_images, shards)
     if not embed_images:
-        manifest["images"] = _image_checksums(selection, catalog_path, roots, tmp)
+        manifest["images"] = _image_checksums(images, roots, tmp)
     text = json.dumps(manifest, indent=2, sort_keys=True)
-    _report(selection, tmp)
+    _report(selection, labels, tmp)
     (tmp / "manifest.json").write_text(text)
     _fsync(tmp / "manifest.json")
     _fsync(tmp)
@@ -122,27 +90,31 @@ def write_shards(
     return out / "manifest.json"
 
 
-def _image_checksums(selection: Selection, catalog_path: Path, roots: list[str], tmp: Path) -> dict:
+def _image_checksums(images: pl.DataFrame, roots: list[str], tmp: Path) -> dict:
     """``images.parquet``: (root, path, sha256) of every image the shards point at, from the ingest probes, so a
     loader can check with ``verify_images`` that the files by path are still the ones the labels were made on."""
-    keys = sorted({_root_and_key(r) for r in selection.rows})
-    absolute = [str(Path(root) / rel) for root, rel in keys]
-    with catalog.connect(catalog_path) as con:
-        sha = dict(
-            con.execute(
-                "SELECT path, sha256 FROM image_probes WHERE path IN (SELECT unnest(?))", [absolute]
-            ).fetchall()
-        )
-    table = pa.table(
+    index = images["_root"].replace_strict({r: i for i, r in enumerate(roots)}, return_dtype=pl.Int32)
+    out = pa.table(
         {
-            "root": pa.array([roots.index(root) for root, _ in keys], pa.int32()),
-            "path": [rel for _, rel in keys],
-            "sha256": [sha.get(a) for a in absolute],
+            "root": index.to_arrow(),
+            "path": images["_rel"].to_arrow().cast(pa.string()),
+            "sha256": images["sha256"].to_arrow().cast(pa.string()),
         }
     )
-    pq.write_table(table, tmp / "images.parquet")
+    pq.write_table(out, tmp / "images.parquet")
     _fsync(tmp / "images.parquet")
-    return {"file": "images.parquet", "rows": table.num_rows, "sha256": sha256_file(tmp / "images.parquet")}
+    return {"file": "images.parquet", "rows": out.num_rows, "sha256": sha256_file(tmp / "images.parquet")}
+
+
+def label_counts(con) -> pl.DataFrame:
+    """(label, count) over the selection's solutions (``selection.ordered``), most frequent first."""
+    con.abort()
+    labels = catalog.frame(
+        con,
+        "SELECT l AS c, count(*) AS len FROM (SELECT unnest(json_extract_string(s.solution, '$[*].label')) AS l "
+        "FROM _order o JOIN samples s USING (sample_id)) WHERE l IS NOT NULL GROUP BY l",
+    )
+    return labels.sort(["len", "c"], descending=[True, False])
 
 
 def _fresh_tmp(versions: Path) -> Path:
@@ -188,10 +160,12 @@ def _write_parquet(batches, tmp: Path, max_rows: int, max_bytes: int) -> list[di
 
 def _manifest(selection: Selection, catalog_path: Path, scorer, template: str, roots, embed: bool, shards) -> dict:
     """What the shards are: recipe, scorer, frame, template, catalog snapshot, counts, funnel and shard hashes."""
-    rows = selection.rows
+    table = selection.table
 
     def count(key: str) -> dict:
-        return dict(sorted(Counter(str(r.get(key)) for r in rows).items()))
+        if key not in table.columns:
+            return {"None": table.height} if table.height else {}
+        return dict(sorted(table.group_by(pl.col(key).cast(pl.String).fill_null("None")).len().iter_rows()))
 
     return {
         "format": FORMAT,
@@ -210,7 +184,7 @@ def _manifest(selection: Selection, catalog_path: Path, scorer, template: str, r
         "image_roots": roots,
         "embedded_images": embed,
         "counts": {
-            "rows": len(rows),
+            "rows": table.height,
             "by_source": count("source"),
             "by_task": count("task"),
             "by_band": count("band"),
@@ -245,24 +219,20 @@ def _version() -> str:
     return version("vlmr1-curate")
 
 
-def _report(selection: Selection, folder: Path) -> None:
+def _report(selection: Selection, cats: pl.DataFrame, folder: Path) -> None:
     """selection.md and selection.png next to the manifest: funnel, difficulty histogram, source and category mix."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = selection.rows
-    cats = Counter(t["label"] for r in rows for t in json.loads(r["solution"]))
+    table = selection.table
+    mix = table.group_by(pl.concat_str(["source", "task"], separator=" / ").alias("m"), maintain_order=True).len()
     lines = [f"# Selection: {selection.recipe.name} ({selection.recipe.hash})", "", "| step | samples |", "|---|---:|"]
     lines += [f"| {s} | {c} |" for s, c in selection.funnel]
     lines += ["", "| source / task | samples |", "|---|---:|"]
-    lines += [f"| {k} | {c} |" for k, c in sorted(Counter(f"{r['source']} / {r['task']}" for r in rows).items())]
-    lines += [
-        "",
-        "Top categories / expressions: "
-        + ", ".join(f"{k} ({v})" for k, v in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))[:20]),
-    ]
+    lines += [f"| {k} | {c} |" for k, c in sorted(mix.iter_rows())]
+    lines += ["", "Top categories / expressions: " + ", ".join(f"{k} ({v})" for k, v in cats.head(20).iter_rows())]
     (folder / "selection.md").write_text("\n".join(lines) + "\n")
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
     steps = [s for s, _ in selection.funnel]
@@ -270,12 +240,11 @@ def _report(selection: Selection, folder: Path) -> None:
     axes[0].set_yticks(range(len(steps)), [s[:38] for s in steps], fontsize=7)
     axes[0].invert_yaxis()
     axes[0].set_title("funnel")
-    rates = [r["pass_rate"] for r in rows if r.get("pass_rate") is not None]
+    rates = table["pass_rate"].drop_nulls().to_numpy() if "pass_rate" in table.columns else []
     axes[1].hist(rates, bins=[i / 10 for i in range(11)], color="#c97b2a")
     axes[1].set_title(f"pass rate ({len(rates)} scored)")
-    mix = Counter(f"{r['source']}/{r['task']}" for r in rows)
-    axes[2].bar(range(len(mix)), list(mix.values()), color="#5a9e5a")
-    axes[2].set_xticks(range(len(mix)), list(mix), rotation=30, fontsize=7)
+    axes[2].bar(range(mix.height), mix["len"].to_list(), color="#5a9e5a")
+    axes[2].set_xticks(range(mix.height), [m.replace(" / ", "/") for m in mix["m"].to_list()], rotation=30, fontsize=7)
     axes[2].set_title("source / task mix")
     fig.tight_layout()
     fig.savefig(folder / "selection.png", dpi=100, metadata={"Software": None})

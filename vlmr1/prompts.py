@@ -33,6 +33,11 @@ _OVD_TEMPLATE = (
 )
 
 
+# What str.strip() removes: the characters Python counts as whitespace (a columnar strip must use the same set;
+# none lies above U+3000, which a test checks over all of Unicode).
+WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     name: str
@@ -47,6 +52,19 @@ class PromptTemplate:
         if task == "ovd":
             return self.ovd.format(question=OVD_QUESTION.format(categories=problem))
         raise ValueError(f"unknown task {task!r}; expected 'rec' or 'ovd'")
+
+    def around(self, task: str) -> tuple[str, str]:
+        """The text before and after the problem in ``question``'s output, so a columnar writer can build every
+        prompt by concatenation (the REC problem is first stripped of ``WHITESPACE`` and then of trailing dots)."""
+        mark = "\x00problem\x00"
+        if task == "rec":
+            text = self.rec.format(question=REC_QUESTION.format(expression=mark))
+        elif task == "ovd":
+            text = self.ovd.format(question=OVD_QUESTION.format(categories=mark))
+        else:
+            raise ValueError(f"unknown task {task!r}; expected 'rec' or 'ovd'")
+        before, after = text.split(mark)
+        return before, after
 
     def key(self) -> str:
         return f"{self.name}@{self.version}"

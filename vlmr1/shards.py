@@ -10,6 +10,7 @@ is the conversational form TRL's ``GRPOTrainer`` expects.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -152,6 +153,10 @@ def load(path: str | Path, *, image_roots: list[str] | None = None, check: bool 
     """A ``datasets.Dataset`` of the shards (checksums verified first), ``image`` decoded as PIL on access."""
     import datasets
 
-    table, _ = load_table(path, image_roots=image_roots, check=check, check_images=check_images)
-    ds = datasets.Dataset(datasets.table.InMemoryTable(table))
+    table, manifest = load_table(path, image_roots=image_roots, check=check, check_images=check_images)
+    # The manifest names every shard by sha256: it identifies the data, so datasets need not hash the whole table
+    # to fingerprint it (that hashing was most of a load).
+    identity = json.dumps([manifest, image_roots or manifest["image_roots"]], sort_keys=True)
+    fingerprint = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    ds = datasets.Dataset(datasets.table.InMemoryTable(table), fingerprint=fingerprint)
     return ds.cast_column("image", datasets.Image())
