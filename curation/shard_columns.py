@@ -10,6 +10,8 @@ exactly those of the row-wise code (``curation.testing.rowwise``).
 
 from __future__ import annotations
 
+import queue
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +29,11 @@ from vlmr1.shards import SHARD_SCHEMA
 ROW_GROUP = 8192
 CHUNK = 16 * ROW_GROUP  # rows read and turned into Arrow at once: bounds memory at 10M rows (a prompt is ~400 B)
 TASKS = ("rec", "ovd")
+# The sample columns the shards are made of (the difficulty columns come with the selection).
+INPUTS = [n for n in SHARD_SCHEMA.names if n not in ("prompt", "image", "image_root", *NO_DIFFICULTY)] + [
+    "image_key",
+    "image_path",
+]
 
 
 def with_locations(table: pl.DataFrame) -> pl.DataFrame:
@@ -79,19 +86,6 @@ def _prefix(root: str) -> str:
     return "" if text == "." else text if text.endswith("/") else text + "/"
 
 
-def prompt_text(template: str) -> pl.Expr:
-    """The user text of every row's prompt: ``PromptTemplate.question`` as string concatenation."""
-    t = get_template(template)
-    (rec_before, rec_after), (ovd_before, ovd_after) = t.around("rec"), t.around("ovd")
-    problem, task = pl.col("problem"), pl.col("task")
-    expression = problem.str.strip_chars(WHITESPACE).str.strip_chars_end(".")
-    return (
-        pl.when(task == "rec")
-        .then(pl.concat_str([pl.lit(rec_before), expression, pl.lit(rec_after)]))
-        .otherwise(pl.concat_str([pl.lit(ovd_before), problem, pl.lit(ovd_after)]))
-    )
-
-
 def check_tasks(table: pl.DataFrame) -> None:
     """ValueError naming the first sample whose task has no prompt."""
     bad = table.filter(~pl.col("task").is_in(TASKS))
@@ -99,58 +93,125 @@ def check_tasks(table: pl.DataFrame) -> None:
         raise ValueError(f"unknown task {bad['task'][0]!r} (sample {bad['sample_id'][0]}); expected 'rec' or 'ovd'")
 
 
+def _repeated(words: list[str], n: int) -> pa.Array:
+    """``words`` repeated ``n`` times, built from buffers (no per-element work)."""
+    data = "".join(words).encode()
+    steps = np.cumsum([0] + [len(w.encode()) for w in words])
+    k = np.arange(len(words) * n + 1)
+    offsets = (k // len(words)) * len(data) + steps[k % len(words)]
+    return pa.Array.from_buffers(
+        pa.string(), len(k) - 1, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data * n)]
+    )
+
+
+def _after_nulls(texts: pa.Array) -> pa.Array:
+    """[null, t0, null, t1, ...]: each text after a null, sharing ``texts``' character data."""
+    n = len(texts)
+    texts = pa.concat_arrays([texts]) if texts.offset else texts
+    validity, offsets, data = texts.buffers()
+    o = np.frombuffer(offsets, np.int32, n + 1)
+    doubled = np.append(np.repeat(o[:-1], 2), o[n])
+    mask = np.packbits(np.tile(np.array([0, 1], np.uint8), n), bitorder="little")
+    if validity is not None:  # a null text stays null
+        present = np.unpackbits(np.frombuffer(validity, np.uint8), count=n, bitorder="little")
+        mask = np.packbits(np.repeat(present, 2) & np.tile(np.array([0, 1], np.uint8), n), bitorder="little")
+    return pa.Array.from_buffers(pa.string(), 2 * n, [pa.py_buffer(mask), pa.py_buffer(doubled), data])
+
+
 def prompt_array(texts: pa.Array) -> pa.Array:
     """One user turn per row, an image placeholder then the text: TRL's conversational prompt, as Arrow."""
     n = len(texts)
-    kinds = pc.take(pa.array(["image", "text"]), pa.array(np.tile(np.array([0, 1], np.int32), n)))
-    every_second = pa.array(np.repeat(np.arange(n, dtype=np.int64), 2), mask=np.tile([True, False], n))
-    parts = pa.StructArray.from_arrays([kinds, pc.take(texts, every_second)], ["type", "text"])
+    parts = pa.StructArray.from_arrays([_repeated(["image", "text"], n), _after_nulls(texts)], ["type", "text"])
     content = pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), parts)
-    role = pc.take(pa.array(["user"]), pa.array(np.zeros(n, np.int32)))
-    turns = pa.StructArray.from_arrays([role, content], ["role", "content"])
+    turns = pa.StructArray.from_arrays([_repeated(["user"], n), content], ["role", "content"])
     return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), turns).cast(
         SHARD_SCHEMA.field("prompt").type
     )
 
 
-def _image(chunk: pl.DataFrame, roots: list[str], embed: bool) -> tuple[pa.Array, pa.Array]:
-    rel = chunk["_rel"].to_arrow().cast(pa.string())
+def _sql(template: str) -> tuple[str, list]:
+    """The shard inputs as SQL over ``samples s``: the prompt text (``PromptTemplate.question`` as concatenation,
+    the REC problem stripped of Python's whitespace, then of trailing dots), the image root and relative path when
+    ``image_path`` ends with ``image_key`` (NULL otherwise: ``_locate`` applies the per-path rule), the rest as
+    stored."""
+    t = get_template(template)
+    (rec_before, rec_after), (ovd_before, ovd_after) = t.around("rec"), t.around("ovd")
+    keyed = "suffix(s.image_path, '/' || s.image_key) AND strlen(s.image_path) > strlen(s.image_key) + 1"
+    columns = (
+        ["s._pos"]
+        + [f"s.{n}" for n in INPUTS]
+        + [
+            "CASE WHEN s.task = 'rec' THEN ? || rtrim(trim(s.problem, ?), '.') || ? "
+            "ELSE ? || s.problem || ? END AS _text",
+            f"CASE WHEN {keyed} THEN left(s.image_path, length(s.image_path) - length(s.image_key) - 1) END AS _root",
+            f"CASE WHEN {keyed} THEN s.image_key END AS _rel",
+        ]
+    )
+    return ", ".join(columns), [rec_before, WHITESPACE, rec_after, ovd_before, ovd_after]
+
+
+def _locate(batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array]:
+    """(root, relative path) per row: SQL's, or for a path that does not end in its key, the file's folder and
+    name (once per distinct path)."""
+    root, rel = batch.column("_root"), batch.column("_rel")
+    if not root.null_count:
+        return root, rel
+    paths = batch.column("image_path").to_pylist()
+    roots, rels = root.to_pylist(), rel.to_pylist()
+    split = {p: (str(Path(p).parent), Path(p).name) for p, r in zip(paths, roots) if r is None}
+    for i, p in enumerate(paths):
+        if roots[i] is None:
+            roots[i], rels[i] = split[p]
+    return pa.array(roots, pa.string()), pa.array(rels, pa.string())
+
+
+def _image(batch: pa.RecordBatch, roots: list[str], embed: bool) -> tuple[pa.Array, pa.Array]:
+    root, rel = _locate(batch)
+    rel = rel.cast(pa.string())
     if embed:
         data = []
-        for path in chunk["_abs"].to_list():  # reading the files is the work here, not the loop
-            with open(path, "rb") as fh:
+        for r, k in zip(root.to_pylist(), rel.to_pylist()):  # reading the files is the work here, not the loop
+            with open(_prefix(r) + k, "rb") as fh:
                 data.append(fh.read())
-        return pa.StructArray.from_arrays([pa.array(data, pa.binary()), rel], ["bytes", "path"]), pa.nulls(
-            chunk.height, pa.int32()
-        )
-    index = chunk["_root"].replace_strict({r: i for i, r in enumerate(roots)}, return_dtype=pl.Int32)
-    image = pa.StructArray.from_arrays([pa.nulls(chunk.height, pa.binary()), rel], ["bytes", "path"])
-    return image, index.to_arrow()
+        image = pa.StructArray.from_arrays([pa.array(data, pa.binary()), rel], ["bytes", "path"])
+        return image, pa.nulls(len(batch), pa.int32())
+    image = pa.StructArray.from_arrays([pa.nulls(len(batch), pa.binary()), rel], ["bytes", "path"])
+    return image, pc.index_in(root, value_set=pa.array(roots, pa.string())).cast(pa.int32())
 
 
-def _column(chunk: pl.DataFrame, field: pa.Field) -> pa.Array:
-    if field.name not in chunk.columns:
-        return pa.nulls(chunk.height, field.type)
-    return chunk[field.name].to_arrow().cast(field.type)
+def _stream(con, selection, template: str) -> Iterator[pa.RecordBatch]:
+    """The selected rows in order (``con`` from ``selection.ordered``): ``_sql``'s columns from the catalog, the
+    difficulty from the selection frame."""
+    columns, params = _sql(template)
+    con.abort()
+    inputs = ", ".join(f"s.{n}" for n in INPUTS)
+    # the texts are made after the sort (in insertion order), so the sort moves problems, not whole prompts
+    query = f"""SELECT {columns} FROM (
+        SELECT o._pos, {inputs} FROM _order o JOIN samples s USING (sample_id) ORDER BY o._pos
+    ) s"""
+    offset = 0
+    for batch in con.sql(query, params=params).to_arrow_reader(CHUNK):
+        if not np.array_equal(batch.column("_pos").to_numpy(), np.arange(offset, offset + len(batch))):
+            raise RuntimeError("DuckDB returned the selection out of order")  # a guard: never write a wrong order
+        difficulty = selection.table.slice(offset, len(batch)).select(list(NO_DIFFICULTY)).to_arrow()
+        offset += len(batch)
+        arrays = batch.columns + [c.combine_chunks() for c in difficulty.columns]
+        yield pa.RecordBatch.from_arrays(arrays, names=batch.schema.names + difficulty.column_names)
 
 
-def shard_batches(
-    frames: Iterator[pl.DataFrame], roots: list[str], template: str, embed_images: bool
-) -> Iterator[pa.RecordBatch]:
-    """Record batches in ``SHARD_SCHEMA``, exactly ``ROW_GROUP`` rows each (the last fewer), from the selected rows
-    (``INPUTS`` columns, in order, any chunking)."""
-    text = prompt_text(template)
+def shard_batches(con, selection, roots: list[str], template: str, embed_images: bool) -> Iterator[pa.RecordBatch]:
+    """Record batches in ``SHARD_SCHEMA``, exactly ``ROW_GROUP`` rows each (the last fewer), of the selection in
+    order (``con`` from ``selection.ordered``)."""
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for chunk in frames:
-            chunk = with_locations(chunk)
-            image, image_root = _image(chunk, roots, embed_images)
+        for batch in _stream(con, selection, template):
+            image, image_root = _image(batch, roots, embed_images)
             built = {
-                "prompt": prompt_array(chunk.select(text).to_series().to_arrow().cast(pa.string())),
+                "prompt": prompt_array(batch.column("_text").cast(pa.string())),
                 "image": image,
                 "image_root": image_root,
             }
-            arrays = [built[f.name] if f.name in built else _column(chunk, f) for f in SHARD_SCHEMA]
+            arrays = [built[f.name] if f.name in built else batch.column(f.name).cast(f.type) for f in SHARD_SCHEMA]
             yield pa.RecordBatch.from_arrays(arrays, schema=SHARD_SCHEMA)
 
     pending: list[pa.RecordBatch] = []
@@ -167,8 +228,43 @@ def shard_batches(
         yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
-# The sample columns the shards are made of (the difficulty columns come with the selection).
-INPUTS = [n for n in SHARD_SCHEMA.names if n not in ("prompt", "image", "image_root", *NO_DIFFICULTY)] + [
-    "image_key",
-    "image_path",
-]
+def prefetched(items: Iterator, depth: int = 2) -> Iterator:
+    """``items`` produced by a background thread up to ``depth`` ahead, so building the next batch (DuckDB,
+    polars and Arrow release the GIL) overlaps writing this one. The producer's errors are raised here; a consumer
+    that stops early stops the producer."""
+    out: queue.Queue = queue.Queue(depth)
+    stop, end = threading.Event(), object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(end)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(_Failed(exc))
+
+    worker = threading.Thread(target=produce, name="shard-batches", daemon=True)
+    worker.start()
+    try:
+        while (item := out.get()) is not end:
+            if isinstance(item, _Failed):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException):
+        self.exc = exc

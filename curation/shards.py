@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import polars as pl
@@ -22,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import catalog
-from curation.selection import Selection, ordered, stream
-from curation.shard_columns import CHUNK, INPUTS, ROW_GROUP, check_tasks, image_table, shard_batches
+from curation.selection import Selection, ordered
+from curation.shard_columns import ROW_GROUP, check_tasks, image_table, prefetched, shard_batches
 from vlmr1.hashing import sha256_file
 from vlmr1.prompts import get_template
 from vlmr1.report import StageReport
@@ -72,17 +73,17 @@ def write_shards(
     check_tasks(selection.table)
     versions = out.parent / f".{out.name}.versions"
     tmp = _fresh_tmp(versions)
-    with ordered(selection) as con:
-        images = image_table(con)
+    with ordered(selection) as con, ThreadPoolExecutor(1, "shard-report") as side:
+        images, labels = image_table(con), label_counts(con)
+        report = side.submit(_report, selection, labels, tmp)  # drawn while the shards are written
         roots = [] if embed_images else sorted(images["_root"].unique().to_list())
-        batches = shard_batches(stream(con, selection, INPUTS, CHUNK), roots, template, embed_images)
-        shards = _write_parquet(batches, tmp, max_rows, max_bytes)
-        labels = label_counts(con)
+        batches = shard_batches(con, selection, roots, template, embed_images)
+        shards = _write_parquet(prefetched(batches), tmp, max_rows, max_bytes)
+        report.result()
     manifest = _manifest(selection, catalog_path, scorer, template, roots, embed_images, shards)
     if not embed_images:
         manifest["images"] = _image_checksums(images, roots, tmp)
     text = json.dumps(manifest, indent=2, sort_keys=True)
-    _report(selection, labels, tmp)
     (tmp / "manifest.json").write_text(text)
     _fsync(tmp / "manifest.json")
     _fsync(tmp)
