@@ -185,6 +185,34 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             "ALTER TABLE recipes ADD COLUMN sources_sha256 VARCHAR",
         ],
     ),
+    (
+        4,
+        [
+            """CREATE TABLE runs (                -- a finished training run, merged by curation.runs.record_run
+                run_id VARCHAR PRIMARY KEY,       -- content hash of (checkpoint, manifest sha256)
+                checkpoint VARCHAR NOT NULL,      -- the final model folder it produced
+                output_dir VARCHAR NOT NULL,
+                manifest VARCHAR NOT NULL,        -- the shards it trained on
+                manifest_sha256 VARCHAR NOT NULL,
+                recipe VARCHAR, recipe_hash VARCHAR, scorer_key VARCHAR,
+                base_model VARCHAR NOT NULL,      -- what it started from
+                parent_run VARCHAR,               -- the run that produced base_model, when it is ours
+                global_step INTEGER,
+                created_at TIMESTAMP NOT NULL DEFAULT current_timestamp
+            )""",
+            """CREATE TABLE training_rewards (    -- per run, step and sample: what training saw
+                run_id VARCHAR NOT NULL,
+                step INTEGER NOT NULL,
+                sample_id VARCHAR NOT NULL,
+                n INTEGER NOT NULL,               -- generations
+                reward_mean DOUBLE NOT NULL,      -- the weighted reward over them
+                reward_std DOUBLE NOT NULL,
+                rewards JSON,                     -- each reward function's mean
+                completion_tokens DOUBLE,         -- mean completion length
+                PRIMARY KEY (run_id, step, sample_id)
+            )""",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -261,10 +289,12 @@ def counts(path: str | Path) -> dict[str, int]:
 
 
 def sources_sha256(con: duckdb.DuckDBPyConnection) -> str:
-    """The catalog's content as one hash: of its source files' identities (a changed, added or removed file changes
-    it)."""
+    """The catalog's content as one hash: its source files' identities and the training runs merged into it (a
+    changed, added or removed file, or a new run's rewards, changes it: quality flags that read training features
+    must be recomputed). Without runs it is the hash of the sources alone, as before runs existed."""
     ids = [r[0] for r in con.execute("SELECT file_id FROM sources ORDER BY file_id").fetchall()]
-    return content_hash("\n".join(ids), full=True)
+    runs = [f"run:{r[0]}" for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+    return content_hash("\n".join(ids + runs), full=True)
 
 
 def snapshot(path: str | Path) -> dict:
@@ -274,7 +304,9 @@ def snapshot(path: str | Path) -> dict:
         n = con.execute("SELECT count(*) FROM sources").fetchone()[0]
         version = con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
         digest = sources_sha256(con)
-    return {"path": str(Path(path).resolve()), "schema_version": version, "sources": n, "sources_sha256": digest}
+        runs = con.execute("SELECT count(*) FROM runs").fetchone()[0]
+    snap = {"path": str(Path(path).resolve()), "schema_version": version, "sources": n, "sources_sha256": digest}
+    return snap | ({"training_runs": runs} if runs else {})
 
 
 @contextmanager

@@ -60,7 +60,7 @@ def check_quality(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
 
 
 # DuckDB's share of memory while selecting and writing (the selection itself is a polars frame beside it).
-DUCKDB_MEMORY = "1GB"
+DUCKDB_MEMORY = "768MB"
 # What selection decides on: the rest of a sample's columns are read from the catalog when shards are written.
 NARROW = ["sample_id", "source", "task", "split"]
 

@@ -27,7 +27,7 @@ from vlmr1.prompts import WHITESPACE, get_template
 from vlmr1.shards import SHARD_SCHEMA
 
 ROW_GROUP = 8192
-CHUNK = 16 * ROW_GROUP  # rows read and turned into Arrow at once: bounds memory at 10M rows (a prompt is ~400 B)
+CHUNK = 8 * ROW_GROUP  # rows read and turned into Arrow at once: bounds memory at 10M rows (a prompt is ~400 B)
 TASKS = ("rec", "ovd")
 # The sample columns the shards are made of (the difficulty columns come with the selection).
 INPUTS = [n for n in SHARD_SCHEMA.names if n not in ("prompt", "image", "image_root", *NO_DIFFICULTY)] + [

@@ -77,12 +77,14 @@ def write_shards(
         images, labels = image_table(con), label_counts(con)
         report = side.submit(_report, selection, labels, tmp)  # drawn while the shards are written
         roots = [] if embed_images else sorted(images["_root"].unique().to_list())
+        checksums = None if embed_images else _image_checksums(images, roots, tmp)
+        del images  # 2.5M rows at 10M samples: not held while the shards are written
         batches = shard_batches(con, selection, roots, template, embed_images)
-        shards = _write_parquet(prefetched(batches), tmp, max_rows, max_bytes)
+        shards = _write_parquet(prefetched(batches, depth=1), tmp, max_rows, max_bytes)
         report.result()
     manifest = _manifest(selection, catalog_path, scorer, template, roots, embed_images, shards)
-    if not embed_images:
-        manifest["images"] = _image_checksums(images, roots, tmp)
+    if checksums is not None:
+        manifest["images"] = checksums
     text = json.dumps(manifest, indent=2, sort_keys=True)
     (tmp / "manifest.json").write_text(text)
     _fsync(tmp / "manifest.json")

@@ -543,6 +543,9 @@ def train(
     main_address: str = typer.Option("127.0.0.1"),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUTPUT."),
     timeout: Optional[float] = typer.Option(None, help="Seconds; the whole process group is killed after."),
+    catalog: Optional[Path] = typer.Option(
+        None, "--catalog", help="Record the run and its per-sample rewards in this catalog (`vlmr1 lineage`)."
+    ),
 ) -> None:
     """GRPO (TRL + DeepSpeed) on curated shards, launched as a managed process group."""
     import os
@@ -579,6 +582,76 @@ def train(
     )
     for line in r.result.get("warnings", []):
         typer.echo(f"warning: {line}", err=True)
+    if catalog is not None:
+        _record(catalog, manifest, output, load_config(config).model)
+
+
+def _record(catalog: Path, manifest: Path, output: Path, base_model: str) -> None:
+    from curation.runs import record_run
+
+    rec = record_run(catalog, manifest, output, base_model)
+    parent = f", continues run {rec.parent_run}" if rec.parent_run else ""
+    typer.echo(f"recorded run {rec.run_id}{parent}: {rec.new_rewards} reward rows merged into {catalog}")
+    if rec.unknown_samples:
+        typer.echo(f"warning: {rec.unknown_samples} samples of the reward log are not in {catalog}", err=True)
+
+
+@app.command()
+def record(
+    output: Path = typer.Argument(..., help="A finished training output folder (train_result.json, reward log)."),
+    manifest: Path = typer.Option(..., "--manifest", help="The shards it trained on."),
+    config: Path = typer.Option(..., "--config", exists=True, dir_okay=False, help="Its training config."),
+    catalog: Path = typer.Option(..., "--catalog", exists=True, dir_okay=False),
+) -> None:
+    """Merge a finished training run (lineage, per-sample rewards) into the catalog; merging twice changes nothing."""
+    from training.config import load_config
+
+    _record(catalog, manifest, output, load_config(config).model)
+
+
+@app.command()
+def lineage(
+    checkpoint: Path = typer.Argument(..., help="A model folder a recorded run produced (e.g. OUTPUT/final)."),
+    catalog: Path = typer.Option(..., "--catalog", exists=True, dir_okay=False),
+    samples: bool = typer.Option(False, "--samples", help="Also list every sample that trained it."),
+) -> None:
+    """Which runs, shards, recipes, scorers and samples made a checkpoint (its run and every parent run)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from curation.runs import lineage as chain
+    from curation.runs import trained_samples
+
+    runs = chain(catalog, checkpoint)
+    if not runs:
+        typer.echo(
+            f"error: no recorded run produced {checkpoint} in {catalog} (record it with `vlmr1 record`)", err=True
+        )
+        raise typer.Exit(1)
+    table = Table("run", "checkpoint", "started from", "recipe", "scorer", "manifest sha256", "steps", "samples")
+    for r in runs:
+        table.add_row(
+            r["run_id"], r["checkpoint"], r["base_model"], f"{r['recipe']} ({r['recipe_hash']})",
+            str(r["scorer_key"]), r["manifest_sha256"][:16], str(r["global_step"]), str(r["samples"]),
+        )  # fmt: skip
+    Console(width=250).print(table)
+    if samples:
+        ids = trained_samples(catalog, checkpoint)
+        typer.echo(f"{len(ids)} samples trained {checkpoint}:")
+        typer.echo("\n".join(ids))
+
+
+@app.command()
+def reprofile(
+    base: str = typer.Option(..., "--base", help="Scorer key of the base model's difficulty."),
+    current: str = typer.Option(..., "--current", help="Scorer key of the trained checkpoint's difficulty."),
+    catalog: Path = typer.Option(..., "--catalog", exists=True, dir_okay=False),
+    out: Path = typer.Option(Path("reports/reprofile"), "--out", help="reprofile.md and reprofile.png go here."),
+) -> None:
+    """Base vs current pass rate per sample: how many moved band, by source, task and category."""
+    from curation.reprofile import band_movement
+
+    print_report(band_movement(catalog, base, current, out))
 
 
 @app.command("eval")

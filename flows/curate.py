@@ -3,7 +3,9 @@
 Tasks pass typed references; each is cached on their content (``flows.caching``), and the library is
 idempotent underneath (ingest skips known files, scoring skips scored samples, shards are deterministic). A run
 whose sources are all unchanged since the last completed run stops after hashing ("no new data"): what makes
-the nightly deployment cheap.
+the nightly deployment cheap. Every training run is recorded in the catalog (``curation.runs``); with
+``reprofile`` a round scores under the last checkpoint, lets the recipe drop what it mastered and continues from
+it, and the trained policy counts as new: the next round re-profiles with it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from prefect.logging import get_run_logger
 
 from curation.ray_cluster import RaySpec
 from flows.params import CatalogRef, FileRef, ModelRef, PipelineParams, RecipeRef, demo_params
-from flows.tasks import eval_task, ingest_task, quality_task, score_task, shard_task, train_task
+from flows.tasks import eval_task, ingest_task, quality_task, record_task, score_task, shard_task, train_task
 from vlmr1.hashing import content_hash
 
 
@@ -27,9 +29,11 @@ def curate_and_train(
     demo: bool = False,
     demo_output: str = "demo-out/flow",
     ray: RaySpec | None = None,
+    reprofile: bool | None = None,
 ) -> dict:
     """Ingest -> probe -> quality -> difficulty -> selection -> shards -> train -> evaluate. Stops early when no
-    source changed. ``ray`` (or ``params.ray``): image probing and scoring on Ray, inside their tasks."""
+    source changed. ``ray`` (or ``params.ray``): image probing and scoring on Ray, inside their tasks.
+    ``reprofile`` (or ``params.reprofile``): a retraining round under the last checkpoint."""
     logger = get_run_logger()
     if params is None:
         if not demo:
@@ -37,13 +41,16 @@ def curate_and_train(
         params = demo_params(Path(demo_output))
     if ray is not None:
         params = params.model_copy(update={"ray": ray})
+    if reprofile is not None:
+        params = params.model_copy(update={"reprofile": reprofile})
     if params.ray is not None and params.scorer is not None and params.scorer.ray is None:
         params = params.model_copy(update={"scorer": params.scorer.model_copy(update={"ray": params.ray})})
     out = Path(params.output)
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "last_run.json"
+    policy = _current_policy(params, state_path)
     run_key = content_hash(
-        [{s.path: FileRef(path=s.path).content_key() for s in params.sources}, params.model_dump(mode="json")],
+        [{s.path: FileRef(path=s.path).content_key() for s in params.sources}, params.model_dump(mode="json"), policy],
         length=24,
     )
     if state_path.exists() and json.loads(state_path.read_text()).get("run_key") == run_key:
@@ -61,7 +68,10 @@ def curate_and_train(
     reports.append(quality_task(catalog, recipe))
     scorer_key = None
     if params.scorer is not None:
-        reports.append(score_task(catalog, recipe, params.scorer))
+        scorer = params.scorer
+        if policy is not None:  # re-profile: difficulty under the model being trained, its own scorer key
+            scorer = scorer.model_copy(update={"engine": scorer.engine.model_copy(update={"model": policy})})
+        reports.append(score_task(catalog, recipe, scorer))
         scorer_key = reports[-1].counts["scorer"]
     shards = shard_task(catalog, recipe, scorer_key, str(out / "shards" / "train"), "train")
     reports.append(shards)
@@ -80,18 +90,20 @@ def curate_and_train(
 
 
 def _train_and_evaluate(params, catalog, recipe, shards, state_path: Path, out: Path, reports: list) -> dict:
-    """Train on the shards (from the last checkpoint with ``on_new_data: continue``), then evaluate."""
-    from training.config import continued_config
+    """Train on the shards (from the last checkpoint with ``on_new_data: continue`` or ``reprofile``), record the
+    run in the catalog, then evaluate."""
+    from training.config import continued_config, load_config
 
     manifest = FileRef(path=shards.files["manifest"])
     config = params.train_config
     previous = json.loads(state_path.read_text()).get("checkpoint") if state_path.exists() else None
-    if params.on_new_data == "continue" and previous and Path(previous).exists():
+    if (params.on_new_data == "continue" or params.reprofile) and previous and Path(previous).exists():
         config = str(continued_config(config, previous, out))
-    trained = train_task(
-        FileRef(path=config), manifest, str(out / "train" / shards.counts["manifest_sha256"][:12]), params.nprocs
-    )
+    start = load_config(config).model  # the base model, or the checkpoint this round continues
+    output = str(out / "train" / content_hash([shards.counts["manifest_sha256"], start], length=12))
+    trained = train_task(FileRef(path=config), manifest, output, params.nprocs)
     reports.append(trained)
+    reports.append(record_task(catalog, manifest, output, start))
     result = {"checkpoint": trained.files["final"]}
     if params.evaluate:
         ev = shard_task(catalog, recipe, None, str(out / "shards" / "eval"), "eval")
@@ -101,6 +113,14 @@ def _train_and_evaluate(params, catalog, recipe, shards, state_path: Path, out: 
         reports += [ev, evaluated]
         result["evaluation"] = evaluated.files["results"]
     return result
+
+
+def _current_policy(params: PipelineParams, state_path: Path) -> str | None:
+    """With ``reprofile``: the checkpoint the last round trained (None before the first round)."""
+    if not params.reprofile or not state_path.exists():
+        return None
+    checkpoint = json.loads(state_path.read_text()).get("checkpoint")
+    return checkpoint if checkpoint and Path(checkpoint).exists() else None
 
 
 def _stage_rows(reports) -> list[dict]:

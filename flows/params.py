@@ -105,6 +105,11 @@ class PipelineParams(BaseModel):
     nprocs: int = 1
     evaluate: bool = True
     on_new_data: Literal["restart", "continue"] = "restart"
+    reprofile: bool = Field(
+        False,
+        description="retraining rounds: score under the current policy (the last checkpoint), drop what it "
+        "mastered (the recipe's `mastered` rule), continue from it; a round also runs when only the policy changed",
+    )
 
 
 class AblationParams(BaseModel):

@@ -104,3 +104,12 @@ def eval_task(checkpoint: ModelRef, shards: FileRef, catalog: CatalogRef, run: s
     path = write_results(results, checkpoint_dir, data.name)
     record(catalog.path, path, run=run)
     return _timed(evaluation_report(results, path), t0)
+
+
+@task(name="record")
+def record_task(catalog: CatalogRef, manifest: FileRef, output: str, base_model: str) -> StageReport:
+    """Merge the run's per-sample rewards and lineage into the catalog (idempotent, so not cached)."""
+    from curation.runs import record_run
+
+    t0 = time.perf_counter()
+    return _timed(record_run(catalog.path, manifest.path, output, base_model).report(), t0)

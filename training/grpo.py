@@ -9,8 +9,9 @@ Every completion's reward, per reward function, is written during training
 to ``reward_log/step-<n>-rank-<r>.parquet`` (rewritten if a resumed run
 repeats a step); at the end rank 0 folds them into ``reward_log.parquet``:
 one row per (sample_id, step) with the weighted reward's mean and std over
-the sample's generations and each reward's mean. That file is the
-learning-progress signal the next curation round reads.
+the sample's generations, the mean completion length and each reward's
+mean. That file is the learning-progress signal the next curation round
+reads (``curation.runs.record_run`` merges it into the catalog).
 """
 
 from __future__ import annotations
@@ -92,6 +93,7 @@ class RewardLog:
             step = kwargs["trainer_state"].global_step + 1
             call = self.calls.get((step, name), 0)
             self.calls[(step, name)] = call + 1
+            lengths = kwargs.get("completion_ids") or [None] * len(values)
             self.rows.setdefault(step, []).extend(
                 {
                     "step": step,
@@ -101,8 +103,9 @@ class RewardLog:
                     "sample_id": sid,
                     "reward": name,
                     "value": float("nan") if v is None else float(v),
+                    "tokens": None if ids is None else len(ids),
                 }
-                for i, (sid, v) in enumerate(zip(kwargs["sample_id"], values))
+                for i, (sid, v, ids) in enumerate(zip(kwargs["sample_id"], values, lengths))
             )
             return values
 
@@ -137,13 +140,13 @@ def fold_reward_log(folder: Path, weights: dict[str, float], out: Path) -> int:
     con.execute(f"""COPY (
         WITH totals AS (
             SELECT step, rank, call, pos, any_value(sample_id) AS sample_id, sum(coalesce(value, 0) * weight) FILTER
-            (WHERE NOT isnan(value)) AS total
+            (WHERE NOT isnan(value)) AS total, any_value(tokens) AS tokens
             FROM raw JOIN w USING (reward) GROUP BY ALL
         ), per_reward AS (
             SELECT sample_id, step, {per_reward} FROM raw WHERE NOT isnan(value) GROUP BY ALL
         )
         SELECT t.sample_id, t.step, count(*) AS n, avg(coalesce(t.total, 0)) AS reward_mean,
-        coalesce(stddev_pop(coalesce(t.total, 0)), 0) AS reward_std,
+        coalesce(stddev_pop(coalesce(t.total, 0)), 0) AS reward_std, avg(t.tokens) AS completion_tokens,
                p.* EXCLUDE (sample_id, step)
         FROM totals t LEFT JOIN per_reward p USING (sample_id, step) GROUP BY ALL ORDER BY t.step, t.sample_id
     ) TO '{out}' (FORMAT parquet)""")

@@ -10,7 +10,16 @@ Columns:
   n_boxes, min_box_w, min_box_h, oob_px (largest overhang past the image
   edge), min_area_frac, max_area_frac, max_aspect; has_crowd; expr_tokens,
   non_ascii, empty_text, non_unique_ref, distractors; probed, probe_error,
-  size_mismatch, exact_dup, near_dup_distance; is_eval, leaks_eval.
+  size_mismatch, exact_dup, near_dup_distance; is_eval, leaks_eval;
+  training signal from the merged runs (``curation.runs``): train_visits
+  (0 when never trained on), train_reward_mean, train_reward_max,
+  train_reward_last, train_reward_recent (mean of the last 3 visits),
+  train_reward_trend (last minus first); difficulty: pass_rates (a map by
+  scorer key: ``pass_rates['<key>'] >= 0.9``) and last_pass_rate (under the
+  newest scorer that scored the sample). Flags are current for the catalog
+  state they were computed on: a merged run makes them stale
+  (``catalog.sources_sha256``); a new scoring does not, so rules on
+  difficulty see the scores that existed when ``vlmr1 quality`` ran.
 """
 
 from __future__ import annotations
@@ -82,6 +91,26 @@ _EVAL_IMAGES = """CREATE OR REPLACE TEMP TABLE _eval_images AS
         FROM sample_features f LEFT JOIN _probe p ON p.path = f.image_path
         WHERE {in_eval}"""
 
+# Training signal (curation.runs): each sample's visits in the merged runs, in (run time, step) order.
+_TRAINING = """CREATE OR REPLACE TEMP TABLE _train_stats AS
+        WITH v AS (
+            SELECT t.sample_id, t.reward_mean,
+                row_number() OVER (PARTITION BY t.sample_id ORDER BY r.created_at, r.run_id, t.step) AS i,
+                count(*) OVER (PARTITION BY t.sample_id) AS n
+            FROM training_rewards t JOIN runs r USING (run_id)
+        )
+        SELECT sample_id, max(n) AS train_visits, avg(reward_mean) AS train_reward_mean,
+            max(reward_mean) AS train_reward_max, arg_max(reward_mean, i) AS train_reward_last,
+            avg(reward_mean) FILTER (WHERE i > n - 3) AS train_reward_recent,
+            arg_max(reward_mean, i) - arg_min(reward_mean, i) AS train_reward_trend
+        FROM v GROUP BY sample_id"""
+
+# Difficulty under every scorer: a map by scorer key, and the pass rate under the newest scorer of the sample.
+_PASS_RATES = """CREATE OR REPLACE TEMP TABLE _pass_rates AS
+        SELECT d.sample_id, map_from_entries(list((d.scorer_key, d.pass_rate))) AS pass_rates,
+            arg_max(d.pass_rate, s.created_at) AS last_pass_rate
+        FROM difficulty d JOIN scorers s USING (scorer_key) GROUP BY d.sample_id"""
+
 _ASSEMBLE = """CREATE OR REPLACE TEMP TABLE sample_features AS
         SELECT f.* EXCLUDE (boxes, coco_name_id, file_id),
             coalesce(af.has_crowd, false) AS has_crowd,
@@ -93,12 +122,16 @@ _ASSEMBLE = """CREATE OR REPLACE TEMP TABLE sample_features AS
             ({in_eval}) AS is_eval,
             NOT ({in_eval}) AND (
                 f.coco_name_id IN (SELECT coco_id FROM _eval_images WHERE coco_id <> '')
-                OR p.sha256 IN (SELECT sha256 FROM _eval_images WHERE sha256 IS NOT NULL)) AS leaks_eval
+                OR p.sha256 IN (SELECT sha256 FROM _eval_images WHERE sha256 IS NOT NULL)) AS leaks_eval,
+            coalesce(ts.train_visits, 0) AS train_visits, ts.* EXCLUDE (sample_id, train_visits),
+            pr.pass_rates, pr.last_pass_rate
         FROM sample_features f
         LEFT JOIN _ann_facts af USING (sample_id)
         LEFT JOIN _non_unique nu ON nu.image_key = f.image_key AND nu.problem_norm = f.problem_norm AND f.task = 'rec'
         LEFT JOIN _probe p ON p.path = f.image_path
-        LEFT JOIN _near_dup nd ON nd.path = f.image_path"""
+        LEFT JOIN _near_dup nd ON nd.path = f.image_path
+        LEFT JOIN _train_stats ts ON ts.sample_id = f.sample_id
+        LEFT JOIN _pass_rates pr ON pr.sample_id = f.sample_id"""
 
 
 def compute(
@@ -123,9 +156,12 @@ def compute(
         ("image probes + duplicates", _PROBES),
         ("near duplicates", lambda: near_duplicates(con, "_probe", near_dup_max)),
         ("leakage", _EVAL_IMAGES.format(in_eval=in_eval)),
+        ("training signal + difficulty", _TRAINING),
+        ("training signal + difficulty", _PASS_RATES),
         ("assemble", _ASSEMBLE.format(in_eval=in_eval)),
     ]
-    with catalog.temp_tables(con, "_ann_facts", "_non_unique", "_probe", "_eval_images", "_near_dup"):
+    scratch = ("_ann_facts", "_non_unique", "_probe", "_eval_images", "_near_dup", "_train_stats", "_pass_rates")
+    with catalog.temp_tables(con, *scratch):
         for name, step in steps:
             t0 = time.perf_counter()
             step() if callable(step) else con.execute(step)

@@ -77,6 +77,17 @@ BUILTIN: dict[str, Builtin] = {
         {"max_distance": 4},
         "re-encodes and resizes of one picture (pHash within a few bits): keep one",
     ),
+    "mastered": Builtin(
+        "train_visits >= {min_visits} AND train_reward_recent >= {min_reward}",
+        {"min_visits": 2, "min_reward": 0.9},
+        "the policy already solves it (mean reward over its last visits): GRPO gets no signal from it (POLARIS, "
+        "Skywork-OR1 drop such prompts between stages)",
+    ),
+    "never_learned": Builtin(
+        "train_visits >= {min_visits} AND train_reward_max <= {max_reward}",
+        {"min_visits": 2, "max_reward": 0.0},
+        "never rewarded in any visit: too hard for now, or a wrong label (a suspect annotation to look at)",
+    ),
     "eval_leakage": Builtin(
         "leaks_eval",
         {},

@@ -184,3 +184,21 @@ def load(path):
 
     table, _ = load_table(path)
     return datasets.Dataset(datasets.table.InMemoryTable(table)).cast_column("image", datasets.Image())
+
+
+def image_checksums(rows: list[dict], roots: list[str], catalog_path) -> dict:
+    """``images.parquet``'s columns as the row-wise writer built them: a root and key per row, a sorted set, one
+    lookup of the ingest probes' sha256 by absolute path."""
+    keys = sorted({root_and_key(r) for r in rows})
+    absolute = [str(Path(root) / rel) for root, rel in keys]
+    with catalog.connect(catalog_path) as con:
+        sha = dict(
+            con.execute(
+                "SELECT path, sha256 FROM image_probes WHERE path IN (SELECT unnest(?))", [absolute]
+            ).fetchall()
+        )
+    return {
+        "root": [roots.index(root) for root, _ in keys],
+        "path": [rel for _, rel in keys],
+        "sha256": [sha.get(a) for a in absolute],
+    }

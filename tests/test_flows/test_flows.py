@@ -143,6 +143,22 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
     assert sorted(p.name for p in (out / "run" / "train").iterdir()) == trained_before
     print(f"first run {first:.1f} s, no-new-data run {second:.1f} s")
 
+    # a retraining round: no new data, but re-profiling under the trained policy is new work
+    r = _cli(prefect.env, "deployment", "run", "curate-and-train/demo", "--param", f"demo_output={out}",
+             "--param", "reprofile=true", "--watch")  # fmt: skip
+    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    again = json.loads((out / "run" / "last_run.json").read_text())
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    runs = dict(con.execute("SELECT checkpoint, parent_run FROM runs").fetchall())
+    first_run = con.execute(
+        "SELECT run_id FROM runs WHERE checkpoint = ?", [str(Path(last["checkpoint"]).resolve())]
+    ).fetchone()[0]
+    scorers = [spec for (spec,) in con.execute("SELECT spec FROM scorers").fetchall()]
+    rewards = con.execute("SELECT count(DISTINCT run_id) FROM training_rewards").fetchone()[0]
+    con.close()
+    assert again["checkpoint"] != last["checkpoint"] and runs[str(Path(again["checkpoint"]).resolve())] == first_run
+    assert rewards == 2 and any(last["checkpoint"] in m for m in scorers)  # scored under round 1's policy
+
 
 def test_killing_the_server_process_during_scoring_then_rerun_equals_uninterrupted(prefect):
     reference = prefect.home / "run-a"  # the uninterrupted run of the test above
