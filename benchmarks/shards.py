@@ -11,8 +11,8 @@ by quality, 95% scored), the ``none`` recipe (balanced by source):
   (built before the clock starts);
 - load: ``rowwise.load`` (the previous ``vlmr1.shards.load``) vs
   ``vlmr1.shards.load`` vs ``datasets.load_dataset("parquet", ...)`` (a fresh
-  cache each round, as a first load); best of 3 per round, as a load takes
-  under a second and the first touch of a gigabyte of fresh memory varies.
+  cache: a first load), each timed inside a fresh process, as a training job
+  loads its shards once when it starts (imports not counted).
 
 Part 2, ``--e2e`` (default 10,000,000) samples: ``select`` + ``write_shards``
 end to end in a fresh process: wall time and peak RSS.
@@ -40,7 +40,6 @@ from curation.quality.recipe import load_recipe
 from curation.selection import select
 from curation.shards import _report, _write_parquet, write_shards
 from curation.testing import rowwise, scale
-from vlmr1.shards import load
 
 
 def _timed(fn, *args) -> float:
@@ -61,6 +60,34 @@ def _old_write(sel, rows: list[dict], db: Path, out: Path) -> None:
     pq.write_table(pa.table(rowwise.image_checksums(rows, roots, db)), out / "images.parquet")
     cats = rowwise.categories(rows)
     _report(sel, pl.DataFrame({"c": list(cats), "len": list(cats.values())}), out)
+
+
+LOAD = """
+import sys, tempfile, time
+kind, path = sys.argv[1], sys.argv[2]
+import datasets
+from curation.testing import rowwise
+from vlmr1.shards import load
+datasets.disable_progress_bars()
+with tempfile.TemporaryDirectory() as cache:
+    t0 = time.perf_counter()
+    if kind == "rowwise":
+        ds = rowwise.load(path)
+    elif kind == "columnar":
+        ds = load(path)
+    else:
+        ds = datasets.load_dataset("parquet", data_files=path, split="train", cache_dir=cache)
+    print(time.perf_counter() - t0, len(ds))
+"""
+
+
+def _fresh(kind: str, path: Path) -> float:
+    """Seconds one load took inside a fresh process (imports and start-up not counted)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", LOAD, kind, str(path)], capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(done.stderr[-3000:])
+    return float(done.stdout.split()[-2])
 
 
 def _peer_columns(folder: Path) -> dict:
@@ -92,15 +119,10 @@ def part1(rows: int, rounds: int, console: Console) -> None:
                     str(tmp / f"peer-{r}.parquet")
                 ),
             },
-            "load": {
-                "row-wise (before)": lambda r: rowwise.load(tmp / "ref"),
-                "columnar": lambda r: load(tmp / "ref"),
-                "datasets load_dataset parquet": lambda r: datasets.load_dataset(
-                    "parquet",
-                    data_files=str(tmp / f"peer-{r}.parquet"),
-                    split="train",
-                    cache_dir=str(tmp / f"hf-{r}-{time.monotonic_ns()}"),
-                ),
+            "load": {  # each in a fresh process, as a training job loads its shards once, at start
+                "row-wise (before)": lambda r: _fresh("rowwise", tmp / "ref"),
+                "columnar": lambda r: _fresh("columnar", tmp / "ref"),
+                "datasets load_dataset parquet": lambda r: _fresh("datasets", tmp / f"peer-{r}.parquet"),
             },
         }
         times = {(step, way): [] for step, w in ways.items() for way in w}
@@ -108,8 +130,7 @@ def part1(rows: int, rounds: int, console: Console) -> None:
             for step, w in ways.items():
                 names = list(w)
                 for way in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
-                    repeats = 3 if step == "load" else 1  # loads take a second: best of 3 against page-fault noise
-                    seconds = min(_timed(w[way], r) for _ in range(repeats))
+                    seconds = w[way](r) if step == "load" else _timed(w[way], r)  # a load reports its own time
                     if r >= 0:
                         times[step, way].append(seconds)
             console.print(f"round {r + 1}/{rounds} done" if r >= 0 else "warm-up done")
@@ -191,7 +212,7 @@ def part2(n: int, console: Console) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="0: skip part 1")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--e2e", type=int, default=10_000_000, help="0: skip part 2")
     args = ap.parse_args()
@@ -200,7 +221,8 @@ def main() -> None:
     import datasets
 
     datasets.disable_progress_bars()
-    part1(args.rows, args.rounds, console)
+    if args.rows:
+        part1(args.rows, args.rounds, console)
     if args.e2e:
         part2(args.e2e, console)
 

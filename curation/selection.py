@@ -60,9 +60,11 @@ def check_quality(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
 
 
 # DuckDB's share of memory while selecting and writing (the selection itself is a polars frame beside it).
-DUCKDB_MEMORY = "768MB"
+DUCKDB_MEMORY = "640MB"
 # What selection decides on: the rest of a sample's columns are read from the catalog when shards are written.
 NARROW = ["sample_id", "source", "task", "split"]
+# What a finished selection keeps (at 10M rows every column is half a gigabyte the shard writer could use).
+KEPT = ["sample_id", "source", "task", "pass_rate", "reward_std", "band", "n_pass", "k"]
 
 
 def candidate_frame(
@@ -105,6 +107,13 @@ def candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: str = "trai
     return frame.drop("rank", "scored", *NO_DIFFICULTY).to_dicts()
 
 
+def ranks(sample_ids: pl.Series, seed: int) -> pl.Series:
+    """``rank`` of each id, in order, as the sha256 bytes ``candidate_frame`` computes (DuckDB, no Python per id)."""
+    query = "SELECT unhex(sha256(CAST(? AS VARCHAR) || chr(31) || sample_id)) AS rank FROM _ids"
+    with duckdb.connect() as con, catalog.registered(con, "_ids", sample_ids.to_frame("sample_id")):
+        return catalog.frame(con, query, [seed])["rank"]
+
+
 def rank(seed: int, sample_id: str) -> str:
     """A sample's place in every seeded choice (hex; ``candidate_frame`` computes the same hash in SQL, as bytes,
     which sort the same)."""
@@ -113,8 +122,8 @@ def rank(seed: int, sample_id: str) -> str:
 
 @dataclass
 class Selection:
-    """The selected samples in training order: a narrow polars frame (``NARROW``, difficulty, ``rank``) of a
-    catalog's samples, and the funnel. ``ordered`` and ``stream`` read the other columns."""
+    """The selected samples in training order: a narrow polars frame (``KEPT``) of a catalog's samples, and the
+    funnel. ``ordered`` and ``stream`` read the other columns."""
 
     recipe: Recipe
     scorer_key: str | None
@@ -225,7 +234,7 @@ def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = No
     s = recipe.selection
     table, funnel = _candidates(Path(catalog_path), recipe, scorer_key, pool)
     if pool == "eval":
-        return Selection(recipe, None, table, funnel, Path(catalog_path))
+        return Selection(recipe, None, table.select(KEPT), funnel, Path(catalog_path))
     if s.caps:
         cap = pl.col("source").replace_strict(s.caps, default=None, return_dtype=pl.Int64)
         table = table.filter(cap.is_null() | (pl.int_range(pl.len()).over("source") < cap))
@@ -236,7 +245,7 @@ def select(catalog_path: str | Path, recipe: Recipe, scorer_key: str | None = No
         funnel.append((f"balanced by {s.balance_by}", table.height))
     table = table.head(size)
     funnel.append((f"pool size {s.pool_size}" if s.pool_size else "pool (no size limit)", table.height))
-    table = order(table, s.curriculum).drop("solution", strict=False)
+    table = order(table, s.curriculum).select(KEPT)  # what the shards need beside the catalog
     pa.default_memory_pool().release_unused()  # the Arrow batches the frame was built from
     return Selection(recipe, scorer_key, table, funnel, Path(catalog_path))
 
@@ -289,7 +298,8 @@ def equal_size(selections: list[Selection]) -> list[Selection]:
     n = min(len(sel) for sel in selections)
     out = []
     for sel in selections:
-        table = sel.table.filter(pl.col("rank").rank("ordinal") <= n)
+        seeded = ranks(sel.table["sample_id"], sel.recipe.selection.seed)
+        table = sel.table.filter(seeded.rank("ordinal") <= n)
         step = (f"equal size across the ablation ({n})", table.height)
         out.append(Selection(sel.recipe, sel.scorer_key, table, sel.funnel + [step], sel.catalog_path))
     return out

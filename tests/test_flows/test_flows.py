@@ -7,6 +7,7 @@ re-running gives the same final tables as the uninterrupted run; the ablation co
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,12 +144,15 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
     assert sorted(p.name for p in (out / "run" / "train").iterdir()) == trained_before
     print(f"first run {first:.1f} s, no-new-data run {second:.1f} s")
 
-    # a retraining round: no new data, but re-profiling under the trained policy is new work
-    r = _cli(prefect.env, "deployment", "run", "curate-and-train/demo", "--param", f"demo_output={out}",
+    # a retraining round (on a copy: run-a stays the other tests' reference): re-profiling under the trained
+    # policy is new work, and the round continues from it
+    rounds = prefect.home / "run-a-rounds"
+    shutil.copytree(out, rounds, symlinks=True)
+    r = _cli(prefect.env, "deployment", "run", "curate-and-train/demo", "--param", f"demo_output={rounds}",
              "--param", "reprofile=true", "--watch")  # fmt: skip
     assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-    again = json.loads((out / "run" / "last_run.json").read_text())
-    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    again = json.loads((rounds / "run" / "last_run.json").read_text())
+    con = duckdb.connect(str(rounds / "catalog.duckdb"), read_only=True)
     runs = dict(con.execute("SELECT checkpoint, parent_run FROM runs").fetchall())
     first_run = con.execute(
         "SELECT run_id FROM runs WHERE checkpoint = ?", [str(Path(last["checkpoint"]).resolve())]
