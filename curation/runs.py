@@ -95,12 +95,11 @@ def _reward_rows(run_id: str, log: Path) -> pa.Table:
     names = [c for c in table.column_names if c.endswith("_mean") and c != "reward_mean"]
     columns = table.to_pydict()
     n = table.num_rows
-    per_reward = [
-        json.dumps({c[: -len("_mean")]: columns[c][i] for c in names}, sort_keys=True, allow_nan=False)
-        if all(columns[c][i] is None or columns[c][i] == columns[c][i] for c in names)
-        else json.dumps({c[: -len("_mean")]: None for c in names})
-        for i in range(n)
-    ]
+
+    def finite(v):  # a reward that was NaN for the whole step (the other task's) is null in JSON
+        return None if v is None or v != v else v
+
+    per_reward = [json.dumps({c[: -len("_mean")]: finite(columns[c][i]) for c in names}) for i in range(n)]
     tokens = columns.get("completion_tokens", [None] * n)
     return pa.table(
         {
