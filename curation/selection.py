@@ -16,13 +16,13 @@ samples in the same order.
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -114,12 +114,6 @@ def ranks(sample_ids: pl.Series, seed: int) -> pl.Series:
         return catalog.frame(con, query, [seed])["rank"]
 
 
-def rank(seed: int, sample_id: str) -> str:
-    """A sample's place in every seeded choice (hex; ``candidate_frame`` computes the same hash in SQL, as bytes,
-    which sort the same)."""
-    return hashlib.sha256(f"{seed}\x1f{sample_id}".encode()).hexdigest()
-
-
 @dataclass
 class Selection:
     """The selected samples in training order: a narrow polars frame (``KEPT``) of a catalog's samples, and the
@@ -139,7 +133,7 @@ class Selection:
         """Every column of every row as dicts: for tests and small pools (a dict per row is what the columnar
         path avoids)."""
         with ordered(self) as con:
-            return [r for frame in stream(con, self) for r in frame.to_dicts()]
+            return [r for batch in stream(con, self) for r in pl.from_arrow(batch).to_dicts()]
 
     def report(self) -> StageReport:
         counts = {
@@ -162,18 +156,32 @@ def ordered(selection: Selection, memory_limit: str = DUCKDB_MEMORY) -> Iterator
             yield con
 
 
-def stream(con: duckdb.DuckDBPyConnection, selection: Selection, columns: list[str] | None = None, chunk=1 << 17):
-    """The selected rows in order as polars frames of about ``chunk`` rows: ``columns`` of ``samples`` (None: all)
-    from the catalog (``con`` from ``ordered``), the difficulty columns from the selection."""
+def stream(
+    con: duckdb.DuckDBPyConnection,
+    selection: Selection,
+    columns: list[str] | None = None,
+    derived: list[str] | None = None,
+    params: list | None = None,
+    chunk: int = 1 << 17,
+) -> Iterator[pa.RecordBatch]:
+    """The selected rows in order (``con`` from ``ordered``), Arrow batches of about ``chunk`` rows: ``columns`` of
+    ``samples`` (None: all), then ``derived`` SQL expressions over them (with ``params``; computed after the sort,
+    so the sort moves only stored columns), then the difficulty columns from the selection. A batch out of order
+    is refused: the order is the one thing a shard must not get wrong."""
     wanted = "s.* EXCLUDE (attributes, category_ids)" if columns is None else ", ".join(f"s.{c}" for c in columns)
+    outer = ", ".join(["s.* EXCLUDE (_pos)", *(derived or [])])
+    query = f"""SELECT s._pos, {outer} FROM (
+        SELECT o._pos, {wanted} FROM _order o JOIN samples s USING (sample_id) ORDER BY o._pos
+    ) s"""
     con.abort()
-    query = f"SELECT {wanted} FROM _order o JOIN samples s USING (sample_id) ORDER BY o._pos"
     offset = 0
-    for batch in con.sql(query).to_arrow_reader(chunk):
-        frame = pl.from_arrow(batch)
-        difficulty = selection.table.slice(offset, frame.height).select(list(NO_DIFFICULTY))
-        offset += frame.height
-        yield frame.hstack(difficulty)
+    for batch in con.sql(query, params=params).to_arrow_reader(chunk):
+        if not np.array_equal(batch.column("_pos").to_numpy(), np.arange(offset, offset + len(batch))):
+            raise RuntimeError("DuckDB returned the selection out of order")
+        difficulty = selection.table.slice(offset, len(batch)).select(list(NO_DIFFICULTY)).to_arrow()
+        offset += len(batch)
+        arrays = batch.columns[1:] + [c.combine_chunks() for c in difficulty.columns]
+        yield pa.RecordBatch.from_arrays(arrays, names=batch.schema.names[1:] + difficulty.column_names)
 
 
 _BUCKETS = {0: "0.00-0.25", 1: "0.25-0.50", 2: "0.50-0.75", 3: "0.75-1.00"}

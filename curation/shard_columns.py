@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation import catalog
-from curation.selection import NO_DIFFICULTY
+from curation.selection import NO_DIFFICULTY, stream
 from vlmr1.prompts import WHITESPACE, get_template
 from vlmr1.shards import SHARD_SCHEMA
 
@@ -129,25 +129,19 @@ def prompt_array(texts: pa.Array) -> pa.Array:
     )
 
 
-def _sql(template: str) -> tuple[str, list]:
-    """The shard inputs as SQL over ``samples s``: the prompt text (``PromptTemplate.question`` as concatenation,
-    the REC problem stripped of Python's whitespace, then of trailing dots), the image root and relative path when
-    ``image_path`` ends with ``image_key`` (NULL otherwise: ``_locate`` applies the per-path rule), the rest as
-    stored."""
+def _derived(template: str) -> tuple[list[str], list]:
+    """SQL over the stored columns: the prompt text (``PromptTemplate.question`` as concatenation, the REC problem
+    stripped of Python's whitespace, then of trailing dots), the image root and relative path when ``image_path``
+    ends with ``image_key`` (NULL otherwise: ``_locate`` applies the per-path rule); and their parameters."""
     t = get_template(template)
     (rec_before, rec_after), (ovd_before, ovd_after) = t.around("rec"), t.around("ovd")
     keyed = "suffix(s.image_path, '/' || s.image_key) AND strlen(s.image_path) > strlen(s.image_key) + 1"
-    columns = (
-        ["s._pos"]
-        + [f"s.{n}" for n in INPUTS]
-        + [
-            "CASE WHEN s.task = 'rec' THEN ? || rtrim(trim(s.problem, ?), '.') || ? "
-            "ELSE ? || s.problem || ? END AS _text",
-            f"CASE WHEN {keyed} THEN left(s.image_path, length(s.image_path) - length(s.image_key) - 1) END AS _root",
-            f"CASE WHEN {keyed} THEN s.image_key END AS _rel",
-        ]
-    )
-    return ", ".join(columns), [rec_before, WHITESPACE, rec_after, ovd_before, ovd_after]
+    expressions = [
+        "CASE WHEN s.task = 'rec' THEN ? || rtrim(trim(s.problem, ?), '.') || ? ELSE ? || s.problem || ? END AS _text",
+        f"CASE WHEN {keyed} THEN left(s.image_path, length(s.image_path) - length(s.image_key) - 1) END AS _root",
+        f"CASE WHEN {keyed} THEN s.image_key END AS _rel",
+    ]
+    return expressions, [rec_before, WHITESPACE, rec_after, ovd_before, ovd_after]
 
 
 def _locate(batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array]:
@@ -179,32 +173,13 @@ def _image(batch: pa.RecordBatch, roots: list[str], embed: bool) -> tuple[pa.Arr
     return image, pc.index_in(root, value_set=pa.array(roots, pa.string())).cast(pa.int32())
 
 
-def _stream(con, selection, template: str) -> Iterator[pa.RecordBatch]:
-    """The selected rows in order (``con`` from ``selection.ordered``): ``_sql``'s columns from the catalog, the
-    difficulty from the selection frame."""
-    columns, params = _sql(template)
-    con.abort()
-    inputs = ", ".join(f"s.{n}" for n in INPUTS)
-    # the texts are made after the sort (in insertion order), so the sort moves problems, not whole prompts
-    query = f"""SELECT {columns} FROM (
-        SELECT o._pos, {inputs} FROM _order o JOIN samples s USING (sample_id) ORDER BY o._pos
-    ) s"""
-    offset = 0
-    for batch in con.sql(query, params=params).to_arrow_reader(CHUNK):
-        if not np.array_equal(batch.column("_pos").to_numpy(), np.arange(offset, offset + len(batch))):
-            raise RuntimeError("DuckDB returned the selection out of order")  # a guard: never write a wrong order
-        difficulty = selection.table.slice(offset, len(batch)).select(list(NO_DIFFICULTY)).to_arrow()
-        offset += len(batch)
-        arrays = batch.columns + [c.combine_chunks() for c in difficulty.columns]
-        yield pa.RecordBatch.from_arrays(arrays, names=batch.schema.names + difficulty.column_names)
-
-
 def shard_batches(con, selection, roots: list[str], template: str, embed_images: bool) -> Iterator[pa.RecordBatch]:
     """Record batches in ``SHARD_SCHEMA``, exactly ``ROW_GROUP`` rows each (the last fewer), of the selection in
     order (``con`` from ``selection.ordered``)."""
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for batch in _stream(con, selection, template):
+        derived, params = _derived(template)
+        for batch in stream(con, selection, INPUTS, derived, params, CHUNK):
             image, image_root = _image(batch, roots, embed_images)
             built = {
                 "prompt": prompt_array(batch.column("_text").cast(pa.string())),

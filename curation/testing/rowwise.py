@@ -8,6 +8,7 @@ is why it is slow; do not use it outside tests and benchmarks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -15,28 +16,18 @@ from pathlib import Path
 import pyarrow as pa
 
 from curation import catalog
-from curation.quality import features
 from curation.quality.recipe import Recipe
-from curation.selection import NO_DIFFICULTY, check_quality, rank
+from curation.selection import NO_DIFFICULTY, candidates
 from vlmr1.prompts import build_messages
 from vlmr1.shards import SHARD_SCHEMA
 
 ROW_GROUP = 8192
 
 
-def candidates(con, recipe: Recipe, pool: str = "train") -> list[dict]:
-    in_eval = features.eval_predicate("s", recipe.eval_splits)
-    if pool == "eval":
-        where, args = f"({in_eval})", []
-    else:
-        check_quality(con, recipe)
-        dropped = "SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'"
-        where, args = f"NOT ({in_eval}) AND s.sample_id NOT IN ({dropped})", [recipe.hash]
-    rows = con.execute(
-        f"SELECT s.* EXCLUDE (attributes, category_ids) FROM samples s WHERE {where} ORDER BY s.sample_id", args
-    )
-    columns = [d[0] for d in rows.description]
-    return [dict(zip(columns, r)) for r in rows.fetchall()]
+def rank(seed: int, sample_id: str) -> str:
+    """A sample's place in every seeded choice, as hex (``selection.candidate_frame`` computes the same sha256 in
+    SQL, as bytes, which sort the same)."""
+    return hashlib.sha256(f"{seed}\x1f{sample_id}".encode()).hexdigest()
 
 
 def select(catalog_path, recipe: Recipe, scorer_key: str | None = None, pool: str = "train"):
