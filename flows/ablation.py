@@ -1,83 +1,118 @@
-"""The ``ablation`` flow: recipes over one catalog -> equal-size pools -> same budget and seed -> evaluation ->
-one comparison (table artifact, markdown, PNG, catalog rows)."""
+"""The ``ablation`` flow: arms (recipes, bands, pool sizes, scorers) over one catalog -> equal-size pools checked
+for leakage -> each arm trained with several seeds at the same budget -> one fixed evaluation set -> intervals,
+paired verdicts and controls (``curation.ablation``) -> tables, markdown and PNG, published as artifacts."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.logging import get_run_logger
 
+from flows.artifacts import publish_comparison
 from flows.caching import CONTENT
-from flows.params import AblationParams, CatalogRef, FileRef, ModelRef, RecipeRef, demo_params
+from flows.params import AblationParams, CatalogRef, FileRef, ModelRef, RecipeRef
 from flows.tasks import eval_task, quality_task, shard_task, train_task
 from vlmr1.report import StageReport
 
 
-@task(name="select-equal-size", cache_policy=CONTENT, persist_result=True)
-def equal_pools_task(
-    catalog: CatalogRef, recipes: list[RecipeRef], scorer_key: str | None, out: str
-) -> list[StageReport]:
-    from curation.selection import equal_size, select
+@task(name="arm-pools", cache_policy=CONTENT, persist_result=True)
+def arm_pools_task(
+    catalog: CatalogRef, arms: dict[str, RecipeRef], sizes: dict[str, int | None], scorer_key: str | None,
+    eval_recipe: RecipeRef, out: str,
+) -> dict[str, StageReport]:  # fmt: skip
+    """Each arm's pool (equal sizes, or the arm's own), checked against the evaluation set, written as shards."""
+    from curation.ablation.arms import equal_pools, leakage
+    from curation.selection import select
     from curation.shards import shard_report, write_shards
 
-    pools = equal_size([select(catalog.path, r.load(), scorer_key) for r in recipes])
-    return [shard_report(write_shards(sel, catalog.path, Path(out) / sel.recipe.name)) for sel in pools]
+    evaluation = select(catalog.path, eval_recipe.load(), None, pool="eval")
+    pools = equal_pools({name: select(catalog.path, r.load(), scorer_key) for name, r in arms.items()}, sizes)
+    reports = {}
+    for name, sel in pools.items():
+        report = shard_report(write_shards(sel, catalog.path, Path(out) / name))
+        report.counts["leaked"] = leakage(catalog.path, sel.table["sample_id"], evaluation.table["sample_id"])
+        reports[name] = report
+    return reports
 
 
 @flow(name="ablation", log_prints=True)
-def ablation(params: AblationParams | None = None, demo: bool = False, demo_output: str = "demo-out/ablation") -> dict:
-    """Recipes over one catalog -> equal-size pools -> same training budget and seed -> evaluation -> one
-    comparison table."""
-    from curation.evaluations import write_comparison
+def ablation(
+    params: AblationParams | None = None, demo: bool = False, demo_output: str = "demo-out/ablation",
+    testbed: bool = False,
+) -> dict:  # fmt: skip
+    """Arms x seeds at an equal pool size and budget, evaluated on one fixed set; intervals, verdicts, controls.
+    ``demo``: none vs default on the demo fixtures; ``testbed``: the learnable testbed with its controls."""
+    from curation.ablation.compare import ArmResult, compare
+    from curation.ablation.report import write_report
+    from training.config import seeded_config
+    from training.evaluate import rows_from_shards
 
+    logger = get_run_logger()
     if params is None:
-        if not demo:
-            raise ValueError("give params, or demo=true")
-        params = _demo(Path(demo_output))
+        if not (demo or testbed):
+            raise ValueError("give params, demo=true or testbed=true")
+        params = _testbed(Path(demo_output)) if testbed else _demo(Path(demo_output))
     out, catalog = Path(params.output), CatalogRef(path=params.catalog)
-    recipes = [RecipeRef(spec=r) for r in params.recipes]
-    reports = [quality_task(catalog, r) for r in recipes]
-    pools = equal_pools_task(catalog, recipes, params.scorer_key, str(out / "shards"))
-    ev = shard_task(catalog, recipes[0], None, str(out / "eval"), "eval")
-    rows = []
-    reports += list(pools) + [ev]
-    for pool, recipe in zip(pools, recipes, strict=True):
-        arm = out / "train" / recipe.spec
-        trained = train_task(
-            FileRef(path=params.train_config), FileRef(path=pool.files["manifest"]), str(arm), params.nprocs
-        )
-        evaluated = eval_task(
-            ModelRef(path=trained.files["final"]),
-            FileRef(path=ev.files["manifest"]),
-            catalog,
-            f"ablation:{recipe.spec}",
-        )
-        reports += [trained, evaluated]
-        for table in evaluated.tables.values():
-            for m in table:
-                rows.append(
-                    {"recipe": recipe.spec, "recipe_hash": recipe.content_key(), "pool_size": pool.counts["rows"], **m}
-                )
-    md, png = write_comparison(rows, out)
-    report = StageReport(
-        "comparison",
-        "ablation: equal pool sizes",
-        tables={"comparison": rows},
-        files={"markdown": str(md), "plot": str(png)},
+    arms = params.all_arms()
+    recipes = {a.name: _arm_recipe(a, out) for a in arms}
+    eval_recipe = RecipeRef(spec=params.eval_recipe)
+    reports = [quality_task(catalog, r) for r in {r.spec: r for r in [*recipes.values(), eval_recipe]}.values()]
+    ev = shard_task(catalog, eval_recipe, None, str(out / "eval"), "eval")
+    pools = arm_pools_task(
+        catalog, recipes, {a.name: a.pool_size for a in arms}, params.scorer_key, eval_recipe, str(out / "shards")
     )
-    create_table_artifact(
-        key="ablation-comparison",
-        table=report.table("comparison"),
-        description=f"metric per recipe and split; {md}, {png}",
-    )
-    create_markdown_artifact(key="ablation-comparison-md", markdown=md.read_text())
-    return {"comparison": rows, "report": str(md), "plot": str(png), "stages": [r.summary_row() for r in reports]}
+    reports += [ev, *pools.values()]
+    results = []
+    for arm in arms:
+        pool = pools[arm.name]
+        done = ArmResult(
+            arm.name, arm.recipe, arm.seeds or params.seeds, pool.counts["rows"], pool.counts["leaked"], []
+        )
+        for seed in done.seeds:
+            run = out / "train" / arm.name / f"seed{seed}"
+            config = seeded_config(params.train_config, seed, run)
+            trained = train_task(FileRef(path=str(config)), FileRef(path=pool.files["manifest"]), str(run),
+                                 params.nprocs)  # fmt: skip
+            evaluated = eval_task(ModelRef(path=trained.files["final"]), FileRef(path=ev.files["manifest"]), catalog,
+                                  f"ablation:{arm.name}:seed{seed}")  # fmt: skip
+            done.results.append(_read_json(evaluated.files["results"]))
+            done.curves.append(trained.tables.get("training curve", []))
+            reports += [trained, evaluated]
+            logger.info(f"arm {arm.name} seed {seed}: trained and evaluated")
+        results.append(done)
+    eval_rows = rows_from_shards(Path(ev.files["manifest"]).parent)
+    comparison = compare(results, params.comparisons(), eval_rows, params.bootstrap)
+    files = write_report(comparison, out / "comparison", title=f"ablation ({len(params.seeds)} seeds per arm)")
+    publish_comparison(comparison, files)
+    for c in comparison["controls"]:
+        logger.info(f"{c['control']} control {c['pair']} ({c['split']} {c['metric']}): {c['verdict']} -> "
+                    f"{'passed' if c['passed'] else 'FAILED'}")  # fmt: skip
+    return {**comparison, "files": files, "stages": [r.summary_row() for r in reports]}
+
+
+def _read_json(path: str) -> dict:
+    import json
+
+    return json.loads(Path(path).read_text())
+
+
+def _arm_recipe(arm, out: Path) -> RecipeRef:
+    """The arm's recipe reference: the recipe itself, or a copy with the arm's band written beside the outputs."""
+    import yaml
+
+    if arm.band is None:
+        return RecipeRef(spec=arm.recipe)
+    path = out / "recipes" / f"{arm.name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(arm.effective_recipe().model_dump(mode="json"), sort_keys=False))
+    return RecipeRef(spec=str(path))
 
 
 def _demo(out: Path) -> AblationParams:
     """The demo catalog scored (curate-and-train without training), then none vs default on it."""
     from flows.curate import curate_and_train
+    from flows.params import demo_params
 
     p = demo_params(out)
     base = curate_and_train.fn(p.model_copy(update={"train_config": None}))
@@ -88,4 +123,13 @@ def _demo(out: Path) -> AblationParams:
         recipes=["none", "default"],
         train_config=p.train_config,
         scorer_key=scorer_key,
+        seeds=[0, 1],
+        bootstrap=500,
     )
+
+
+def _testbed(out: Path) -> AblationParams:
+    """The learnable testbed ingested, then its controls and default vs none (``curation.testing.testbed``)."""
+    from curation.testing.testbed_study import testbed_params
+
+    return testbed_params(out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from vlmr1.report import StageReport
@@ -22,3 +24,32 @@ def publish(report: StageReport, prefix: str | None = None) -> None:
         if rows:
             slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
             create_table_artifact(key=f"{key}-{slug}", table=rows, description=f"{report.title}: {name}")
+
+
+def publish_image(png: str, key: str, description: str) -> None:
+    """A PNG as an image artifact. The UI shows an image by URL; a data URL carries the picture itself, so it
+    shows without a file server and outlives the worker's disk."""
+    import base64
+
+    from prefect.artifacts import create_image_artifact
+
+    data = base64.b64encode(Path(png).read_bytes()).decode()
+    create_image_artifact(image_url=f"data:image/png;base64,{data}", key=key, description=description)
+
+
+def publish_comparison(comparison: dict, files: dict[str, str]) -> None:
+    """An ablation's comparison: the plot, the report, and one table per task for arms and for pairs (a REC
+    table never carries OVD columns), plus the controls."""
+    publish_image(
+        files["plot"], "ablation-comparison-plot", f"per-arm intervals, paired differences, curves; {files['plot']}"
+    )
+    create_markdown_artifact(key="ablation-comparison-md", markdown=Path(files["markdown"]).read_text(),
+                             description=files["markdown"])  # fmt: skip
+    for what in ("arms", "pairs"):
+        for task in ("rec", "ovd"):
+            rows = [r for r in comparison[what] if r["task"] == task]
+            if rows:
+                create_table_artifact(key=f"ablation-{what}-{task}", table=rows,
+                                      description=f"{what}, {task.upper()} metrics, 95% intervals")  # fmt: skip
+    if comparison["controls"]:
+        create_table_artifact(key="ablation-controls", table=comparison["controls"], description="controls")

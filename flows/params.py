@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from curation.ablation.arms import Arm, Comparison, arms_from
 from curation.ray_cluster import RaySpec
 from curation.scorer_config import ScorerConfig
 
@@ -113,12 +114,38 @@ class PipelineParams(BaseModel):
 
 
 class AblationParams(BaseModel):
+    """Arms (or one per recipe) x seeds at an equal pool size and budget, on one fixed evaluation set."""
+
+    model_config = ConfigDict(extra="forbid")
     catalog: str
     output: str
-    recipes: list[str]
-    scorer_key: str | None = None
     train_config: str
+    recipes: list[str] = Field(default_factory=list, description="one arm per recipe (shorthand for arms)")
+    arms: list[Arm] = Field(default_factory=list)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    eval_recipe: str = Field("default", description="the evaluation set's recipe: the same for every arm")
+    scorer_key: str | None = None
+    pool_sizes: list[int] = Field(default_factory=list, description="a data-scaling curve of the first arm")
+    compare: list[Comparison] = Field(default_factory=list, description="pairs to compare; default: each vs first")
+    bootstrap: int = Field(2000, ge=100)
     nprocs: int = 1
+
+    def all_arms(self) -> list[Arm]:
+        return arms_from(self.recipes, self.arms, self.pool_sizes)
+
+    def comparisons(self) -> list[Comparison]:
+        arms = self.all_arms()
+        return self.compare or [Comparison(a=a.name, b=arms[0].name) for a in arms[1:]]
+
+    @model_validator(mode="after")
+    def _known_arms(self) -> AblationParams:
+        names = {a.name for a in self.all_arms()}
+        for c in self.compare:
+            if {c.a, c.b} - names:
+                raise ValueError(
+                    f"compare {c.a} vs {c.b}: no arm named {sorted({c.a, c.b} - names)}; arms: {sorted(names)}"
+                )
+        return self
 
 
 def demo_params(out: Path) -> PipelineParams:

@@ -29,6 +29,11 @@ def deployments():
             "data'.",
         ),
         ablation.to_deployment(name="demo", parameters={"demo": True, "demo_output": f"{out}/flow"}),
+        ablation.to_deployment(
+            name="testbed",
+            parameters={"testbed": True, "demo_output": f"{out}/testbed"},
+            description="The learnable testbed: 3 seeds per arm, positive and negative controls, default vs none.",
+        ),
     ]
 
 

@@ -141,3 +141,15 @@ def continued_config(config: str | Path, checkpoint: str | Path, out: Path) -> P
     path = Path(out) / "train-continued.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def seeded_config(config: str | Path, seed: int, out: Path) -> Path:
+    """A copy of ``config`` with another seed (one arm of an ablation, trained once per seed)."""
+    import yaml
+
+    cfg = yaml.safe_load(Path(config).read_text())
+    cfg["seed"] = int(seed)
+    path = Path(out) / f"train-seed{seed}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return path

@@ -82,6 +82,7 @@ def evaluate_model(
         completions += [c[0].text for c in engine.generate(requests, sampling)]
     return {
         "metrics": split_metrics(rows, completions, family.frame(), dialect),
+        "samples": per_sample(rows, completions, family.frame(), dialect),
         "dialect": dialect,
         "n": len(rows),
         "family": family.key(),
@@ -91,15 +92,7 @@ def evaluate_model(
 
 def split_metrics(rows: list[dict], completions: list[str], frame, dialect: str = DEFAULT_DIALECT) -> dict:
     """REC Acc@0.5 / mean IoU and OVD dataset-level mAP / AP50 per split, from the training rewards' own code."""
-    rb = RewardBatch.build(
-        completions,
-        [r["solution"] for r in rows],
-        [r["width"] for r in rows],
-        [r["height"] for r in rows],
-        [r["task"] for r in rows],
-        frame,
-        None,
-    )
+    rb = _batch(rows, completions, frame)
     iou, hit = score("iou", rb, dialect), score("hit@0.5", rb, dialect)
     out: dict = {}
     for split in sorted({r["split"] for r in rows}):
@@ -116,6 +109,31 @@ def split_metrics(rows: list[dict], completions: list[str], frame, dialect: str 
             m, ap50 = dataset_map(rb, ovd)
             out[f"{split}/ovd"] = {"task": "ovd", "n": len(ovd), "mAP": m, "AP50": ap50}
     return out
+
+
+def per_sample(rows: list[dict], completions: list[str], frame, dialect: str = DEFAULT_DIALECT) -> list[dict]:
+    """Each sample's completion, with its REC IoU and hit (None for OVD, whose AP exists only per dataset): what
+    the ablation's bootstrap resamples."""
+    rb = _batch(rows, completions, frame)
+    iou, hit = score("iou", rb, dialect), score("hit@0.5", rb, dialect)
+    rec = [r["task"] == "rec" for r in rows]
+    return [
+        {"sample_id": r["sample_id"], "split": r["split"], "task": r["task"], "completion": c,
+         "iou": float(iou[i]) if rec[i] else None, "hit": float(hit[i]) if rec[i] else None}
+        for i, (r, c) in enumerate(zip(rows, completions))
+    ]  # fmt: skip
+
+
+def _batch(rows: list[dict], completions: list[str], frame) -> RewardBatch:
+    return RewardBatch.build(
+        completions,
+        [r["solution"] for r in rows],
+        [r["width"] for r in rows],
+        [r["height"] for r in rows],
+        [r["task"] for r in rows],
+        frame,
+        None,
+    )
 
 
 def evaluation_report(results: dict, path: str | Path | None = None) -> StageReport:

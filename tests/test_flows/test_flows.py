@@ -224,14 +224,24 @@ def _children_of_group(pgid):
 
 
 def test_ablation_deployment_compares_recipes_on_equal_pools(prefect):
+    """none vs default, 2 seeds each, on one fixed evaluation set: intervals and a verdict per pair and metric,
+    REC and OVD tables apart, the plot as an image artifact."""
     out = prefect.home / "run-a"
     r = _run(prefect, "ablation/demo", out)
     assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:]
-    table = _cli(prefect.env, "artifact", "inspect", "ablation-comparison").stdout
-    assert "none" in table and "default" in table
-    md = (out / "ablation" / "comparison.md").read_text()
-    sizes = {
-        line.split("|")[1].strip(): line.split("|")[2].strip() for line in md.splitlines()[4:] if line.startswith("| ")
+    comparison = json.loads((out / "ablation" / "comparison" / "comparison.json").read_text())
+    arms = comparison["arms"]
+    assert {a["arm"] for a in arms} == {"none", "default"} and {a["seeds"] for a in arms} == {2}
+    assert len({a["pool_size"] for a in arms}) == 1 and all(a["low"] <= a["value"] <= a["high"] for a in arms)
+    assert {(a["task"], a["metric"]) for a in arms} >= {("rec", "acc@0.5"), ("ovd", "mAP")}
+    assert all((a["task"] == "rec") == (a["metric"] in ("acc@0.5", "mean_iou")) for a in arms)
+    pairs = comparison["pairs"]
+    assert pairs and all(p["a"] == "default" and p["b"] == "none" and p["verdict"] for p in pairs)
+    rec = _cli(prefect.env, "artifact", "inspect", "ablation-arms-rec").stdout
+    assert "acc@0.5" in rec and "mAP" not in rec
+    assert "data:image/png;base64," in _cli(prefect.env, "artifact", "inspect", "ablation-comparison-plot").stdout
+    evaluations = {
+        json.loads(p.read_text())["data"] for p in (out / "ablation" / "train").glob("*/seed*/final/eval/*.json")
     }
-    assert set(sizes) == {"none", "default"} and len(set(sizes.values())) == 1
-    assert (out / "ablation" / "comparison.png").exists()
+    assert evaluations == {"eval"}, "every arm and seed is evaluated on the one evaluation set"
+    assert (out / "ablation" / "comparison" / "comparison.png").exists()

@@ -149,19 +149,22 @@ def build_tiny_vlm(
     warm_start_steps: int = 0,
     dims: dict | None = None,
     dtype: str = "float32",
+    corpus: list[str] | None = None,
+    warm=None,
 ) -> Path:
     """Save a tiny model + tokenizer + processor of ``family`` to ``out``; return ``out``.
 
     ``warm_start_steps`` > 0 teaches it the answer formats first (``warm_start``), offline, in seconds.
     ``dims`` (``{"text": ..., "vision": ...}``, e.g. ``QWEN2_5_VL_3B``) replaces the tiny sizes: a
     random-weight model of real size, with the same small tokenizer, for throughput benchmarks.
+    ``corpus``: more lines for the tokenizer to learn; ``warm(model, processor)``: a warm start of the caller's own.
     """
     import torch
 
     from vlmr1.families import get_family
 
     fam = get_family(family)
-    tok, proc = _tokenizer_and_processor(fam)
+    tok, proc = _tokenizer_and_processor(fam, corpus or [])
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL}
     Config, Model, vision = _vision_tower(family)
     text = dict(
@@ -189,6 +192,8 @@ def build_tiny_vlm(
     model = Model(Config(text_config=text, vision_config=vision, **common)).to(getattr(torch, dtype)).eval()
     if warm_start_steps:
         warm_start(model, proc, warm_start_steps, seed)
+    if warm is not None:
+        warm(model, proc)
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     out = Path(out)
@@ -199,7 +204,7 @@ def build_tiny_vlm(
     return out
 
 
-def _tokenizer_and_processor(fam):
+def _tokenizer_and_processor(fam, corpus: list[str]):
     """A 512-token byte-level BPE trained on the answer formats, and the family's processor around it."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -212,7 +217,7 @@ def _tokenizer_and_processor(fam):
     bpe.decoder = decoders.ByteLevel()
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     bpe.train_from_iterator(
-        _corpus(), trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIAL, initial_alphabet=alphabet)
+        _corpus() + corpus, trainers.BpeTrainer(vocab_size=512, special_tokens=SPECIAL, initial_alphabet=alphabet)
     )
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE
