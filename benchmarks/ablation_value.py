@@ -41,8 +41,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ.update(PREFECT_HOME=home, PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1")
         os.environ.pop("PREFECT_API_URL", None)
-        from curation.testing.testbed_study import testbed_params
         from flows.ablation import ablation
+        from flows.testbed import testbed_params
 
         t0 = time.perf_counter()
         params = testbed_params(args.out, seeds=args.seeds, max_steps=args.steps)

@@ -18,16 +18,17 @@ from vlmr1.report import StageReport
 
 @task(name="arm-pools", cache_policy=CONTENT, persist_result=True)
 def arm_pools_task(
-    catalog: CatalogRef, arms: dict[str, RecipeRef], sizes: dict[str, int | None], scorer_key: str | None,
+    catalog: CatalogRef, arms: dict[str, RecipeRef], sizes: dict[str, int | None], scorers: dict[str, str | None],
     eval_recipe: RecipeRef, out: str,
 ) -> dict[str, StageReport]:  # fmt: skip
-    """Each arm's pool (equal sizes, or the arm's own), checked against the evaluation set, written as shards."""
+    """Each arm's pool (its recipe under its scorer; equal sizes, or the arm's own), checked against the
+    evaluation set, written as shards."""
     from curation.ablation.arms import equal_pools, leakage
     from curation.selection import select
     from curation.shards import shard_report, write_shards
 
     evaluation = select(catalog.path, eval_recipe.load(), None, pool="eval")
-    pools = equal_pools({name: select(catalog.path, r.load(), scorer_key) for name, r in arms.items()}, sizes)
+    pools = equal_pools({name: select(catalog.path, r.load(), scorers[name]) for name, r in arms.items()}, sizes)
     reports = {}
     for name, sel in pools.items():
         report = shard_report(write_shards(sel, catalog.path, Path(out) / name))
@@ -43,7 +44,7 @@ def ablation(
 ) -> dict:  # fmt: skip
     """Arms x seeds at an equal pool size and budget, evaluated on one fixed set; intervals, verdicts, controls.
     ``demo``: none vs default on the demo fixtures; ``testbed``: the learnable testbed with its controls."""
-    from curation.ablation.compare import ArmResult, compare
+    from curation.ablation.compare import ArmResult, compare, curve_point
     from curation.ablation.report import write_report
     from training.config import seeded_config
     from training.evaluate import rows_from_shards
@@ -59,10 +60,10 @@ def ablation(
     eval_recipe = RecipeRef(spec=params.eval_recipe)
     reports = [quality_task(catalog, r) for r in {r.spec: r for r in [*recipes.values(), eval_recipe]}.values()]
     ev = shard_task(catalog, eval_recipe, None, str(out / "eval"), "eval")
-    pools = arm_pools_task(
-        catalog, recipes, {a.name: a.pool_size for a in arms}, params.scorer_key, eval_recipe, str(out / "shards")
-    )
+    sizes, scorers = {a.name: a.pool_size for a in arms}, {a.name: a.scorer_key or params.scorer_key for a in arms}
+    pools = arm_pools_task(catalog, recipes, sizes, scorers, eval_recipe, str(out / "shards"))
     reports += [ev, *pools.values()]
+    start = _start_point(params, ev, catalog)
     results = []
     for arm in arms:
         pool = pools[arm.name]
@@ -71,13 +72,16 @@ def ablation(
         )
         for seed in done.seeds:
             run = out / "train" / arm.name / f"seed{seed}"
-            config = seeded_config(params.train_config, seed, run)
+            config = seeded_config(params.train_config, seed, run, params.eval_every)
             trained = train_task(FileRef(path=str(config)), FileRef(path=pool.files["manifest"]), str(run),
                                  params.nprocs)  # fmt: skip
             evaluated = eval_task(ModelRef(path=trained.files["final"]), FileRef(path=ev.files["manifest"]), catalog,
                                   f"ablation:{arm.name}:seed{seed}")  # fmt: skip
             done.results.append(_read_json(evaluated.files["results"]))
             done.curves.append(trained.tables.get("training curve", []))
+            steps = trained.counts["global step"]
+            points = _checkpoint_points(run, steps, ev, catalog, f"ablation:{arm.name}:seed{seed}") if start else []
+            done.checkpoints.append(start + points + [curve_point(steps, done.results[-1])])
             reports += [trained, evaluated]
             logger.info(f"arm {arm.name} seed {seed}: trained and evaluated")
         results.append(done)
@@ -89,6 +93,31 @@ def ablation(
         logger.info(f"{c['control']} control {c['pair']} ({c['split']} {c['metric']}): {c['verdict']} -> "
                     f"{'passed' if c['passed'] else 'FAILED'}")  # fmt: skip
     return {**comparison, "files": files, "stages": [r.summary_row() for r in reports]}
+
+
+def _start_point(params: AblationParams, ev: StageReport, catalog: CatalogRef) -> list[dict]:
+    """With ``eval_every``: the start model evaluated once, step 0 of every evaluation curve."""
+    from curation.ablation.compare import curve_point
+    from training.config import load_config
+
+    if not params.eval_every:
+        return []
+    model = ModelRef(path=load_config(params.train_config).model)
+    evaluated = eval_task(model, FileRef(path=ev.files["manifest"]), catalog, "ablation:start")
+    return [curve_point(0, _read_json(evaluated.files["results"]))]
+
+
+def _checkpoint_points(run: Path, last: int, ev: StageReport, catalog: CatalogRef, name: str) -> list[dict]:
+    """The run's checkpoints before its last step, each evaluated on the evaluation set."""
+    from curation.ablation.compare import curve_point
+
+    points = []
+    for ckpt in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
+        if int(ckpt.name.split("-")[1]) >= last:
+            continue
+        evaluated = eval_task(ModelRef(path=str(ckpt)), FileRef(path=ev.files["manifest"]), catalog, name)
+        points.append(curve_point(int(ckpt.name.split("-")[1]), _read_json(evaluated.files["results"])))
+    return points
 
 
 def _read_json(path: str) -> dict:
@@ -130,6 +159,6 @@ def _demo(out: Path) -> AblationParams:
 
 def _testbed(out: Path) -> AblationParams:
     """The learnable testbed ingested, then its controls and default vs none (``curation.testing.testbed``)."""
-    from curation.testing.testbed_study import testbed_params
+    from flows.testbed import testbed_params
 
     return testbed_params(out)

@@ -129,7 +129,7 @@ def _stage_rows(reports) -> list[dict]:
         {
             "stage": r.stage,
             "title": r.title,
-            "seconds": round(sum(r.timings.values()), 3),
+            "seconds": r.summary_row()["seconds"],
             "facts": ", ".join(f"{k}={v}" for k, v in r.counts.items()),
             "files": ", ".join(r.files.values()),
         }

@@ -128,6 +128,9 @@ class AblationParams(BaseModel):
     pool_sizes: list[int] = Field(default_factory=list, description="a data-scaling curve of the first arm")
     compare: list[Comparison] = Field(default_factory=list, description="pairs to compare; default: each vs first")
     bootstrap: int = Field(2000, ge=100)
+    eval_every: int | None = Field(
+        None, gt=0, description="also evaluate every N training steps (and the start model): evaluation curves"
+    )
     nprocs: int = 1
 
     def all_arms(self) -> list[Arm]:

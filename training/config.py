@@ -143,12 +143,15 @@ def continued_config(config: str | Path, checkpoint: str | Path, out: Path) -> P
     return path
 
 
-def seeded_config(config: str | Path, seed: int, out: Path) -> Path:
-    """A copy of ``config`` with another seed (one arm of an ablation, trained once per seed)."""
+def seeded_config(config: str | Path, seed: int, out: Path, save_steps: int | None = None) -> Path:
+    """A copy of ``config`` with another seed (one arm of an ablation, trained once per seed), and checkpoints
+    every ``save_steps`` when evaluation curves are wanted."""
     import yaml
 
     cfg = yaml.safe_load(Path(config).read_text())
     cfg["seed"] = int(seed)
+    if save_steps:
+        cfg["save_steps"] = int(save_steps)
     path = Path(out) / f"train-seed{seed}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))

@@ -34,7 +34,7 @@ class StageReport:
             "stage": self.stage,
             "title": self.title,
             **{k: _cell(v) for k, v in self.counts.items()},
-            "seconds": round(sum(self.timings.values()), 3),
+            "seconds": round(self.timings.get("total", sum(self.timings.values())), 3),
             **self.files,
         }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from curation.ablation.arms import Comparison
-from curation.ablation.outcomes import split_outcomes
+from curation.ablation.outcomes import ALL, split_outcomes
 from curation.ablation.stats import arm_interval, difference_interval, verdict
 
 PRIMARY = {"rec": "acc@0.5", "ovd": "mAP"}  # the metric a verdict is about, per task
@@ -63,10 +63,25 @@ def compare(arms: list[ArmResult], comparisons: list[Comparison], eval_rows: lis
     }
 
 
+def curve_point(step: int, results: dict) -> dict:
+    """One point of an evaluation curve: each task's primary metric over all evaluation splits (REC: exact
+    Acc@0.5 over every REC sample; OVD: the splits' mAP weighted by their image counts)."""
+    point: dict = {"step": step}
+    for task, metric in PRIMARY.items():
+        ms = [m for m in results["metrics"].values() if m["task"] == task and m.get(metric) is not None]
+        if ms:
+            point[task] = sum(m[metric] * m["n"] for m in ms) / sum(m["n"] for m in ms)
+    return point
+
+
 def _controls(pair_rows: list[dict]) -> list[dict]:
-    """One line per control: what it must show, what it showed, passed or not."""
+    """One line per control and task: what it must show, what it showed, passed or not; judged on all evaluation
+    splits pooled when there are several (per-split rows stay in the verdicts)."""
     out = []
+    pooled = {(r["a"], r["b"], r["control"], r["task"]) for r in pair_rows if r["split"] == ALL}
     for r in pair_rows:
+        if (r["a"], r["b"], r["control"], r["task"]) in pooled and r["split"] != ALL:
+            continue
         if r["control"] and r["control_passed"] is not None:
             must = "a difference" if r["control"] == "positive" else "no difference"
             out.append(

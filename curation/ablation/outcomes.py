@@ -9,18 +9,22 @@ from curation.ablation.stats import OVD_METRICS, REC_METRICS, Outcomes
 from vlmr1.boxes import BoxFrame
 from vlmr1.rewards import RewardBatch, dataset_map
 
+ALL = "all"  # every evaluation split of a task pooled: the most power, what the controls are judged on
+
 
 def split_outcomes(results: list[dict], eval_rows: list[dict]) -> dict[str, dict[str, Outcomes]]:
-    """``{"<split>/<task>": {metric: Outcomes}}`` from one arm's results, one per seed, over ``eval_rows``."""
+    """``{"<split>/<task>": {metric: Outcomes}}`` from one arm's results, one per seed, over ``eval_rows``; with
+    several splits also ``"all/<task>"`` (REC: every REC sample; OVD: one dataset-level AP over all images)."""
     ids = [r["sample_id"] for r in eval_rows]
     for res in results:
         got = [s["sample_id"] for s in res["samples"]]
         if got != ids:
             raise ValueError(f"{res.get('checkpoint')}: evaluated on other samples than the evaluation set")
     out: dict[str, dict[str, Outcomes]] = {}
-    for split in sorted({r["split"] for r in eval_rows}):
+    splits = sorted({r["split"] for r in eval_rows})
+    for split in [*splits, ALL] if len(splits) > 1 else splits:
         for task in ("rec", "ovd"):
-            rows = [i for i, r in enumerate(eval_rows) if r["split"] == split and r["task"] == task]
+            rows = [i for i, r in enumerate(eval_rows) if split in (r["split"], ALL) and r["task"] == task]
             if not rows:
                 continue
             if task == "rec":
@@ -62,4 +66,4 @@ def _ovd(results: list[dict], eval_rows: list[dict], rows: list[int]) -> dict[st
             enumerate(OVD_METRICS)}  # fmt: skip
 
 
-__all__ = ["split_outcomes", "REC_METRICS", "OVD_METRICS"]
+__all__ = ["ALL", "split_outcomes", "REC_METRICS", "OVD_METRICS"]

@@ -12,6 +12,7 @@ import numpy as np
 from curation.ablation.compare import PRIMARY
 
 TASK_TITLE = {"rec": "REC (Acc@0.5)", "ovd": "OVD (dataset mAP)"}
+SMOOTH = 5
 
 
 def write_report(comparison: dict, out: Path, title: str = "ablation") -> dict[str, str]:
@@ -73,7 +74,7 @@ def plot(c: dict, png: Path, title: str) -> None:
     rows = (len(panels) + 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(13, 4.6 * rows), squeeze=False)
     for ax, (kind, task) in zip(axes.flat, panels):
-        {"bars": _bars, "pairs": _pairs, "curves": _curves, "scaling": _scaling}[kind](ax, c, task)
+        {"bars": _bars, "pairs": _pairs, "curves": _curves, "evals": _evals, "scaling": _scaling}[kind](ax, c, task)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(f"{title}: mean over seeds, 95% bootstrap intervals (seeds x evaluation samples)", fontsize=12)
@@ -95,14 +96,17 @@ def _bars(ax, c: dict, task: str) -> None:
         err = np.array([[got[s]["value"] - got[s]["low"], got[s]["high"] - got[s]["value"]] for s in splits]).T
         ax.bar(x, v, width, yerr=err, capsize=4, label=f"{arm} ({got[splits[0]]['seeds']} seeds)")
     ax.set_xticks(np.arange(len(splits)) + width * (len(arms) - 1) / 2, splits, fontsize=10)
+    ax.set_ylim(0, max([r["high"] for r in rows] + [0.01]) * 1.3)  # room for the legend above the whiskers
     ax.set_ylabel(metric, fontsize=11)
     ax.set_xlabel("evaluation split", fontsize=11)
     ax.set_title(TASK_TITLE[task], fontsize=12)
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=9, loc="upper center", ncol=min(len(arms), 4))
 
 
 def _pairs(ax, c: dict, _task) -> None:
     rows = [r for r in c["pairs"] if r["metric"] == PRIMARY[r["task"]]]
+    if any(r["split"] == "all" for r in rows):  # pooled splits when there are several; per split in the markdown
+        rows = [r for r in rows if r["split"] == "all"]
     colours = {"positive": "tab:green", "negative": "tab:gray", "": "tab:blue"}
     for y, r in enumerate(rows):
         ax.errorbar(r["difference"], y, xerr=[[r["difference"] - r["low"]], [r["high"] - r["difference"]]],
@@ -123,13 +127,35 @@ def _curves(ax, c: dict, _task) -> None:
             continue
         m = np.array([[next((p["reward_mean"] for p in curve if p["step"] == s), np.nan) for s in steps]
                       for curve in per_seed])  # fmt: skip
-        mean = np.nanmean(m, 0)
-        ax.plot(steps, mean, label=arm)
+        m = np.apply_along_axis(_smooth, 1, m)
+        ax.plot(steps, np.nanmean(m, 0), label=arm)
         ax.fill_between(steps, np.nanmin(m, 0), np.nanmax(m, 0), alpha=0.2)
     ax.set_xlabel("training step", fontsize=11)
     ax.set_ylabel("mean reward (sum of rewards)", fontsize=11)
-    ax.set_title("learning curves: mean over seeds, band = min..max seed", fontsize=12)
+    ax.set_title(f"training reward ({SMOOTH}-step mean): mean over seeds, band = min..max seed", fontsize=12)
     ax.legend(fontsize=9)
+
+
+def _evals(ax, c: dict, task: str) -> None:
+    for arm, per_seed in c["checkpoints"].items():
+        steps = sorted({p["step"] for points in per_seed for p in points if task in p})
+        m = np.array([[next((p[task] for p in points if p["step"] == s and task in p), np.nan) for s in steps]
+                      for points in per_seed])  # fmt: skip
+        if not steps:
+            continue
+        ax.plot(steps, np.nanmean(m, 0), marker="o", label=arm)
+        ax.fill_between(steps, np.nanmin(m, 0), np.nanmax(m, 0), alpha=0.2)
+    ax.set_xlabel("training step (0: the start model)", fontsize=11)
+    ax.set_ylabel(f"{PRIMARY[task]}, all evaluation splits", fontsize=11)
+    ax.set_title(f"{TASK_TITLE[task]} during training: mean over seeds, band = min..max seed", fontsize=12)
+    ax.legend(fontsize=9)
+
+
+def _smooth(v: np.ndarray) -> np.ndarray:
+    """A trailing mean over ``SMOOTH`` steps (fewer at the start): per-step GRPO rewards are too noisy to read."""
+    c = np.cumsum(np.insert(np.nan_to_num(v), 0, 0.0))
+    n = np.minimum(np.arange(1, len(v) + 1), SMOOTH)
+    return (c[1:] - c[np.arange(1, len(v) + 1) - n]) / n
 
 
 def _scaling(ax, c: dict, _task) -> None:

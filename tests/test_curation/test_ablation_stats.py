@@ -104,8 +104,10 @@ def test_compare_keeps_tasks_apart_and_checks_controls():
     assert metrics == {("rec", "acc@0.5"), ("rec", "mean_iou"), ("ovd", "mAP"), ("ovd", "AP50")}
     ovd_good = next(r for r in c["arms"] if r["arm"] == "good" and r["metric"] == "mAP")
     assert ovd_good["value"] == pytest.approx(1.0) and ovd_good["low"] == pytest.approx(1.0)
-    assert [(x["control"], x["split"], x["passed"]) for x in c["controls"]] == [
-        ("positive", "coco:val", True), ("positive", "ref:val", True),
-        ("negative", "coco:val", False), ("negative", "ref:val", False),
+    # two splits: the controls are judged on both pooled ("all"), per task; the per-split pairs stay in "pairs"
+    assert sorted((x["control"], x["split"], x["metric"], x["passed"]) for x in c["controls"]) == [
+        ("negative", "all", "acc@0.5", False), ("negative", "all", "mAP", False),
+        ("positive", "all", "acc@0.5", True), ("positive", "all", "mAP", True),
     ]  # fmt: skip
+    assert {r["split"] for r in c["pairs"]} == {"ref:val", "coco:val", "all"}
     assert all(r["leaked"] == 3 for r in c["arms"] if r["arm"] == "bad")

@@ -92,3 +92,28 @@ def test_arm_pools_equal_and_leakage_counted(bed):
     assert 0 < leaks["tb-none"] <= b.planted["leakage"] and 0 < leaks["tb-noisy"] <= b.planted["leakage"]
     full = select(catalog, recipes["tb-none"], None)
     assert leakage(catalog, full.table["sample_id"], evaluation.table["sample_id"]) == b.planted["leakage"]
+
+
+def test_scaling_arms_are_nested_and_bands_are_their_own_recipe(bed):
+    """Pool-size arms of one recipe are nested subsets (a data-scaling curve adds data, it does not swap it); a
+    band arm is its recipe with that band, under its own hash; arm names and compared pairs are checked."""
+    from curation.ablation.arms import Arm, arms_from
+    from flows.params import AblationParams
+
+    b, catalog = bed
+    arms = arms_from([], [Arm(name="clean", recipe=str(b.recipes["tb-none"]))], [40, 120])
+    assert [(a.name, a.pool_size) for a in arms] == [("clean", None), ("clean@40", 40), ("clean@120", 120)]
+    recipe = load_recipe(b.recipes["tb-none"])
+    evaluate_recipe(str(catalog), recipe)
+    sel = select(catalog, recipe, None)
+    pools = equal_pools({a.name: sel for a in arms}, {a.name: a.pool_size for a in arms})
+    small, large = (set(pools[n].table["sample_id"]) for n in ("clean@40", "clean@120"))
+    assert len(small) == 40 and len(large) == 120 and small < large
+    assert len(pools["clean"]) == len(sel)
+    band = Arm(name="mid", recipe=str(b.recipes["tb-none"]), band=(0.2, 0.8)).effective_recipe()
+    assert (band.selection.difficulty.min_pass_rate, band.selection.difficulty.max_pass_rate) == (0.2, 0.8)
+    assert band.hash != recipe.hash
+    with pytest.raises(ValueError, match="no arm named"):
+        AblationParams(catalog="c", output="o", train_config="t", recipes=["none"], compare=[{"a": "none", "b": "x"}])
+    with pytest.raises(ValueError, match="unique"):
+        arms_from(["none", "none"], [], [])

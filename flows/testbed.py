@@ -1,5 +1,6 @@
-"""The testbed ablation: the testbed written and ingested, the warm-started model, a GRPO config, and the arms
-with their controls. What ``benchmarks/ablation_value.py`` and ``prefect deployment run 'ablation/testbed'`` run.
+"""The testbed ablation's parameters: the testbed written and ingested, the warm-started model, a GRPO config,
+and the arms with their controls. What ``benchmarks/ablation_value.py`` and the ``ablation/testbed`` deployment
+run.
 
 Arms (3 seeds each, equal pools, the same budget):
 - ``clean`` (tb-none: every clean-source ref, planted defects included) and ``noisy`` (the same refs, about 80%
@@ -17,6 +18,7 @@ import yaml
 from curation.ablation.arms import Arm, Comparison
 from curation.testing.testbed import TestbedSpec, write_testbed
 from curation.testing.testbed_model import build_testbed_model
+from flows.params import AblationParams
 
 
 def write_testbed_config(path: Path, model: Path, max_steps: int) -> Path:
@@ -26,7 +28,7 @@ def write_testbed_config(path: Path, model: Path, max_steps: int) -> Path:
         "num_generations": 4,
         "per_device_train_batch_size": 32,
         "max_completion_length": 32,
-        "learning_rate": 2e-4,
+        "learning_rate": 5e-4,
         "beta": 0.0,
         "max_steps": max_steps,
         "save_steps": max_steps,
@@ -44,7 +46,6 @@ def testbed_params(out: Path, seeds: int = 3, max_steps: int = 20, spec: Testbed
     """Write (once) the testbed, its model and catalog under ``out``; the ablation's parameters."""
     from curation.images import ImageCheck
     from curation.ingest import make_reader
-    from flows.params import AblationParams
 
     out = Path(out).resolve()
     bed = write_testbed(out / "testbed", spec)
@@ -73,4 +74,5 @@ def testbed_params(out: Path, seeds: int = 3, max_steps: int = 20, spec: Testbed
         compare=compare,
         seeds=first,
         eval_recipe="default",
+        eval_every=max(max_steps // 3, 1),
     )
