@@ -697,6 +697,31 @@ def eval_cmd(
     Console().print(table)
 
 
+@app.command("catalog")
+def catalog_cmd(
+    path: Path = typer.Argument(..., help="A catalog file (never created by this command)."),
+    section: Optional[list[str]] = typer.Option(
+        None, "--section", "-s", help="summary, sources, rejects, recipes, scorers, runs, evaluations (default: all)"
+    ),
+) -> None:
+    """What a catalog holds: sources, rejects by reason with an example, recipes and what they keep, scorer keys,
+    training runs, evaluations."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from curation.overview import overview
+
+    console = Console(width=200)
+    for name, rows in overview(path, section).items():
+        if not rows:
+            console.print(f"[bold]{name}[/bold]: none")
+            continue
+        table = Table(*rows[0].keys(), title=name, title_justify="left")
+        for r in rows:
+            table.add_row(*("" if v is None else str(v) for v in r.values()))
+        console.print(table)
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo-out"), help="Where the demo writes its outputs."),

@@ -98,3 +98,25 @@ def test_demo_writes_samples_and_reward_inputs(tmp_path):
     lines = (tmp_path / "d" / "reward_inputs.jsonl").read_text().splitlines()
     scored = run("rewards", "score", "--reward", "format", str(tmp_path / "d" / "reward_inputs.jsonl"))
     assert [json.loads(x)["reward"] for x in scored.stdout.splitlines()] == [1.0] * len(lines)
+
+
+def test_catalog_shows_sections_and_never_creates_a_catalog(tmp_path):
+    """`vlmr1 catalog`: sources, rejects by reason with an example naming file and record, recipes with what they
+    keep; a missing catalog or an unknown section is one line and exit 2, and nothing is created."""
+    from curation.testing.fixtures import make_refcoco
+
+    refs = make_refcoco(tmp_path / "refer")
+    catalog = tmp_path / "c.duckdb"
+    assert run("ingest", "refcoco", str(refs), "--catalog", str(catalog)).returncode == 0
+    assert run("quality", "default", "--catalog", str(catalog)).returncode == 0
+    out = run("catalog", str(catalog))
+    assert out.returncode == 0, out.stderr
+    for title in ("summary", "sources", "rejects", "recipes"):
+        assert title in out.stdout
+    assert "unknown annotation id: 424242" in out.stdout and "refs(unc).p refs #" in out.stdout
+    assert "default" in out.stdout and "scorers: none" in out.stdout and "runs: none" in out.stdout
+    missing = run("catalog", str(tmp_path / "typo.duckdb"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "no such catalog" in missing.stderr
+    assert not (tmp_path / "typo.duckdb").exists()
+    bad = run("catalog", str(catalog), "--section", "rejectz")
+    assert bad.returncode == 2 and "sections: summary, sources" in bad.stderr
