@@ -130,6 +130,19 @@ app.add_typer(ingest_app, name="ingest")
 
 
 CatalogOpt = typer.Option(..., "--catalog", help="The DuckDB catalog file (created if missing).")
+ExistingCatalogOpt = typer.Option(..., "--catalog", help="The DuckDB catalog file (`vlmr1 ingest` creates it).")
+
+
+def _existing(catalog: Path) -> Path:
+    """Commands that read a catalog refuse a missing one (a typo would otherwise create an empty catalog and
+    report nothing to do)."""
+    from curation.overview import NoCatalog
+
+    if not catalog.is_file():
+        raise NoCatalog(f"{catalog}: no such catalog (create one with `vlmr1 ingest ... --catalog {catalog}`)")
+    return catalog
+
+
 ImagesOpt = typer.Option(
     None, "--images", help="Image root; repeat for several. Images are probed (size, hashes); bad ones become rejects."
 )
@@ -297,7 +310,7 @@ def quality(
     recipe: Optional[str] = typer.Argument(
         None, help="Recipe YAML, or the name of a shipped one (default, strict, none)."
     ),
-    catalog: Path = CatalogOpt,
+    catalog: Path = ExistingCatalogOpt,
     diff: Optional[tuple[str, str]] = typer.Option(
         None, "--diff", help="Two recipes: show the samples they disagree on, by rule."
     ),
@@ -306,6 +319,7 @@ def quality(
     ),
 ) -> None:
     """Evaluate a quality recipe: flags per rule in the catalog, a funnel table, markdown + PNG report."""
+    _existing(catalog)
     from rich.console import Console
     from rich.markdown import Markdown
 
@@ -363,7 +377,7 @@ def _fresh_quality(catalog: Path, recipe) -> None:
 @app.command()
 def score(
     recipe: str = typer.Argument(..., help="Recipe YAML or shipped name: its kept training candidates are scored."),
-    catalog: Path = CatalogOpt,
+    catalog: Path = ExistingCatalogOpt,
     config: Optional[Path] = typer.Option(
         None, "--config", help="Scorer config YAML (engine, sampling, template, ...)."
     ),
@@ -379,6 +393,7 @@ def score(
     ray_actors: Optional[int] = typer.Option(None, help="Engines in the Ray actor pool; implies --ray."),
 ) -> None:
     """Difficulty by pass@k: k rollouts per sample, rewards, pass rates; resumable, never scores a sample twice."""
+    _existing(catalog)
     from curation.difficulty import write_difficulty_report
     from curation.quality.recipe import RecipeError, load_recipe
     from curation.scorer_config import ScorerConfigError, score_with
@@ -446,7 +461,7 @@ def _progress(what: str):
 @app.command()
 def shard(
     recipes: list[str] = typer.Argument(..., help="Recipe(s). Several: an ablation, written to OUT/<recipe name>."),
-    catalog: Path = CatalogOpt,
+    catalog: Path = ExistingCatalogOpt,
     out: Path = typer.Option(..., "--out", help="Output (a symlink to the current version folder)."),
     scorer: Optional[str] = typer.Option(
         None, "--scorer", help="Scorer key whose difficulty band the recipe applies."
@@ -463,6 +478,7 @@ def shard(
     ),
 ) -> None:
     """Select samples by recipe and write deterministic, checksummed shards with a manifest."""
+    _existing(catalog)
     from rich.console import Console
     from rich.table import Table
 

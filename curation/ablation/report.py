@@ -67,9 +67,9 @@ def plot(c: dict, png: Path, title: str) -> None:
 
     tasks = [t for t in ("rec", "ovd") if any(r["task"] == t for r in c["arms"])]
     scaling = sorted({r["pool_size"] for r in c["arms"] if "@" in r["arm"]})
-    panels = (
-        [("bars", t) for t in tasks] + [("pairs", None), ("curves", None)] + ([("scaling", None)] if scaling else [])
-    )
+    evals = any(len(points) > 1 for per_seed in c["checkpoints"].values() for points in per_seed)
+    panels = [("bars", t) for t in tasks] + [("pairs", None), ("curves", None)]
+    panels += [("evals", t) for t in tasks if evals] + ([("scaling", None)] if scaling else [])
     cols = 2
     rows = (len(panels) + 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(13, 4.6 * rows), squeeze=False)
@@ -100,7 +100,7 @@ def _bars(ax, c: dict, task: str) -> None:
     ax.set_ylabel(metric, fontsize=11)
     ax.set_xlabel("evaluation split", fontsize=11)
     ax.set_title(TASK_TITLE[task], fontsize=12)
-    ax.legend(fontsize=9, loc="upper center", ncol=min(len(arms), 4))
+    ax.legend(fontsize=9, loc="upper center", ncol=2)
 
 
 def _pairs(ax, c: dict, _task) -> None:
@@ -147,7 +147,7 @@ def _evals(ax, c: dict, task: str) -> None:
         ax.fill_between(steps, np.nanmin(m, 0), np.nanmax(m, 0), alpha=0.2)
     ax.set_xlabel("training step (0: the start model)", fontsize=11)
     ax.set_ylabel(f"{PRIMARY[task]}, all evaluation splits", fontsize=11)
-    ax.set_title(f"{TASK_TITLE[task]} during training: mean over seeds, band = min..max seed", fontsize=12)
+    ax.set_title(f"{TASK_TITLE[task]} during training (band: min..max seed)", fontsize=12)
     ax.legend(fontsize=9)
 
 

@@ -120,3 +120,14 @@ def test_catalog_shows_sections_and_never_creates_a_catalog(tmp_path):
     assert not (tmp_path / "typo.duckdb").exists()
     bad = run("catalog", str(catalog), "--section", "rejectz")
     assert bad.returncode == 2 and "sections: summary, sources" in bad.stderr
+
+
+def test_commands_that_read_a_catalog_refuse_a_missing_one(tmp_path):
+    """A mistyped --catalog is one line and exit 2, and no empty catalog appears (it used to report "kept 0 of
+    0" and exit 0)."""
+    typo = tmp_path / "typo.duckdb"
+    for args in (["quality", "default"], ["score", "default"], ["shard", "default", "--out", str(tmp_path / "s")]):
+        out = run(*args, "--catalog", str(typo))
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert out.stderr.strip().count("\n") == 0 and "no such catalog" in out.stderr and str(typo) in out.stderr
+        assert not typo.exists()
