@@ -51,6 +51,8 @@ class RuleSpec(BaseModel):
                     f"rule {self.rule!r} has no parameter {', '.join(sorted(unknown))}; it takes "
                     f"{sorted(BUILTIN[self.rule].params) or 'none'}"
                 )
+            for name, value in self.params.items():
+                _check_kind(self.rule, name, value, BUILTIN[self.rule].params[name])
         if self.name is None:
             if self.rule is None:
                 raise ValueError("a custom rule needs a 'name'")
@@ -70,6 +72,16 @@ class RuleSpec(BaseModel):
             return render(self.sql, self.params)
         except (KeyError, IndexError, ValueError) as exc:
             raise RecipeError(f"rule {self.name!r}: placeholder without a parameter: {exc}") from None
+
+
+def _check_kind(rule: str, name: str, value, default) -> None:
+    """A built-in rule's parameter has its default's kind: a number where a number is compared (``four`` is not)."""
+
+    def kind(v) -> str:
+        return "boolean" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else "string"
+
+    if kind(value) != kind(default):
+        raise ValueError(f"rule {rule!r}: parameter {name} must be a {kind(default)} like {default!r}, got {value!r}")
 
 
 class Difficulty(BaseModel):

@@ -131,3 +131,18 @@ def test_commands_that_read_a_catalog_refuse_a_missing_one(tmp_path):
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert out.stderr.strip().count("\n") == 0 and "no such catalog" in out.stderr and str(typo) in out.stderr
         assert not typo.exists()
+
+
+def test_a_rule_parameter_of_the_wrong_kind_is_one_line_naming_file_line_and_value(tmp_path):
+    """`max_distance: four` and `min_px: one` used to reach DuckDB (a 68-line traceback, a ConversionException)."""
+    from curation.testing.fixtures import make_refcoco
+
+    catalog = tmp_path / "c.duckdb"
+    assert run("ingest", "refcoco", str(make_refcoco(tmp_path / "refer")), "--catalog", str(catalog)).returncode == 0
+    for rule, param, value, default in (("near_duplicate_image", "max_distance", "four", "4"),
+                                        ("degenerate_box", "min_px", "one", "1.0")):  # fmt: skip
+        recipe = tmp_path / f"{rule}.yaml"
+        recipe.write_text(f"name: mine\nrules:\n  - rule: {rule}\n    params: {{{param}: {value}}}\n")
+        out = run("quality", str(recipe), "--catalog", str(catalog))
+        assert out.returncode == 2 and out.stderr.strip().count("\n") == 0, out.stderr
+        assert f"{recipe}:3" in out.stderr and f"{param} must be a number like {default}, got '{value}'" in out.stderr
