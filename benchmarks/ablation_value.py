@@ -5,14 +5,14 @@ rates) and its warm-started tiny Qwen2.5-VL are built, ingested and curated; the
 every arm with 3 seeds (GRPO on DeepSpeed, the same budget and pool size) and evaluates all of them on one fixed
 evaluation set:
 
-- positive control: ``clean`` vs ``noisy`` (the same refs, ~80% pointing at another object): must be detected;
+- positive control: ``clean`` vs ``noisy`` (the same refs, ~90% pointing at another object): must be detected;
 - negative control: ``clean`` vs ``clean-again`` (the same recipe, three other seeds): must not be;
 - ``default`` vs ``clean`` (tb-none): reported whatever it shows.
 
 ``--scaling 200 400`` adds the clean recipe at those pool sizes (a data-scaling curve). The Prefect home is a
 temporary folder (nothing touches ~/.prefect); the outputs stay in ``--out``.
 
-    .venv/bin/python benchmarks/ablation_value.py [--out bench-out/ablation] [--steps 100] [--seeds 3]
+    .venv/bin/python benchmarks/ablation_value.py [--out bench-out/ablation] [--steps 150] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the `flows` p
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("bench-out/ablation"))
-    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--scaling", type=int, nargs="*", default=[])
     args = ap.parse_args()

@@ -3,7 +3,7 @@ and the arms with their controls. What ``benchmarks/ablation_value.py`` and the 
 run.
 
 Arms (3 seeds each, equal pools, the same budget):
-- ``clean`` (tb-none: every clean-source ref, planted defects included) and ``noisy`` (the same refs, about 80%
+- ``clean`` (tb-none: every clean-source ref, planted defects included) and ``noisy`` (the same refs, about 90%
   pointing at another object): the positive control, a difference the ablation must detect;
 - ``clean-again`` (tb-none with three other seeds): the negative control, no difference allowed;
 - ``default`` (tb-default: the defects the default recipe drops): default vs none, reported whatever it shows.
@@ -28,7 +28,7 @@ def write_testbed_config(path: Path, model: Path, max_steps: int) -> Path:
         "num_generations": 4,
         "per_device_train_batch_size": 32,
         "max_completion_length": 32,
-        "learning_rate": 2e-4,
+        "learning_rate": 2.5e-4,
         "beta": 0.0,
         "max_steps": max_steps,
         "save_steps": max_steps,
@@ -42,7 +42,7 @@ def write_testbed_config(path: Path, model: Path, max_steps: int) -> Path:
     return path
 
 
-def testbed_params(out: Path, seeds: int = 3, max_steps: int = 100, spec: TestbedSpec | None = None):
+def testbed_params(out: Path, seeds: int = 3, max_steps: int = 150, spec: TestbedSpec | None = None):
     """Write (once) the testbed, its model and catalog under ``out``; the ablation's parameters."""
     from curation.images import ImageCheck
     from curation.ingest import make_reader
@@ -74,5 +74,5 @@ def testbed_params(out: Path, seeds: int = 3, max_steps: int = 100, spec: Testbe
         compare=compare,
         seeds=first,
         eval_recipe="default",
-        eval_every=max(max_steps // 4, 1),
+        eval_every=max(max_steps // 3, 1),
     )

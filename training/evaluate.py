@@ -118,7 +118,7 @@ def per_sample(rows: list[dict], completions: list[str], frame, dialect: str = D
     iou, hit = score("iou", rb, dialect), score("hit@0.5", rb, dialect)
     rec = [r["task"] == "rec" for r in rows]
     return [
-        {"sample_id": r["sample_id"], "split": r["split"], "task": r["task"], "completion": c,
+        {"sample_id": r.get("sample_id"), "split": r["split"], "task": r["task"], "completion": c,
          "iou": float(iou[i]) if rec[i] else None, "hit": float(hit[i]) if rec[i] else None}
         for i, (r, c) in enumerate(zip(rows, completions))
     ]  # fmt: skip

@@ -32,7 +32,7 @@ class TestbedSpec:
 
     train_images: int = 400
     eval_images: int = 150
-    wrong_box: float = 0.8  # shapes_noisy only
+    wrong_box: float = 0.9  # shapes_noisy only
     ambiguous: float = 0.08  # share of training images given a twin
     degenerate: float = 0.04
     out_of_bounds: float = 0.04
