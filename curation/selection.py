@@ -300,14 +300,17 @@ def order(table: pl.DataFrame, curriculum: str) -> pl.DataFrame:
     return table.sort("rank")
 
 
+def resize(selection: Selection, n: int, why: str) -> Selection:
+    """``selection`` down to ``n`` samples by its seeded rank, training order kept: the same seed gives nested
+    pools."""
+    seeded = ranks(selection.table["sample_id"], selection.recipe.selection.seed)
+    table = selection.table.filter(seeded.rank("ordinal") <= n)
+    return Selection(selection.recipe, selection.scorer_key, table, selection.funnel + [(why, table.height)],
+                     selection.catalog_path)  # fmt: skip
+
+
 def equal_size(selections: list[Selection]) -> list[Selection]:
     """Downsample every pool of an ablation to the smallest (seeded, order kept) so quality is not confounded with
     quantity."""
     n = min(len(sel) for sel in selections)
-    out = []
-    for sel in selections:
-        seeded = ranks(sel.table["sample_id"], sel.recipe.selection.seed)
-        table = sel.table.filter(seeded.rank("ordinal") <= n)
-        step = (f"equal size across the ablation ({n})", table.height)
-        out.append(Selection(sel.recipe, sel.scorer_key, table, sel.funnel + [step], sel.catalog_path))
-    return out
+    return [resize(sel, n, f"equal size across the ablation ({n})") for sel in selections]

@@ -112,11 +112,10 @@ def _checkpoint_points(run: Path, last: int, ev: StageReport, catalog: CatalogRe
     from curation.ablation.compare import curve_point
 
     points = []
-    for ckpt in sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])):
-        if int(ckpt.name.split("-")[1]) >= last:
-            continue
+    steps = sorted((int(p.name.split("-")[1]), p) for p in run.glob("checkpoint-*"))
+    for step, ckpt in (c for c in steps if c[0] < last):
         evaluated = eval_task(ModelRef(path=str(ckpt)), FileRef(path=ev.files["manifest"]), catalog, name)
-        points.append(curve_point(int(ckpt.name.split("-")[1]), _read_json(evaluated.files["results"])))
+        points.append(curve_point(step, _read_json(evaluated.files["results"])))
     return points
 
 

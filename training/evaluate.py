@@ -92,7 +92,7 @@ def evaluate_model(
 
 def split_metrics(rows: list[dict], completions: list[str], frame, dialect: str = DEFAULT_DIALECT) -> dict:
     """REC Acc@0.5 / mean IoU and OVD dataset-level mAP / AP50 per split, from the training rewards' own code."""
-    rb = _batch(rows, completions, frame)
+    rb = RewardBatch.from_rows(completions, rows, frame)
     iou, hit = score("iou", rb, dialect), score("hit@0.5", rb, dialect)
     out: dict = {}
     for split in sorted({r["split"] for r in rows}):
@@ -114,7 +114,7 @@ def split_metrics(rows: list[dict], completions: list[str], frame, dialect: str 
 def per_sample(rows: list[dict], completions: list[str], frame, dialect: str = DEFAULT_DIALECT) -> list[dict]:
     """Each sample's completion, with its REC IoU and hit (None for OVD, whose AP exists only per dataset): what
     the ablation's bootstrap resamples."""
-    rb = _batch(rows, completions, frame)
+    rb = RewardBatch.from_rows(completions, rows, frame)
     iou, hit = score("iou", rb, dialect), score("hit@0.5", rb, dialect)
     rec = [r["task"] == "rec" for r in rows]
     return [
@@ -122,18 +122,6 @@ def per_sample(rows: list[dict], completions: list[str], frame, dialect: str = D
          "iou": float(iou[i]) if rec[i] else None, "hit": float(hit[i]) if rec[i] else None}
         for i, (r, c) in enumerate(zip(rows, completions))
     ]  # fmt: skip
-
-
-def _batch(rows: list[dict], completions: list[str], frame) -> RewardBatch:
-    return RewardBatch.build(
-        completions,
-        [r["solution"] for r in rows],
-        [r["width"] for r in rows],
-        [r["height"] for r in rows],
-        [r["task"] for r in rows],
-        frame,
-        None,
-    )
 
 
 def evaluation_report(results: dict, path: str | Path | None = None) -> StageReport:

@@ -58,6 +58,12 @@ class RewardBatch:
         return self._memo[cache_key]
 
     @classmethod
+    def from_rows(cls, completions: Sequence, rows: Sequence[dict], frame: BoxFrame | None = None) -> "RewardBatch":
+        """A batch over sample rows (``solution``, ``width``, ``height``, ``task``): evaluation and ablations."""
+        columns = ([r[k] for r in rows] for k in ("solution", "width", "height", "task"))
+        return cls.build(completions, *columns, frame, None)
+
+    @classmethod
     def build(
         cls,
         completions: Sequence,

@@ -70,19 +70,10 @@ def arms_from(recipes: list[str], arms: list[Arm], pool_sizes: list[int]) -> lis
     return out
 
 
-def resize(selection, n: int, why: str):
-    """``selection`` down to ``n`` samples by its seeded rank, training order kept: the same seed gives nested
-    pools."""
-    from curation.selection import Selection, ranks
-
-    seeded = ranks(selection.table["sample_id"], selection.recipe.selection.seed)
-    table = selection.table.filter(seeded.rank("ordinal") <= n)
-    return Selection(selection.recipe, selection.scorer_key, table, selection.funnel + [(why, table.height)],
-                     selection.catalog_path)  # fmt: skip
-
-
 def equal_pools(selections: dict[str, object], sizes: dict[str, Optional[int]]) -> dict[str, object]:
     """Arms with a pool size get it; the others are cut to the smallest pool among them."""
+    from curation.selection import resize
+
     free = [name for name, n in sizes.items() if n is None]
     common = min((len(selections[name]) for name in free), default=0)
     out = {}

@@ -42,18 +42,8 @@ def _ovd(results: list[dict], eval_rows: list[dict], rows: list[int]) -> dict[st
     for res in results:
         f = res["family"]
         frame = BoxFrame(f["frame"], min_pixels=f["min_pixels"], max_pixels=f["max_pixels"], factor=f["factor"])
-        part = [eval_rows[i] for i in rows]
-        batches.append(
-            RewardBatch.build(
-                [res["samples"][i]["completion"] for i in rows],
-                [r["solution"] for r in part],
-                [r["width"] for r in part],
-                [r["height"] for r in part],
-                ["ovd"] * len(part),
-                frame,
-                None,
-            )
-        )
+        completions = [res["samples"][i]["completion"] for i in rows]
+        batches.append(RewardBatch.from_rows(completions, [eval_rows[i] for i in rows], frame))
 
     def metric(which: int):
         def of(seed: int, idx: np.ndarray) -> float:
