@@ -394,13 +394,15 @@ def write_difficulty_report(catalog_path: str | Path, scorer_key: str, out_dir: 
     for source, task, rate in rows:
         groups.setdefault(f"{source}/{task}", []).append(rate)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(3.2 * max(len(groups), 1), 3), squeeze=False)
+    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(3.4 * max(len(groups), 1), 3.4), squeeze=False)
     for ax, (name, rates) in zip(axes[0], sorted(groups.items())):
         ax.hist(rates, bins=np.linspace(0, 1, 11), color="#4a7ab5")
         ax.set_title(f"{name} (n={len(rates)})", fontsize=9)
-        ax.set_xlabel("pass rate")
-    fig.suptitle(f"difficulty, scorer {scorer_key}")
-    fig.tight_layout()
+        ax.set(xlabel="pass rate (share of k rollouts that pass)", ylabel="samples")
+        ax.yaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle("difficulty: pass rate of the base model per sample")
+    fig.text(0.99, 0.01, f"scorer {scorer_key}", ha="right", va="bottom", fontsize=7, color="grey")
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     png = out_dir / "pass_rate.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)

@@ -237,21 +237,40 @@ def _report(selection: Selection, cats: pl.DataFrame, folder: Path) -> None:
     lines += [f"| {k} | {c} |" for k, c in sorted(mix.iter_rows())]
     lines += ["", "Top categories / expressions: " + ", ".join(f"{k} ({v})" for k, v in cats.head(20).iter_rows())]
     (folder / "selection.md").write_text("\n".join(lines) + "\n")
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
-    steps = [s for s, _ in selection.funnel]
-    axes[0].barh(range(len(steps)), [c for _, c in selection.funnel], color="#4a7ab5")
-    axes[0].set_yticks(range(len(steps)), [s[:38] for s in steps], fontsize=7)
-    axes[0].invert_yaxis()
-    axes[0].set_title("funnel")
     rates = table["pass_rate"].drop_nulls().to_numpy() if "pass_rate" in table.columns else []
-    axes[1].hist(rates, bins=[i / 10 for i in range(11)], color="#c97b2a")
-    axes[1].set_title(f"pass rate ({len(rates)} scored)")
-    axes[2].bar(range(mix.height), mix["len"].to_list(), color="#5a9e5a")
-    axes[2].set_xticks(range(mix.height), [m.replace(" / ", "/") for m in mix["m"].to_list()], rotation=30, fontsize=7)
-    axes[2].set_title("source / task mix")
+    fig, axes = plt.subplots(1, 3 if len(rates) else 2, figsize=(15 if len(rates) else 11, 4.5))
+    _funnel_panel(axes[0], selection.funnel)
+    if len(rates):
+        axes[1].hist(rates, bins=[i / 10 for i in range(11)], color="#c97b2a")
+        axes[1].set(title=f"difficulty of the selected ({len(rates)} scored)", xlabel="pass rate", ylabel="samples")
+        axes[1].yaxis.get_major_locator().set_params(integer=True)
+    mix_ax = axes[-1]
+    mix_ax.bar(range(mix.height), mix["len"].to_list(), color="#5a9e5a")
+    mix_ax.set_xticks(range(mix.height), [m.replace(" / ", "/") for m in mix["m"].to_list()], rotation=25, ha="right")
+    mix_ax.set(title="source / task mix", ylabel="samples")
+    mix_ax.yaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(f"selection: recipe {selection.recipe.name}, {table.height} samples")
     fig.tight_layout()
     fig.savefig(folder / "selection.png", dpi=100, metadata={"Software": None})
     plt.close(fig)
+
+
+def _selection_files(folder: Path) -> dict[str, str]:
+    found = {"selection report": folder / "selection.md", "selection plot": folder / "selection.png"}
+    return {what: str(path) for what, path in found.items() if path.is_file()}
+
+
+def _funnel_panel(ax, funnel: list[tuple[str, int]]) -> None:
+    """Samples left after each step, steps named in full (wrapped, not cut)."""
+    import textwrap
+
+    steps = [textwrap.fill(step, 34) for step, _ in funnel]
+    bars = ax.barh(range(len(steps)), [c for _, c in funnel], color="#4a7ab5")
+    ax.bar_label(bars, padding=3, fontsize=8)
+    ax.set_yticks(range(len(steps)), steps, fontsize=9)
+    ax.margins(x=0.15)
+    ax.invert_yaxis()
+    ax.set(title="funnel", xlabel="samples left")
 
 
 def shard_report(manifest_path: str | Path, pool: str = "train") -> StageReport:
@@ -277,5 +296,5 @@ def shard_report(manifest_path: str | Path, pool: str = "train") -> StageReport:
         counts,
         funnel=[(s["step"], s["samples"]) for s in m["funnel"]],
         tables={"counts": by},
-        files={"manifest": str(manifest_path)},
+        files={"manifest": str(manifest_path)} | _selection_files(manifest_path.parent),
     )

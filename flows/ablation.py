@@ -39,7 +39,7 @@ def arm_pools_task(
 
 @flow(name="ablation", log_prints=True)
 def ablation(
-    params: AblationParams | None = None, demo: bool = False, demo_output: str = "demo-out/ablation",
+    params: AblationParams | None = None, demo: bool = False, demo_output: str = "demo-out/ablation-demo",
     testbed: bool = False,
 ) -> dict:  # fmt: skip
     """Arms x seeds at an equal pool size and budget, evaluated on one fixed set; intervals, verdicts, controls.

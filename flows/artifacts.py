@@ -22,8 +22,14 @@ def publish(report: StageReport, prefix: str | None = None) -> None:
     for name in report.tables:
         rows = report.table(name)
         if rows:
-            slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-            create_table_artifact(key=f"{key}-{slug}", table=rows, description=f"{report.title}: {name}")
+            create_table_artifact(key=f"{key}-{_slug(name)}", table=rows, description=f"{report.title}: {name}")
+    for what, path in report.files.items():
+        if str(path).endswith(".png") and Path(path).is_file():
+            publish_image(path, f"{key}-{_slug(what)}", f"{report.title}: {what} ({path})")
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
 
 
 def publish_image(png: str, key: str, description: str) -> None:

@@ -32,6 +32,7 @@ def main(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    debug: bool = typer.Option(False, "--debug", help="Show an error's traceback instead of its one line."),
 ) -> None:
     """vlmr1-curate."""
 
@@ -78,9 +79,12 @@ def rewards_score(
     out = sys.stdout
     pending: list[dict] = []
 
-    def flush() -> None:
-        for value in score_rows(reward, pending, box_frame):
-            out.write(json.dumps({"reward": value}) + "\n")
+    own = get_reward(reward).task  # None: a reward of both tasks
+
+    def flush() -> None:  # a row of the other task: null, as TRL gets None and skips it (not a 0 that reads as wrong)
+        for row, value in zip(pending, score_rows(reward, pending, box_frame)):
+            other = own is not None and row.get("task", own) != own
+            out.write(json.dumps({"reward": None if other else value}) + "\n")
         pending.clear()
 
     with stream:
@@ -194,7 +198,7 @@ def _run_ingest(paths: list[Path], catalog_path: Path, reader, check) -> None:
     console = Console()
     columns = ("file", "status", "samples", "images", "annotations", "rejects")
     table = Table(*columns, "rejects by reason", title="ingest summary")
-    failed = 0
+    failed, empty = 0, []
     bar = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*bar, console=console, transient=True) as progress:
         task = progress.add_task("ingesting", total=len(paths))
@@ -213,11 +217,18 @@ def _run_ingest(paths: list[Path], catalog_path: Path, reader, check) -> None:
                 progress.advance(task)
                 continue
             reasons = ", ".join(f"{r['reason']}: {r['rejects']}" for r in report.table("rejects by reason")) or "-"
+            if report.counts.get("samples") == 0 and report.counts["status"] != "unchanged, skipped":
+                failed += 1
+                report.counts["status"] = "[red]no samples[/]"
+                empty.append(f"{path}: no sample ingested (expected {reader.expects}; see --help)")
             table.add_row(*(str(report.counts.get(k, "-")) for k in columns), reasons)
             progress.advance(task)
     console.print(table)
+    for line in empty:
+        typer.echo(line, err=True)
     if failed:
-        typer.echo(f"{failed} of {len(paths)} files failed; the others were ingested", err=True)
+        rest = "the others were ingested" if failed < len(paths) else "nothing was ingested"
+        typer.echo(f"{failed} of {len(paths)} files failed or gave no sample; {rest}", err=True)
         raise typer.Exit(1)
 
 
@@ -409,6 +420,7 @@ def score(
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     _fresh_quality(catalog, r)
+    _some_candidates(catalog, r)
     with _progress("scoring") as update:
         summary = score_with(catalog, r, cfg, limit=limit, progress=update)
     report = summary.report(catalog)
@@ -418,6 +430,22 @@ def score(
         )
     )
     print_report(report)
+
+
+def _some_candidates(catalog: Path, recipe) -> None:
+    """Scoring nothing is an error the user should hear before a model loads (exit 1)."""
+    from curation import catalog as cat
+    from curation.selection import candidate_frame
+
+    with cat.connect(catalog) as con:
+        if candidate_frame(con, recipe, "train", columns=None).height:
+            return
+    typer.echo(
+        f"{catalog}: recipe {recipe.name!r} keeps no training sample to score (ingest a training split; "
+        f"`vlmr1 catalog {catalog}` shows what is there)",
+        err=True,
+    )
+    raise typer.Exit(1)
 
 
 def _scorer_config(path: Optional[Path], model, engine, base_url, k):
@@ -464,7 +492,7 @@ def shard(
     catalog: Path = ExistingCatalogOpt,
     out: Path = typer.Option(..., "--out", help="Output (a symlink to the current version folder)."),
     scorer: Optional[str] = typer.Option(
-        None, "--scorer", help="Scorer key whose difficulty band the recipe applies."
+        None, "--scorer", help="Scorer key whose difficulty band the recipe applies; 'latest': the last registered."
     ),
     embed_images: bool = typer.Option(
         False, "--embed-images", help="Put image bytes in the shards (portable) instead of paths."
@@ -489,6 +517,7 @@ def shard(
 
     console = Console()
     try:
+        scorer = _latest_scorer(catalog) if scorer == "latest" else scorer
         loaded = [load_recipe(r) for r in recipes]
         if not eval_pool:
             for r in loaded:
@@ -506,6 +535,16 @@ def shard(
         manifest = write_shards(sel, catalog, target, embed_images=embed_images, template=template)
         table.add_row(sel.recipe.name, str(len(sel.rows)), str(manifest))
     console.print(table)
+
+
+def _latest_scorer(catalog: Path) -> str:
+    from curation import catalog as cat
+
+    with cat.connect(catalog) as con:
+        found = con.execute("SELECT scorer_key FROM scorers ORDER BY created_at DESC LIMIT 1").fetchall()
+    if not found:
+        raise ValueError(f"--scorer latest: {catalog} has no scorer yet (run `vlmr1 score` first)")
+    return found[0][0]
 
 
 @app.command("export")
@@ -566,11 +605,12 @@ def train(
     """GRPO (TRL + DeepSpeed) on curated shards, launched as a managed process group."""
     import os
 
-    from training.config import TrainConfigError, load_config
+    from training.config import TrainConfigError
     from training.launch import LaunchSpec, run
+    from training.preflight import preflight
 
     try:
-        load_config(config)
+        cfg, _ = preflight(config, manifest)
     except TrainConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
@@ -599,7 +639,7 @@ def train(
     for line in r.result.get("warnings", []):
         typer.echo(f"warning: {line}", err=True)
     if catalog is not None:
-        _record(catalog, manifest, output, load_config(config).model)
+        _record(catalog, manifest, output, cfg.model)
 
 
 def _record(catalog: Path, manifest: Path, output: Path, base_model: str) -> None:
@@ -745,9 +785,10 @@ def demo(
         True, help="Also run the curate-and-train flow on the fixtures (ingest to evaluation, about 2 minutes on CPU)."
     ),
 ) -> None:
-    """Run the pipeline on the embedded default and say what it did."""
-    from flows.demo import run_demo
+    """Run the pipeline on the embedded default and say what it did (Prefect: its own home under OUT)."""
+    from flows.demo import isolated_prefect, run_demo
 
+    isolated_prefect(out)
     run_demo(out, flow=flow)
 
 
@@ -770,6 +811,9 @@ def run() -> None:
     from vlmr1.rollout.openai_engine import EngineError
     from vlmr1.rollout.vllm_options import VLLMError
 
+    if "--debug" in sys.argv[1:2]:  # a global option: right after `vlmr1`
+        app()
+        return
     try:
         app()
     except (VLLMError, EngineError) as exc:  # an engine that could not start or died: its log's tail is the news
@@ -779,6 +823,12 @@ def run() -> None:
         lines = str(exc).strip().splitlines() or [type(exc).__name__]
         typer.echo(f"error: {lines[0]}" + (f" (+{len(lines) - 1} more lines)" if len(lines) > 1 else ""), err=True)
         raise SystemExit(2) from None
+    except Exception as exc:  # noqa: BLE001 (a bug of ours: one line and how to see more, not 60 lines of frames)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {first} (run `vlmr1 --debug ...` for the traceback)", err=True
+        )
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

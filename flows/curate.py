@@ -27,7 +27,7 @@ from vlmr1.hashing import content_hash
 def curate_and_train(
     params: PipelineParams | None = None,
     demo: bool = False,
-    demo_output: str = "demo-out/flow",
+    demo_output: str = "demo-out/curate-and-train-demo",
     ray: RaySpec | None = None,
     reprofile: bool | None = None,
 ) -> dict:
@@ -82,7 +82,8 @@ def curate_and_train(
         key="curate-and-train-stages", table=_stage_rows(reports), description="every stage of this run"
     )
     result["stages"] = [r.summary_row() for r in reports]
-    state_path.write_text(json.dumps({k: v for k, v in result.items() if k != "stages"}, indent=2))
+    result["reports"] = [{"stage": r.stage, "what": w, "path": f} for r in reports for w, f in r.files.items()]
+    state_path.write_text(json.dumps({k: v for k, v in result.items() if k not in ("stages", "reports")}, indent=2))
     logger.info(
         f"shards: {result['manifest']}; checkpoint: {result.get('checkpoint')}; evaluation: {result.get('evaluation')}"
     )

@@ -4,7 +4,8 @@
 (cron, incremental: set its parameters to your sources) and ``ablation/demo``.
 `make serve` runs the same deployments through a process work pool instead
 (prefect.yaml). Output of the demo deployments goes to ``$VLMR1_DEMO_OUTPUT``
-(default ``demo-out``) unless a run overrides ``demo_output``.
+(default ``demo-out``), one folder per deployment and apart from ``make demo``'s ``demo-out/flow``, unless a run
+overrides ``demo_output``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from flows.curate import curate_and_train
 def deployments():
     out = os.environ.get("VLMR1_DEMO_OUTPUT", "demo-out")
     return [
-        curate_and_train.to_deployment(name="demo", parameters={"demo": True, "demo_output": f"{out}/flow"}),
+        curate_and_train.to_deployment(
+            name="demo", parameters={"demo": True, "demo_output": f"{out}/curate-and-train-demo"}
+        ),
         curate_and_train.to_deployment(
             name="nightly",
             cron="0 3 * * *",
@@ -28,7 +31,7 @@ def deployments():
             description="Incremental retraining: set params to your sources; unchanged sources finish as 'no new "
             "data'.",
         ),
-        ablation.to_deployment(name="demo", parameters={"demo": True, "demo_output": f"{out}/flow"}),
+        ablation.to_deployment(name="demo", parameters={"demo": True, "demo_output": f"{out}/ablation-demo"}),
         ablation.to_deployment(
             name="testbed",
             parameters={"testbed": True, "demo_output": f"{out}/testbed"},

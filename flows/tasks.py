@@ -6,6 +6,7 @@ hashes); ingest is not cached: the library skips a known file after one hash and
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from curation.scorer_config import ScorerConfig
 from flows.artifacts import publish
 from flows.caching import CONTENT
 from flows.params import CatalogRef, FileRef, ModelRef, RecipeRef, SourceSpec
+from flows.progress import StageProgress
 from vlmr1.report import StageReport
+
+STEP = re.compile(r"VLMR1_STEP (\d+)/(\d+)")
 
 
 def _timed(report: StageReport, t0: float) -> StageReport:
@@ -53,7 +57,8 @@ def score_task(catalog: CatalogRef, recipe: RecipeRef, scorer: ScorerConfig) -> 
     from curation.scorer_config import score_with
 
     t0 = time.perf_counter()
-    s = score_with(catalog.path, recipe.load(), scorer)
+    progress = StageProgress("scoring-progress", "scoring", "samples")
+    s = score_with(catalog.path, recipe.load(), scorer, progress=lambda done, total, _: progress.update(done, total))
     report = s.report(catalog.path)
     report.files.update(
         write_difficulty_report(
@@ -76,12 +81,19 @@ def shard_task(catalog: CatalogRef, recipe: RecipeRef, scorer_key: str | None, o
 @task(name="train", cache_policy=CONTENT, persist_result=True)
 def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int) -> StageReport:
     from training.launch import LaunchSpec, run
+    from training.preflight import preflight
 
     t0 = time.perf_counter()
     logger = get_run_logger()
+    preflight(config.path, manifest.path)  # a wrong value or path fails now, in one line, not after the launch
+
+    progress = StageProgress("training-progress", "training", "steps")
 
     def log(line: str) -> None:
-        if "VLMR1" in line or "Error" in line:
+        step = STEP.search(line)  # a progress bar's carriage returns may come first on the line
+        if step:
+            progress.update(int(step[1]), int(step[2]))
+        elif "VLMR1" in line or "Error" in line:
             logger.info(line)
 
     r = run(LaunchSpec(config.path, manifest.path, output, nprocs=nprocs), on_line=log)

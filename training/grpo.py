@@ -204,6 +204,8 @@ def train(cfg: TrainConfig, manifest_path: str | Path, output_dir: str | Path, r
     class FlushRewards(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             log.flush()
+            if rank == 0:  # the launcher's progress line (flows.progress)
+                print(f"VLMR1_STEP {state.global_step}/{state.max_steps}", flush=True)
 
     processor = load_processor(cfg.model, family)
     trainer = GRPOTrainer(

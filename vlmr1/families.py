@@ -66,7 +66,10 @@ def family_of_model(path: str) -> Family:
     import json
     from pathlib import Path
 
-    model_type = json.loads((Path(path) / "config.json").read_text()).get("model_type")
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        raise ValueError(f"{path}: no such model folder (a folder with config.json, as save_pretrained writes)")
+    model_type = json.loads(config.read_text()).get("model_type")
     for fam in FAMILIES.values():
         if model_type in fam.model_types:
             return fam

@@ -57,6 +57,8 @@ class ShardError(ValueError):
 def read_manifest(path: str | Path) -> tuple[Path, dict]:
     """(folder, manifest) from a folder or its manifest.json; ShardError (one line) when it is not a manifest."""
     path = Path(path)
+    if not path.exists():
+        raise ShardError(f"{path}: no such shard folder{_shard_sets_beside(path)}")
     folder = path if path.is_dir() else path.parent
     manifest_path = folder / "manifest.json"
     if not manifest_path.is_file():
@@ -71,6 +73,13 @@ def read_manifest(path: str | Path) -> tuple[Path, dict]:
     if not isinstance(manifest.get("shards"), list) or not isinstance(manifest.get("counts"), dict):
         raise ShardError(f"{manifest_path}: no 'shards' list or 'counts' (not a shard manifest)")
     return folder, manifest
+
+
+def _shard_sets_beside(path: Path) -> str:
+    """The shard sets in the folder a mistyped path points into, for the error message."""
+    parent = path.parent if path.name != "manifest.json" else path.parent.parent
+    found = sorted(str(p.parent) for p in parent.glob("*/manifest.json")) if parent.is_dir() else []
+    return f"; shard sets there: {', '.join(found[:5])}" if found else ""
 
 
 def manifest_dialect(manifest: dict) -> str:

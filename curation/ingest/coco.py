@@ -488,6 +488,7 @@ class CocoReader(Reader):
     """COCO instances json: images, annotations, one OVD sample per image."""
 
     kind: ClassVar[str] = "coco"
+    expects: ClassVar[str] = "a COCO instances json with 'images', 'annotations' and 'categories'"
     source: str = "coco"
     split: str | None = None  # default: from the file name (``instances_train2017.json`` -> ``train2017``)
     absent: int = Field(3, ge=0)  # absent categories added to each OVD prompt

@@ -169,6 +169,7 @@ class D3Reader(Reader):
     """D3: one evaluation-only sample per (image, description of its group), no-target pairs included."""
 
     kind: ClassVar[str] = "d3"
+    expects: ClassVar[str] = "a D3 annotation json (images, annotations) with sentences.pkl and groups.pkl"
     source: Literal["d3"] = "d3"
     pkl_dir: Path | None = None  # sentences.pkl and groups.pkl; default ``../d3_pkl`` beside the file when it exists
     pairs: str = "annotated only"  # derived by for_file, recorded so a summary says which pairs were formed

@@ -217,6 +217,7 @@ class JsonlReader(Reader):
     """VLM-R1 jsonl: REC or OVD per line, task from the answer. Without an image check, lines need width/height."""
 
     kind: ClassVar[str] = "jsonl"
+    expects: ClassVar[str] = "VLM-R1 jsonl: one JSON object per line with image and conversations"
     source: str | None = None  # default: the file's stem
     split: str = "train"
 

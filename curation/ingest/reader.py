@@ -27,6 +27,7 @@ class Reader(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     kind: ClassVar[str]
+    expects: ClassVar[str] = ""  # what a file of this format holds: the hint when a file gives no sample
 
     def for_file(self, path: Path) -> Reader:
         """This reader with every file-dependent default resolved (the identity is computed from the result)."""

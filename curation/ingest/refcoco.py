@@ -145,6 +145,7 @@ class RefcocoReader(Reader):
     """RefCOCO / RefCOCO+ / RefCOCOg: one REC sample per sentence. Pickles are loaded as plain data only."""
 
     kind: ClassVar[str] = "refcoco"
+    expects: ClassVar[str] = "a RefCOCO refs(...).p pickle with instances.json beside it"
     source: str | None = None  # default: the folder name, e.g. ``refcocog``
     instances: Path | None = None  # default: ``instances.json`` beside the pickle
 

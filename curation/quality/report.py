@@ -33,7 +33,7 @@ def funnel_png(r: QualityResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = [f.rule + (" (flag)" if f.action == "flag" else "") for f in r.funnel]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(names), 1) + 1.5))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * max(len(names), 1) + 1.8))
     y = list(range(len(names)))
     ax.barh(y, [f.kept_after for f in r.funnel], color="#c9d9ec", label="kept after this rule")
     ax.barh(y, [f.flagged for f in r.funnel], color="#d9534f", label="flagged by this rule")
@@ -42,8 +42,8 @@ def funnel_png(r: QualityResult, path: Path) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("samples")
     ax.set_title(f"{r.recipe.name} ({r.recipe_hash}): {r.total} -> {r.kept} samples")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    fig.legend(loc="lower center", ncol=3, fontsize=8, frameon=False)  # under the plot, never over a bar
+    fig.tight_layout(rect=(0, 0.35 / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -1,8 +1,8 @@
 """Prefect end to end: a real server on 127.0.0.1, deployments served, runs started through the prefect CLI.
 
 Covers: curate-and-train/demo to Completed with manifest, checkpoint, evaluation and artifacts; a second
-run with no new data doing no ingest/score/train work; killing the serving process during scoring and
-re-running gives the same final tables as the uninterrupted run; the ablation comparison with equal pools.
+run with no new data doing no ingest/score/train work; on Ray, killing the serving process during scoring and
+re-running gives the same final tables as the uninterrupted local run; the ablation comparison with equal pools.
 """
 
 import json
@@ -124,8 +124,15 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
         "curate-and-train-score-bands",
         "curate-and-train-train-training-curve",
         "curate-and-train-evaluate",
+        "curate-and-train-quality-quality-plot",  # every plot as an image artifact
+        "curate-and-train-score-difficulty-plot",
+        "curate-and-train-shard-selection-plot",
+        "training-progress",  # progress of the long stages
+        "scoring-progress",
     ):
-        assert key in artifacts
+        assert key in artifacts, artifacts
+    plot = _cli(prefect.env, "artifact", "inspect", "curate-and-train-score-difficulty-plot").stdout
+    assert "data:image/png;base64," in plot
     trained_before = sorted(p.name for p in (out / "run" / "train").iterdir())
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
     counts_before = con.execute("SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM rollouts)").fetchone()
@@ -164,11 +171,18 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
     assert rewards == 2 and any(last["checkpoint"] in m for m in scorers)  # scored under round 1's policy
 
 
-def test_killing_the_server_process_during_scoring_then_rerun_equals_uninterrupted(prefect):
+RAY = 'ray={"actors": 2, "num_cpus": 2}'
+
+
+def test_on_ray_killing_the_server_process_during_scoring_then_rerun_equals_the_local_run(prefect):
+    """`--param ray=...`: probing and scoring on a local Ray cluster inside their tasks. The serving process (and
+    with it the flow run and its Ray cluster) is SIGKILLed during scoring; the rerun finishes the work and its
+    tables equal the uninterrupted local run's (run-a), image probes included."""
     reference = prefect.home / "run-a"  # the uninterrupted run of the test above
     assert (reference / "run" / "last_run.json").exists()
     out = prefect.home / "run-b"
-    started = _run(prefect, "curate-and-train/demo", out, watch=False)
+    args = ["deployment", "run", "curate-and-train/demo", "--param", f"demo_output={out}", "--param", RAY]
+    started = _cli(prefect.env, *args)
     assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 600
     while not list((out / "scoring").glob("*")) if (out / "scoring").exists() else True:
@@ -179,10 +193,12 @@ def test_killing_the_server_process_during_scoring_then_rerun_equals_uninterrupt
     for p in _children_of_group(prefect.serve.pid):
         os.kill(p, signal.SIGKILL)
     prefect.start_serve()
-    r = _run(prefect, "curate-and-train/demo", out)
-    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:]
-    tables = {run: _scored_tables(run) for run in (reference, out)}
-    assert tables[reference] == tables[out] and tables[out]["rollouts"]
+    r = _cli(prefect.env, *args, "--watch")
+    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+    score_report = _cli(prefect.env, "artifact", "inspect", "curate-and-train-score").stdout
+    assert "ray: 2 actors, a local cluster" in score_report
+    tables = {run: _scored_tables(run, probes=True) for run in (reference, out)}
+    assert tables[reference] == tables[out] and tables[out]["rollouts"] and tables[out]["probes"]
 
 
 def _scored_tables(run: Path, probes: bool = False) -> dict:
@@ -195,20 +211,6 @@ def _scored_tables(run: Path, probes: bool = False) -> dict:
         return {name: con.execute(sql).fetchall() for name, sql in queries.items()}
     finally:
         con.close()
-
-
-def test_the_ray_path_through_a_deployment_equals_the_local_run(prefect):
-    """`--param ray=...`: probing and scoring on a local Ray cluster inside their tasks; same tables as run-a."""
-    reference = prefect.home / "run-a"
-    assert (reference / "run" / "last_run.json").exists()
-    out = prefect.home / "run-ray"
-    args = ["deployment", "run", "curate-and-train/demo", "--param", f"demo_output={out}"]
-    r = _cli(prefect.env, *args, "--param", 'ray={"actors": 2, "num_cpus": 2}', "--watch")
-    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
-    score_report = _cli(prefect.env, "artifact", "inspect", "curate-and-train-score").stdout
-    assert "ray: 2 actors, a local cluster" in score_report
-    tables = {run: _scored_tables(run, probes=True) for run in (reference, out)}
-    assert tables[reference] == tables[out] and tables[out]["rollouts"] and tables[out]["probes"]
 
 
 def _children_of_group(pgid):
