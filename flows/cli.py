@@ -398,6 +398,9 @@ def score(
     ),
     base_url: Optional[str] = typer.Option(None, help="Override engine.base_url (openai)."),
     k: Optional[int] = typer.Option(None, "--k", help="Override sampling.n: completions per sample."),
+    max_new_tokens: Optional[int] = typer.Option(
+        None, "--max-new-tokens", help="Override sampling.max_new_tokens (match the training config's)."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
     ray: bool = typer.Option(False, "--ray", help="Score on Ray: a local cluster, or --ray-address's."),
     ray_address: Optional[str] = RayAddressOpt,
@@ -411,7 +414,7 @@ def score(
 
     try:
         r = load_recipe(recipe)
-        cfg = _scorer_config(config, model, engine, base_url, k)
+        cfg = _scorer_config(config, model, engine, base_url, {"n": k, "max_new_tokens": max_new_tokens})
         asked = _ray_spec(ray, ray_address, ray_actors)
         if asked is not None:  # the command line's options over the config's ray block
             given = (cfg.ray.model_dump() if cfg.ray else {}) | asked.model_dump(exclude_unset=True)
@@ -448,15 +451,14 @@ def _some_candidates(catalog: Path, recipe) -> None:
     raise typer.Exit(1)
 
 
-def _scorer_config(path: Optional[Path], model, engine, base_url, k):
+def _scorer_config(path: Optional[Path], model, engine, base_url, sampling: dict):
     """The scorer config from YAML (or defaults) with the command line's overrides applied."""
     from curation.scorer_config import ScorerConfig, load_scorer_config
 
     raw = load_scorer_config(path).model_dump() if path else {"engine": {"model": model or ""}}
     overrides = {"model": model, "kind": engine, "base_url": base_url}
     raw["engine"].update({key: v for key, v in overrides.items() if v is not None})
-    if k is not None:
-        raw.setdefault("sampling", {})["n"] = k
+    raw.setdefault("sampling", {}).update({key: v for key, v in sampling.items() if v is not None})
     if not raw["engine"]["model"]:
         raise ValueError("give --model, or a --config whose engine names a model")
     return ScorerConfig.model_validate(raw)

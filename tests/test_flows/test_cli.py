@@ -98,6 +98,12 @@ def test_demo_writes_samples_and_reward_inputs(tmp_path):
     lines = (tmp_path / "d" / "reward_inputs.jsonl").read_text().splitlines()
     scored = run("rewards", "score", "--reward", "format", str(tmp_path / "d" / "reward_inputs.jsonl"))
     assert [json.loads(x)["reward"] for x in scored.stdout.splitlines()] == [1.0] * len(lines)
+    # the demo's suggestion: iou on REC rows; an OVD row is not iou's task and prints null (it printed 0.0)
+    iou = run("rewards", "score", "--reward", "iou", str(tmp_path / "d" / "reward_inputs.jsonl"))
+    tasks = [json.loads(x)["task"] for x in lines]
+    rewards = [json.loads(x)["reward"] for x in iou.stdout.splitlines()]
+    assert "ovd" in tasks and all((r is None) == (t == "ovd") for r, t in zip(rewards, tasks))
+    assert all(r > 0.7 for r in rewards if r is not None)
 
 
 def test_catalog_shows_sections_and_never_creates_a_catalog(tmp_path):

@@ -38,17 +38,32 @@ def test_the_readme_training_config_validates(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_readme_walk_through_runs_as_written(tmp_path):
-    """On the demo's inputs (what `make demo` leaves in demo-out/flow), the block runs with bash -e as a user
-    pastes it, and every file it promises is there."""
-    from curation.testing.demo import write_demo_inputs
+def test_make_demo_then_the_readme_walk_through_as_written(tmp_path):
+    """`vlmr1 demo` as `make demo` runs it (its own Prefect home, never ~/.prefect; a summary naming every report;
+    what the numbers mean; a second run says "no new data"), then the walk-through block with bash -e as a user
+    pastes it, on what the demo left, and every file it promises is there."""
+    home = tmp_path / "home"
+    home.mkdir()
+    path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {"PATH": path, "HOME": str(home)}
 
-    write_demo_inputs(tmp_path / "demo-out" / "flow")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "COLUMNS": "200"}
-    script = "set -euo pipefail\n" + block("runs")
-    r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert r.stdout.strip().splitlines()[-1] == '{"reward": 1.0}'
+    def sh(script: str, columns: int = 200) -> subprocess.CompletedProcess:
+        run_env = env | {"COLUMNS": str(columns)}
+        r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path, env=run_env,
+                           capture_output=True, text=True, timeout=900)  # fmt: skip
+        assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
+        return r
+
+    demo = sh("vlmr1 demo", columns=400).stdout
+    assert (tmp_path / "demo-out" / ".prefect").is_dir() and not (home / ".prefect").exists()
+    listed = ("funnel.md", "funnel.png", "difficulty.md", "pass_rate.png", "selection.md", "selection.png",
+              "manifest.json", "reward_log.parquet", "train.log", "eval.json", "catalog.duckdb")  # fmt: skip
+    assert all(name in demo for name in listed), demo[-4000:]
+    assert "What the numbers mean" in demo and "unknown annotation id: 424242" in demo
+    assert "no new data" in sh("vlmr1 demo").stdout
+
+    walk = sh(block("runs"))
+    assert walk.stdout.strip().splitlines()[-1] == '{"reward": 1.0}'
     assert (tmp_path / "shards" / "train" / "manifest.json").is_file()
     assert (tmp_path / "shards" / "train" / "selection.png").is_file()
     assert list((tmp_path / "export" / "vlmr1").glob("*.jsonl")) and (tmp_path / "export/vlmr1/train-rec.sh").exists()
@@ -56,4 +71,4 @@ def test_the_readme_walk_through_runs_as_written(tmp_path):
     assert (tmp_path / "runs" / "first" / "final" / "config.json").is_file()
     assert list((tmp_path / "runs" / "first" / "final" / "eval").glob("*.json"))
     assert list((tmp_path / "reports" / "quality").glob("default-*/funnel.png"))
-    assert "unknown annotation id" in r.stdout and "runs" in r.stdout  # the rejects and runs sections printed
+    assert "unknown annotation id" in walk.stdout and "runs" in walk.stdout  # the rejects and runs sections

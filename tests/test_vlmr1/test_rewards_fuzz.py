@@ -45,7 +45,7 @@ completions = st.one_of(
 )
 
 
-@settings(max_examples=10_000)
+@settings(max_examples=4_000)
 @given(completions, st.sampled_from(FRAMES), st.sampled_from(["rec", "ovd"]))
 def test_every_reward_is_a_float_in_unit_interval(text, frame, task):
     solution = REC_SOL if task == "rec" else OVD_SOL

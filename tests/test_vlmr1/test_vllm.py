@@ -70,18 +70,21 @@ def test_hf_offline_vllm_and_vllm_server_generate_the_same_tokens(family, models
     expected = token_ids(hf.generate(requests, greedy))
     image_pad = hf.model.config.image_token_id
     got = {}
-    for kind in ("vllm", "vllm-server"):
+    # offline vLLM is family-agnostic code: one family runs it (about 25 s of suite time), both run the server
+    kinds = ("vllm", "vllm-server") if family == "qwen2_5_vl" else ("vllm-server",)
+    for kind in kinds:
         with closing(make_engine(kind, str(models[family]))) as engine:
             got[kind] = token_ids(engine.generate(requests, greedy)), token_ids(engine.generate(requests, sampled))
             assert engine.describe()["vllm"]["max_model_len"] == 4096  # from the model, not the old 8192
             if kind == "vllm-server":  # and the plain openai engine against that running server (--base-url)
                 with closing(make_engine("openai", str(models[family]), base_url=engine.base_url, family=family)) as e:
                     got["openai"] = token_ids(e.generate(requests, greedy)), None
-    assert got["vllm"][0] == expected and got["vllm-server"][0] == expected and got["openai"][0] == expected
-    # sampled: the same seeds reach vLLM from both paths, so offline and server agree token for token
-    assert got["vllm"][1] == got["vllm-server"][1]
-    assert len({tuple(ids) for request in got["vllm"][1] for ids in request}) > len(requests)  # k differ
-    assert all(image_pad not in ids for request in got["vllm"][1] for ids in request)
+    assert all(got[kind][0] == expected for kind in got), {kind: got[kind][0] == expected for kind in got}
+    sampled_ids = got["vllm-server"][1]
+    if "vllm" in got:  # sampled: the same seeds reach vLLM from both paths, so offline and server agree
+        assert got["vllm"][1] == sampled_ids
+    assert len({tuple(ids) for request in sampled_ids for ids in request}) > len(requests)  # k differ
+    assert all(image_pad not in ids for request in sampled_ids for ids in request)
 
 
 SCORE_AND_STOP = textwrap.dedent("""
