@@ -38,6 +38,7 @@ def curate_and_train(
     if params is None:
         if not demo:
             raise ValueError("give params, or demo=true")
+        logger.info(f"demo inputs in {demo_output}: fixtures and a tiny model (built once per folder, ~10-80 s)")
         params = demo_params(Path(demo_output))
     if ray is not None:
         params = params.model_copy(update={"ray": ray})
@@ -83,7 +84,7 @@ def curate_and_train(
     )
     result["stages"] = [r.summary_row() for r in reports]
     result["reports"] = [{"stage": r.stage, "what": w, "path": f} for r in reports for w, f in r.files.items()]
-    state_path.write_text(json.dumps({k: v for k, v in result.items() if k not in ("stages", "reports")}, indent=2))
+    state_path.write_text(json.dumps({k: v for k, v in result.items() if k != "stages"}, indent=2))
     logger.info(
         f"shards: {result['manifest']}; checkpoint: {result.get('checkpoint')}; evaluation: {result.get('evaluation')}"
     )

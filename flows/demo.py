@@ -161,7 +161,7 @@ def _pipeline(console: Console, out: Path) -> None:
 
     result = curate_and_train(demo=True, demo_output=str(out / "flow"))
     _summary(console, out / "flow", result)
-    console.print(f"[bold]done[/] in {time.monotonic() - t0:.0f} s (the flow part). {MEANING}")
+    console.print(f"[bold]done[/] in {time.monotonic() - t0:.0f} s (fixtures, model and flow). {MEANING}")
 
 
 def result_files(result: dict) -> set[str]:
@@ -176,14 +176,15 @@ def _summary(console: Console, out: Path, result: dict) -> None:
     if result.get("no_new_data"):
         console.print(
             "[bold]7.[/] no new data since the last run: nothing was ingested, scored or trained (delete "
-            f"{out} to start over)"
+            f"{out} to start over); below, the last run's rejects and reports"
         )
     stages = Table("stage", "seconds", "what", title="7. the stages", title_justify="left")
-    for s in result["stages"]:
+    for s in [] if result.get("no_new_data") else result["stages"]:
         facts = {k: Path(v).name if str(v).startswith("/") else v for k, v in s.items()
                  if k not in ("stage", "seconds", "title") and k not in result_files(result)}  # fmt: skip
         stages.add_row(s["stage"], str(s.get("seconds", "")), ", ".join(f"{k}={v}" for k, v in facts.items()))
-    console.print(stages)
+    if stages.row_count:
+        console.print(stages)
     with connect(out / "catalog.duckdb") as con:
         rows = con.execute(
             "SELECT s.kind, r.section, r.record_index, r.record_id, r.reason FROM rejects r JOIN sources s USING "

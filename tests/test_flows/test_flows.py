@@ -133,6 +133,10 @@ def test_curate_and_train_demo_deployment_then_no_new_data(prefect):
         assert key in artifacts, artifacts
     plot = _cli(prefect.env, "artifact", "inspect", "curate-and-train-score-difficulty-plot").stdout
     assert "data:image/png;base64," in plot
+    rec = _cli(prefect.env, "artifact", "inspect", "curate-and-train-evaluate-rec-metrics").stdout
+    assert "acc@0.5" in rec and "mAP" not in rec  # a table per task: no REC column hidden behind OVD's
+    stages = _cli(prefect.env, "artifact", "inspect", "curate-and-train-stages").stdout
+    assert all(fact in stages for fact in ("kept=", "scored now=", "rows=", "global step="))
     trained_before = sorted(p.name for p in (out / "run" / "train").iterdir())
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
     counts_before = con.execute("SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM rollouts)").fetchone()
