@@ -153,7 +153,7 @@ def _pipeline(console: Console, out: Path) -> None:
     t0 = time.monotonic()
     if not (out / "flow" / "tiny-qwen2_5_vl" / "config.json").exists():
         with console.status("[bold]5.[/] building the fixtures and a tiny Qwen2.5-VL (120 supervised steps, about "
-                            "80 s on 2 cores, once per folder)"):  # fmt: skip
+                            "10-20 s on 2 cores, once per folder)"):  # fmt: skip
             write_demo_inputs(out / "flow")
         console.print(f"[bold]5.[/] fixtures and tiny model built in {time.monotonic() - t0:.0f} s")
     console.print("[bold]6.[/] curate-and-train (a Prefect flow on a temporary local server; one line per stage):")
@@ -187,13 +187,13 @@ def _summary(console: Console, out: Path, result: dict) -> None:
         console.print(stages)
     with connect(out / "catalog.duckdb") as con:
         rows = con.execute(
-            "SELECT s.kind, r.section, r.record_index, r.record_id, r.reason FROM rejects r JOIN sources s USING "
-            "(file_id) ORDER BY s.kind, r.section, r.record_index"
+            "SELECT s.kind, s.path, r.section, r.record_index, r.record_id, r.reason FROM rejects r JOIN sources s "
+            "USING (file_id) ORDER BY s.kind, r.section, r.record_index"
         ).fetchall()
-    ledger = Table("format", "section", "record index", "id", "reason", title="8. rejects (the fixtures' planted "
-                   "defects): one row per bad record, naming file and record", title_justify="left")  # fmt: skip
-    for row in rows:
-        ledger.add_row(*(str(v) for v in row))
+    title = "8. rejects (the fixtures' planted defects): one row per bad record, naming file and record"
+    ledger = Table("format", "file", "section", "record index", "id", "reason", title=title, title_justify="left")
+    for kind, path, *rest in rows:
+        ledger.add_row(kind, Path(path).name, *(str(v) for v in rest))
     console.print(ledger)
     files = Table("stage", "what", Column("file", overflow="fold"), title="9. every report and output of the run",
                   title_justify="left")  # fmt: skip
