@@ -10,6 +10,8 @@ checkpoint. Nothing is downloaded.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 SPECIAL = [
@@ -158,7 +160,16 @@ def build_tiny_vlm(
     ``dims`` (``{"text": ..., "vision": ...}``, e.g. ``QWEN2_5_VL_3B``) replaces the tiny sizes: a
     random-weight model of real size, with the same small tokenizer, for throughput benchmarks.
     ``corpus``: more lines for the tokenizer to learn; ``warm(model, processor)``: a warm start of the caller's own.
+    With ``$VLMR1_TINY_MODEL_CACHE`` set (the test suite sets it), a model of the same family, seed, warm start and
+    dtype is built once into that folder and copied (building is deterministic; a warm start takes seconds).
     """
+    cache = os.environ.get(CACHE_ENV)
+    if cache and dims is None and corpus is None and warm is None:
+        return _copy_of_cached(Path(cache), Path(out), family, seed, warm_start_steps, dtype)
+    return _build(Path(out), family, seed, warm_start_steps, dims, dtype, corpus, warm)
+
+
+def _build(out: Path, family, seed, warm_start_steps, dims, dtype, corpus, warm) -> Path:
     import torch
 
     from vlmr1.families import get_family
@@ -201,6 +212,23 @@ def build_tiny_vlm(
     proc.save_pretrained(out)
     # vLLM's Qwen-VL processing wants a video processor config even with video off
     (out / "video_preprocessor_config.json").write_text('{"video_processor_type": "Qwen2VLVideoProcessor"}\n')
+    return out
+
+
+CACHE_ENV = "VLMR1_TINY_MODEL_CACHE"
+
+
+def _copy_of_cached(cache: Path, out: Path, family: str, seed: int, warm_start_steps: int, dtype: str) -> Path:
+    """Build into the cache once (a temporary folder renamed into place), then copy to ``out``."""
+    cached = cache / f"{family}-seed{seed}-warm{warm_start_steps}-{dtype}"
+    if not (cached / "config.json").exists():
+        building = cache / f".{cached.name}.{os.getpid()}"
+        _build(building, family, seed, warm_start_steps, None, dtype, None, None)
+        try:
+            building.rename(cached)
+        except OSError:  # another process put it there first
+            shutil.rmtree(building, ignore_errors=True)
+    shutil.copytree(cached, out, dirs_exist_ok=True)
     return out
 
 
