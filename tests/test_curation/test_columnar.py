@@ -74,7 +74,7 @@ def test_every_selection_option_selects_what_the_row_wise_code_selects(db, balan
     n = 0
     keys = list(OPTIONS)
     for i, values in enumerate(itertools.product(*OPTIONS.values())):
-        if i % 11:  # a stride through the full product: every value of every option, without 108 evaluations
+        if i % 17:  # a stride through the full product: every value of every option (7 of 108 combinations)
             continue
         spec = dict(zip(keys, values), balance_by=balance_by)
         recipe = _recipe(db, "default" if i % 2 else "none", **spec)

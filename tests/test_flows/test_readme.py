@@ -37,6 +37,15 @@ def test_the_readme_training_config_validates(tmp_path):
     assert cfg.deepspeed == "zero2" and cfg.rewards == {"iou": 1.0, "od_length": 1.0, "format": 1.0}
 
 
+def _work_done(flow: Path) -> tuple:
+    """Sources and rollouts in the demo's catalog, and its training folders."""
+    import duckdb
+
+    with duckdb.connect(str(flow / "catalog.duckdb"), read_only=True) as con:
+        counts = con.execute("SELECT (SELECT count(*) FROM sources), (SELECT count(*) FROM rollouts)").fetchall()
+    return counts, sorted(p.name for p in (flow / "run" / "train").iterdir())
+
+
 @pytest.mark.slow
 def test_make_demo_then_the_readme_walk_through_as_written(tmp_path):
     """`vlmr1 demo` as `make demo` runs it (its own Prefect home, never ~/.prefect; a summary naming every report;
@@ -60,7 +69,10 @@ def test_make_demo_then_the_readme_walk_through_as_written(tmp_path):
               "manifest.json", "reward_log.parquet", "train.log", "eval.json", "catalog.duckdb")  # fmt: skip
     assert all(name in demo for name in listed), demo[-4000:]
     assert "What the numbers mean" in demo and "unknown annotation id: 424242" in demo
+    flow = tmp_path / "demo-out" / "flow"
+    before = _work_done(flow)
     assert "no new data" in sh("vlmr1 demo").stdout
+    assert _work_done(flow) == before  # nothing ingested, scored or trained
 
     walk = sh(block("runs"))
     assert walk.stdout.strip().splitlines()[-1] == '{"reward": 1.0}'

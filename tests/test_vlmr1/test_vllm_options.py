@@ -99,3 +99,13 @@ def test_a_server_that_cannot_start_is_one_error_with_its_log(tmp_path, tiny, mo
     assert result.returncode == 1, result.stderr
     assert "error: vLLM server for" in result.stderr and "exited with status 3" in result.stderr
     assert "vllm: no such model" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_qwen2_vl_flags_carry_its_own_resize_bounds(tiny):
+    """Qwen2-VL's server and offline flags (its vLLM token equality is not in the suite: one family runs vLLM)."""
+    family = get_family("qwen2_vl")
+    args = server_args(tiny, family, VLLMOptions(), port=1)
+    flag = {a: args[i + 1] for i, a in enumerate(args[:-1]) if a.startswith("--")}
+    expected = {"min_pixels": family.min_pixels, "max_pixels": family.max_pixels}
+    assert json.loads(flag["--mm-processor-kwargs"]) == llm_kwargs(tiny, family, VLLMOptions())["mm_processor_kwargs"]
+    assert json.loads(flag["--mm-processor-kwargs"]) == expected
