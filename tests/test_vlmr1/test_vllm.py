@@ -118,18 +118,20 @@ def scored(db):
 def test_managed_server_scores_completely_reproducibly_and_a_killed_scorer_leaves_no_vllm(
     tmp_path, models, fixture_catalog, monkeypatch
 ):
+    """On Ray (the managed server inside an actor, under the actor's keeper): a complete difficulty table. Then
+    the same scoring locally on a copy, its scorer SIGKILLed between partitions with the server up: no vLLM
+    process is left, and the resumed run equals the Ray run row for row."""
     config = scorer_config(tmp_path, models["qwen2_5_vl"])
     cfg = ScorerConfig.model_validate(yaml.safe_load(config.read_text()))
     first, second = tmp_path / "a" / "c.duckdb", tmp_path / "b" / "c.duckdb"
     for db in (first, second):
         db.parent.mkdir()
         db.write_bytes(fixture_catalog.read_bytes())
-    summary = score_with(first, load_recipe("none"), cfg)
-    n_candidates = summary.candidates
-    assert summary.scored_now == n_candidates >= 12
+    on_ray = score_with(first, load_recipe("none"), cfg.model_copy(update={"ray": RaySpec(actors=1)}))
+    n_candidates = on_ray.candidates
+    assert on_ray.backend == "ray: 1 actor, a local cluster" and on_ray.scored_now == n_candidates >= 12
     rollouts, difficulty = scored(first)
     assert len(difficulty) == n_candidates and len(rollouts) == 4 * n_candidates
-    # the same scoring on a copy, its scorer SIGKILLed between partitions with the server up, then resumed
     tag = uuid.uuid4().hex
     monkeypatch.setenv(TAG, tag)
     marker = tmp_path / "scored-one-partition"
@@ -148,13 +150,7 @@ def test_managed_server_scores_completely_reproducibly_and_a_killed_scorer_leave
     assert 4 <= partly < n_candidates
     again = score_with(second, load_recipe("none"), cfg)
     assert again.already_scored + again.scored_now + again.merged_leftovers >= n_candidates
-    assert scored(second) == (rollouts, difficulty)  # equal to the uninterrupted run, row for row
-    # and on Ray: the managed server engine inside an actor (its server under the actor's keeper), same rows
-    third = tmp_path / "c" / "c.duckdb"
-    third.parent.mkdir()
-    third.write_bytes(fixture_catalog.read_bytes())
-    on_ray = score_with(third, load_recipe("none"), cfg.model_copy(update={"ray": RaySpec(actors=1)}))
-    assert on_ray.backend == "ray: 1 actor, a local cluster" and scored(third) == (rollouts, difficulty)
+    assert scored(second) == (rollouts, difficulty)  # the resumed local run equals the Ray run, row for row
 
 
 def test_a_server_that_dies_mid_run_is_reported_and_nothing_scored_is_lost(tmp_path, models, fixture_catalog):
