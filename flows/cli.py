@@ -79,12 +79,9 @@ def rewards_score(
     out = sys.stdout
     pending: list[dict] = []
 
-    own = get_reward(reward).task  # None: a reward of both tasks
-
-    def flush() -> None:  # a row of the other task: null, as TRL gets None and skips it (not a 0 that reads as wrong)
-        for row, value in zip(pending, score_rows(reward, pending, box_frame)):
-            other = own is not None and row.get("task", own) != own
-            out.write(json.dumps({"reward": None if other else value}) + "\n")
+    def flush() -> None:  # a row of the other task: null (TRL's None), as score_rows gives it
+        for value in score_rows(reward, pending, box_frame):
+            out.write(json.dumps({"reward": value}) + "\n")
         pending.clear()
 
     with stream:

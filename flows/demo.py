@@ -164,11 +164,6 @@ def _pipeline(console: Console, out: Path) -> None:
     console.print(f"[bold]done[/] in {time.monotonic() - t0:.0f} s (fixtures, model and flow). {MEANING}")
 
 
-def result_files(result: dict) -> set[str]:
-    """The names under which stages list files (shown in their own table, not as stage facts)."""
-    return {r["what"] for r in result.get("reports", [])}
-
-
 def _summary(console: Console, out: Path, result: dict) -> None:
     """The stages, the rejects ledger, and every report the run wrote."""
     from curation.catalog import connect
@@ -179,9 +174,10 @@ def _summary(console: Console, out: Path, result: dict) -> None:
             f"{out} to start over); below, the last run's rejects and reports"
         )
     stages = Table("stage", "seconds", "what", title="7. the stages", title_justify="left")
+    files = {r["what"] for r in result.get("reports", [])}  # listed in their own table below, not as facts
     for s in [] if result.get("no_new_data") else result["stages"]:
         facts = {k: Path(v).name if str(v).startswith("/") else v for k, v in s.items()
-                 if k not in ("stage", "seconds", "title") and k not in result_files(result)}  # fmt: skip
+                 if k not in ("stage", "seconds", "title", *files)}  # fmt: skip
         stages.add_row(s["stage"], str(s.get("seconds", "")), ", ".join(f"{k}={v}" for k, v in facts.items()))
     if stages.row_count:
         console.print(stages)
@@ -195,9 +191,9 @@ def _summary(console: Console, out: Path, result: dict) -> None:
     for kind, path, *rest in rows:
         ledger.add_row(kind, Path(path).name, *(str(v) for v in rest))
     console.print(ledger)
-    files = Table("stage", "what", Column("file", overflow="fold"), title="9. every report and output of the run",
-                  title_justify="left")  # fmt: skip
+    written = Table("stage", "what", Column("file", overflow="fold"), title="9. every report and output of the run",
+                    title_justify="left")  # fmt: skip
     for r in result.get("reports", []):
-        files.add_row(r["stage"], r["what"], r["path"])
-    files.add_row("", "catalog", str(out / "catalog.duckdb"))
-    console.print(files)
+        written.add_row(r["stage"], r["what"], r["path"])
+    written.add_row("", "catalog", str(out / "catalog.duckdb"))
+    console.print(written)

@@ -1,5 +1,5 @@
 """Checks a launch would otherwise fail on about 30 s later, deep in the child's traceback: the training config's
-values, its model folder and DeepSpeed config, and the shards it is asked to train on."""
+values, its model folder and DeepSpeed config, and the manifest of the shards it is asked to train on."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from vlmr1.yamlfiles import line_of
 
 def preflight(config: str | Path, manifest: str | Path) -> tuple[TrainConfig, list[str]]:
     """The config, and the manifest's warnings; ``TrainConfigError`` (``file:line: field: ...``) or ``ShardError``
-    (one line naming the folder) for what cannot train."""
+    (one line naming the folder) for what cannot train. The shards' checksums are not hashed here: the training
+    process verifies them as it loads them, and hashing gigabytes twice would double that I/O."""
     from training.grpo import check_manifest
-    from vlmr1.shards import read_manifest, verify
+    from vlmr1.shards import read_manifest
 
     cfg = load_config(config)
     problems = []
@@ -30,7 +31,6 @@ def preflight(config: str | Path, manifest: str | Path) -> tuple[TrainConfig, li
         root = yaml.compose(Path(config).read_text())
         raise TrainConfigError("\n".join(f"{config}:{line_of(root, (f,))}: {f}: {msg}" for f, msg in problems))
     folder, listed = read_manifest(manifest)
-    verify(folder, listed)
     try:
         return cfg, check_manifest(listed, cfg)
     except ValueError as exc:

@@ -67,7 +67,7 @@ def compute_score(reward_inputs: list[dict], format_weight: float = 0.1) -> list
         index, rows = [i for i, _ in members], [r for _, r in members]
         for i, value in zip(index, score_rows("format", rows, frame)):
             fmt[i] = value
-        for task, name in ACCURACY.items():  # score_rows gives 0 to rows of the other task
+        for task, name in ACCURACY.items():  # score_rows gives None to rows of the other task
             for i, row, value in zip(index, rows, score_rows(name, rows, frame)):
                 if row["task"] == task:
                     accuracy[i] = value

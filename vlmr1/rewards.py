@@ -401,8 +401,9 @@ def trl_reward(
     return reward
 
 
-def score_rows(name: str, rows: Iterable[dict], frame: BoxFrame) -> list[float]:
-    """Score JSON-like rows ``{completion, solution, width, height[, task, resized_*]}``."""
+def score_rows(name: str, rows: Iterable[dict], frame: BoxFrame) -> list[float | None]:
+    """Score JSON-like rows ``{completion, solution, width, height[, task, resized_*]}``; a row of the other task
+    gets None (TRL's marker: the reward does not apply), never a 0 that reads as a wrong answer."""
     rows = list(rows)
     task = default_task(name)
     batch = RewardBatch.build(
@@ -414,4 +415,4 @@ def score_rows(name: str, rows: Iterable[dict], frame: BoxFrame) -> list[float]:
         frame,
         [(r["resized_width"], r["resized_height"]) if "resized_width" in r else None for r in rows],
     )
-    return [0.0 if math.isnan(v) else float(v) for v in score(name, batch)]
+    return [None if math.isnan(v) else float(v) for v in score(name, batch)]
