@@ -62,5 +62,7 @@ serve: $(STAMP)
 	echo "run: PREFECT_API_URL=$$PREFECT_API_URL $(BIN)/prefect deployment run 'curate-and-train/demo' --watch"; \
 	$(BIN)/prefect worker start --pool vlmr1-process
 
+# Generated trees too: the demo's and the walk-through's outputs (demo-out/), benchmark outputs, the local server's home.
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_VENV).log .pytest_cache .hypothesis .prefect-home
+	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_VENV).log .pytest_cache .hypothesis .prefect-home demo-out out bench-out \
+		.ruff_cache *.egg-info

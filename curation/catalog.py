@@ -8,7 +8,9 @@ run in order, each in its own transaction, and the version is recorded.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -217,24 +219,59 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def _open(path: Path, timeout: float) -> duckdb.DuckDBPyConnection:
+WAIT_ENV = "VLMR1_CATALOG_WAIT"  # seconds a command waits for a catalog another process holds (default 30)
+
+
+def _open(path: Path, timeout: float | None, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting while another process holds the file's lock: the wait is announced at once on stderr,
+    naming the holder, and ends in ``CatalogBusy`` naming it too (the CLI's exit 3)."""
+    timeout = float(os.environ.get(WAIT_ENV, 30.0)) if timeout is None else timeout
     deadline = time.monotonic() + timeout
-    delay = 0.05
+    delay, announced = 0.05, False
     while True:
         try:
-            con = duckdb.connect(str(path))
+            con = duckdb.connect(str(path), read_only=read_only)
             con.execute("SET enable_progress_bar = false")
             return con
         except duckdb.IOException as exc:
             message = str(exc)
             if "lock" not in message.lower():
                 raise
+            holder = lock_holder(message)
             if time.monotonic() >= deadline:
-                m = _PID.search(message)
-                holder = f"pid {m.group(1)}" if m else "another process"
-                raise CatalogBusy(f"catalog {path} is in use by {holder} (waited {timeout:g} s)") from None
+                raise CatalogBusy(
+                    f"catalog {path} is in use by {holder} (waited {timeout:g} s); close it there (a notebook: "
+                    f"con.close()) or wait, then run this again"
+                ) from None
+            if not announced and timeout >= 1:
+                print(f"catalog {path} is in use by {holder}; waiting up to {timeout:g} s", file=sys.stderr)
+                announced = True
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def lock_holder(message: str) -> str:
+    """ "pid N (its command)" from DuckDB's lock error, or "another process"."""
+    m = _PID.search(message)
+    if not m:
+        return "another process"
+    import psutil
+
+    try:
+        command = " ".join(psutil.Process(int(m.group(1))).cmdline())[:80]
+    except (psutil.Error, ValueError):
+        command = ""
+    return f"pid {m.group(1)}" + (f" ({command})" if command else "")
+
+
+@contextmanager
+def read_only(path: str | Path, timeout: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection (nothing created or migrated), with the same wait and message as ``connect``."""
+    con = _open(Path(path), timeout, read_only=True)
+    try:
+        yield con
+    finally:
+        con.close()
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> int:
@@ -260,10 +297,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
 
 @contextmanager
 def connect(
-    path: str | Path, timeout: float = 30.0, memory_limit: str | None = None
+    path: str | Path, timeout: float | None = None, memory_limit: str | None = None
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open (creating and migrating if needed) the catalog; close it on exit. ``memory_limit`` caps DuckDB's
-    buffers (sorts and joins spill to disk beyond it) where the caller holds large frames of its own."""
+    buffers (sorts and joins spill to disk beyond it) where the caller holds large frames of its own. A catalog
+    another process holds is waited for ``timeout`` seconds (default ``$VLMR1_CATALOG_WAIT``, else 30)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     con = _open(path, timeout)

@@ -94,6 +94,8 @@ class ScoreSummary:
     tokens: int
     completions: int
     backend: str = "this process"  # or "ray: N actors, CLUSTER"
+    partitions: int = 0  # planned by this run
+    partitions_merged: int = 0  # of those, merged into the catalog so far (what an interrupted run kept)
 
     @property
     def outside_generate_share(self) -> float:
@@ -222,6 +224,7 @@ def score_recipe(
         _write_partition(part, _rollout_rows(chunk, outputs, engine.family, spec))
         merge_partition(catalog_path, part, spec)
         summary.scored_now += len(chunk)
+        summary.partitions_merged += 1
         account()
         if progress:
             progress(summary.scored_now, todo_total, summary)
@@ -245,7 +248,9 @@ def prepare_run(
         }
     plan = _plan(candidates, scored, partition_size, limit)
     ids = {r["sample_id"] for r in candidates}
-    return work, plan, ScoreSummary(spec.key, len(ids), len(scored & ids), 0, merged_leftovers, 0.0, 0.0, 0, 0)
+    summary = ScoreSummary(spec.key, len(ids), len(scored & ids), 0, merged_leftovers, 0.0, 0.0, 0, 0)
+    summary.partitions = len(plan)
+    return work, plan, summary
 
 
 def partition_seed(spec: ScorerSpec, p_index: int) -> int:

@@ -197,6 +197,17 @@ class ImageCheck:
                 return str(candidate)
         return str(Path(self.roots[0]) / key) if self.roots else key
 
+    def root_holding(self, key: str) -> Path | None:
+        """A folder one level off a root (a subfolder, or the parent) that holds ``key``: the root the user meant."""
+        if not inside_root(key):
+            return None
+        for root in self.roots:
+            below = sorted(e.path for e in os.scandir(root) if e.is_dir()) if root.is_dir() else []
+            for folder in (root.parent, *map(Path, below)):
+                if (folder / key).is_file():
+                    return folder
+        return None
+
     def apply(self, con: duckdb.DuckDBPyConnection) -> None:
         """Probe the staged samples' images (cache first) and reject the samples whose image is unusable."""
         keys = [r[0] for r in con.execute("SELECT DISTINCT image_key FROM new_samples").fetchall()]

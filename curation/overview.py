@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
-
 SECTIONS = {
     "summary": """
         SELECT 'samples' AS what, count(*) AS count FROM samples
@@ -57,7 +55,7 @@ class NoCatalog(FileNotFoundError):
 
 def overview(path: str | Path, sections: list[str] | None = None) -> dict[str, list[dict]]:
     """``{section: rows}`` for the named sections (default: all), read from ``path`` without writing to it."""
-    from curation.catalog import sources_sha256
+    from curation.catalog import read_only, sources_sha256
 
     path = Path(path)
     if not path.is_file():
@@ -65,13 +63,10 @@ def overview(path: str | Path, sections: list[str] | None = None) -> dict[str, l
     unknown = set(sections or []) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown section {sorted(unknown)[0]!r}; sections: {', '.join(SECTIONS)}")
-    con = duckdb.connect(str(path), read_only=True)
-    try:
+    with read_only(path) as con:
         current, out = sources_sha256(con), {}
         for name in sections or list(SECTIONS):
             cur = con.execute(SECTIONS[name], [current] if name == "recipes" else [])
             cols = [d[0] for d in cur.description]
             out[name] = [dict(zip(cols, row)) for row in cur.fetchall()]
         return out
-    finally:
-        con.close()

@@ -89,6 +89,7 @@ def score_recipe_ray(
         for p_index, (seconds, tokens, completions) in jobs:
             merge_partition(catalog_path, work / f"part-{p_index:06d}.parquet", spec)
             summary.scored_now += sizes[p_index]
+            summary.partitions_merged += 1
             summary.generate_seconds += seconds
             summary.tokens += tokens
             summary.completions += completions

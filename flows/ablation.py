@@ -73,10 +73,11 @@ def ablation(
         for seed in done.seeds:
             run = out / "train" / arm.name / f"seed{seed}"
             config = seeded_config(params.train_config, seed, run, params.eval_every)
+            label = f"{arm.name}-seed{seed}"  # its artifacts' keys
             trained = train_task(FileRef(path=str(config)), FileRef(path=pool.files["manifest"]), str(run),
-                                 params.nprocs)  # fmt: skip
+                                 params.nprocs, label)  # fmt: skip
             evaluated = eval_task(ModelRef(path=trained.files["final"]), FileRef(path=ev.files["manifest"]), catalog,
-                                  f"ablation:{arm.name}:seed{seed}")  # fmt: skip
+                                  f"ablation:{arm.name}:seed{seed}", label)  # fmt: skip
             done.results.append(_read_json(evaluated.files["results"]))
             done.curves.append(trained.tables.get("training curve", []))
             steps = trained.counts["global step"]
@@ -103,7 +104,7 @@ def _start_point(params: AblationParams, ev: StageReport, catalog: CatalogRef) -
     if not params.eval_every:
         return []
     model = ModelRef(path=load_config(params.train_config).model)
-    evaluated = eval_task(model, FileRef(path=ev.files["manifest"]), catalog, "ablation:start")
+    evaluated = eval_task(model, FileRef(path=ev.files["manifest"]), catalog, "ablation:start", "start")
     return [curve_point(0, _read_json(evaluated.files["results"]))]
 
 
@@ -114,7 +115,8 @@ def _checkpoint_points(run: Path, last: int, ev: StageReport, catalog: CatalogRe
     points = []
     steps = sorted((int(p.name.split("-")[1]), p) for p in run.glob("checkpoint-*"))
     for step, ckpt in (c for c in steps if c[0] < last):
-        evaluated = eval_task(ModelRef(path=str(ckpt)), FileRef(path=ev.files["manifest"]), catalog, name)
+        part = f"{name.split(':', 1)[-1]}-{ckpt.name}"
+        evaluated = eval_task(ModelRef(path=str(ckpt)), FileRef(path=ev.files["manifest"]), catalog, name, part)
         points.append(curve_point(step, _read_json(evaluated.files["results"])))
     return points
 

@@ -9,15 +9,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from vlmr1.report import StageReport
 
 
-def publish(report: StageReport, prefix: str | None = None) -> None:
+def publish(report: StageReport, prefix: str | None = None, part: str | None = None) -> None:
     """The report as markdown, plus one table artifact per table (rows share their keys, so no column hides).
 
-    Keys are ``<flow name>-<stage>[-<table>]``."""
+    Keys are ``<flow name>-<stage>[-<part>][-<table>]``: ``part`` tells apart the runs of one stage in a flow (the
+    file an ingest read, the shard set), so no artifact replaces another's on the Artifacts page."""
     if prefix is None:
         from prefect.runtime import flow_run
 
         prefix = flow_run.flow_name or "vlmr1"
-    key = f"{prefix}-{report.stage}"
+    key = f"{prefix}-{report.stage}" + (f"-{_slug(part)}" if part else "")
     create_markdown_artifact(key=key, markdown=report.to_markdown(), description=report.title)
     for name in report.tables:
         rows = report.table(name)
@@ -33,14 +34,14 @@ def _slug(name: str) -> str:
 
 
 def publish_image(png: str, key: str, description: str) -> None:
-    """A PNG as an image artifact. The UI shows an image by URL; a data URL carries the picture itself, so it
-    shows without a file server and outlives the worker's disk."""
+    """A PNG as a markdown artifact that shows it: the picture travels as a data URL (no file server, outlives the
+    worker's disk) inside the markdown, so lists and sidebars show the description, never the URL's base64 text (an
+    image artifact's data is its URL, and the UI printed all of it)."""
     import base64
 
-    from prefect.artifacts import create_image_artifact
-
     data = base64.b64encode(Path(png).read_bytes()).decode()
-    create_image_artifact(image_url=f"data:image/png;base64,{data}", key=key, description=description)
+    markdown = f"![{description}](data:image/png;base64,{data})\n\n`{png}`\n"
+    create_markdown_artifact(key=key, markdown=markdown, description=description)
 
 
 def publish_comparison(comparison: dict, files: dict[str, str]) -> None:

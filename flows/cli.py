@@ -182,8 +182,8 @@ def _image_check(images: Optional[list[Path]], verify: bool, keep_bad: bool = Fa
 
 
 def _run_ingest(paths: list[Path], catalog_path: Path, reader, check) -> None:
-    """Ingest each file with a progress bar; print one summary row per file (its report's counts). A file that
-    cannot be read is reported, the rest go on."""
+    """Ingest each file with a progress bar; print one summary row per file (its report's counts), then one whole
+    line per file that failed or gave no sample. A file that cannot be read never stops the others."""
     import pickle
 
     from rich.console import Console
@@ -191,41 +191,43 @@ def _run_ingest(paths: list[Path], catalog_path: Path, reader, check) -> None:
     from rich.table import Table
 
     from curation.catalog import CatalogBusy
+    from curation.ingest.store import no_samples_line
 
     console = Console()
     columns = ("file", "status", "samples", "images", "annotations", "rejects")
     table = Table(*columns, "rejects by reason", title="ingest summary")
-    failed, empty = 0, []
+    problems: list[str] = []
     bar = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*bar, console=console, transient=True) as progress:
         task = progress.add_task("ingesting", total=len(paths))
-        for path in paths:
+        for n, path in enumerate(paths):
             progress.update(task, description=f"ingesting {path.name}")
             try:
-                report = reader.ingest(catalog_path, path, images=check).report()
-            except CatalogBusy as exc:
-                typer.echo(str(exc), err=True)
-                raise typer.Exit(3) from None
-            except Exception as exc:  # noqa: BLE001 (one bad file never stops the others; the row says why)
-                failed += 1
+                summary = reader.ingest(catalog_path, path, images=check)
+            except CatalogBusy:
+                raise  # every file would wait for the same lock: `run` says so once (exit 3)
+            except Interrupted:
+                raise Interrupted(f"interrupted: {n} of {len(paths)} files ingested (the one in progress left no "
+                                  "row); the same command resumes, skipping them") from None  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 (one bad file never stops the others; the line says why)
                 known = isinstance(exc, (ValueError, OSError, pickle.UnpicklingError))
-                why = str(exc) if known else f"{path}: {type(exc).__name__}: {exc}"
-                table.add_row(str(path), "[red]failed[/]", "-", "-", "-", "-", why.splitlines()[0][:500])
+                problems.append(str(exc).splitlines()[0] if known else f"{path}: {type(exc).__name__}: {exc}")
+                table.add_row(str(path), "[red]failed[/]", "-", "-", "-", "-", "see below")
                 progress.advance(task)
                 continue
+            report = summary.report()
             reasons = ", ".join(f"{r['reason']}: {r['rejects']}" for r in report.table("rejects by reason")) or "-"
             if report.counts.get("samples") == 0 and report.counts["status"] != "unchanged, skipped":
-                failed += 1
                 report.counts["status"] = "[red]no samples[/]"
-                empty.append(f"{path}: no sample ingested (expected {reader.expects}; see --help)")
+                problems.append(no_samples_line(summary, reader, check))
             table.add_row(*(str(report.counts.get(k, "-")) for k in columns), reasons)
             progress.advance(task)
     console.print(table)
-    for line in empty:
+    for line in problems:
         typer.echo(line, err=True)
-    if failed:
-        rest = "the others were ingested" if failed < len(paths) else "nothing was ingested"
-        typer.echo(f"{failed} of {len(paths)} files failed or gave no sample; {rest}", err=True)
+    if problems:
+        rest = "the others were ingested" if len(problems) < len(paths) else "nothing was ingested"
+        typer.echo(f"{len(problems)} of {len(paths)} files failed or gave no sample; {rest}", err=True)
         raise typer.Exit(1)
 
 
@@ -331,7 +333,6 @@ def quality(
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from curation.catalog import CatalogBusy
     from curation.quality.apply import RuleError, evaluate_recipe
     from curation.quality.apply import diff as recipe_diff
     from curation.quality.recipe import RecipeError, load_recipe
@@ -354,9 +355,6 @@ def quality(
     except (RecipeError, RuleError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
-    except CatalogBusy as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(3) from None
     report = r.report()
     report.files.update(
         write_quality_report(r, out or catalog.parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
@@ -421,8 +419,13 @@ def score(
         raise typer.Exit(2) from None
     _fresh_quality(catalog, r)
     _some_candidates(catalog, r)
-    with _progress("scoring") as update:
-        summary = score_with(catalog, r, cfg, limit=limit, progress=update)
+    try:
+        with _progress("scoring") as update:
+            summary = score_with(catalog, r, cfg, limit=limit, progress=update)
+    except Interrupted:
+        s = update.last
+        done = f"{s.partitions_merged} of {s.partitions} partitions merged" if s else "no partition merged yet"
+        raise Interrupted(f"interrupted: {done}; the same command resumes") from None
     report = summary.report(catalog)
     report.files.update(
         write_difficulty_report(
@@ -477,11 +480,13 @@ def _progress(what: str):
         task = progress.add_task(what, total=None, rate="")
 
         def update(done: int, total: int, s) -> None:
+            update.last = s  # what an interrupted run kept
             secs = max(s.wall_seconds, 1e-9)
             progress.update(
                 task, completed=done, total=total, rate=f"{done / secs:.2f} samples/s, {s.tokens / secs:.0f} tokens/s"
             )
 
+        update.last = None
         yield update
 
 
@@ -550,35 +555,39 @@ def _latest_scorer(catalog: Path) -> str:
 def export_cmd(
     shards: Path = typer.Argument(..., help="A shard folder (or its manifest.json)."),
     to: str = typer.Option(..., "--to", help="vlmr1-jsonl | easyr1"),
-    out: Path = typer.Option(..., "--out", help="The export folder."),
+    out: Path = typer.Option(..., "--out", help="The export folder (empty or new, unless --overwrite)."),
     embed_images: bool = typer.Option(False, "--embed-images", help="EasyR1: image bytes in the parquet."),
     verify_images: bool = typer.Option(
         False, "--verify-images", help="Re-hash every image the shards point at by path (checksums from ingest)."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a folder that already holds files."),
 ) -> None:
     """Export verified shards for VLM-R1 (jsonl per task + launch scripts) or EasyR1 (parquet + reward function)."""
     from curation.exports import dialect_warning
     from curation.exports.easyr1 import to_easyr1
-    from curation.exports.vlmr1_jsonl import to_vlmr1_jsonl
+    from curation.exports.vlmr1_jsonl import short_files, to_vlmr1_jsonl
     from vlmr1.shards import ShardError, read_manifest
 
     if to not in ("vlmr1-jsonl", "easyr1"):
         raise typer.BadParameter("--to must be vlmr1-jsonl or easyr1")
     try:
         target = ("vlmr1", "VLM-R1") if to == "vlmr1-jsonl" else ("vlmr1-curate", "our EasyR1 reward function")
-        said = dialect_warning(read_manifest(shards)[1], *target)
+        manifest = read_manifest(shards)[1]
+        said = dialect_warning(manifest, *target)
         if said:
             typer.echo(said, err=True)
         if to == "vlmr1-jsonl":
-            files = to_vlmr1_jsonl(shards, out, check_images=verify_images)
+            files = to_vlmr1_jsonl(shards, out, check_images=verify_images, overwrite=overwrite)
             for f in files:
                 typer.echo(f"{f.task}: {f.path} ({f.lines} lines), images in {f.image_folder}")
             for task in sorted({f.task for f in files}):
                 typer.echo(
                     f"train {task} with VLM-R1: VLM_R1=<checkout> MODEL=<model> bash {out / f'train-{task}.sh'}"
                 )
+            for line in short_files(files, manifest):
+                typer.echo(f"warning: {line}", err=True)
         else:
-            export = to_easyr1(shards, out, embed=embed_images, check_images=verify_images)
+            export = to_easyr1(shards, out, embed=embed_images, check_images=verify_images, overwrite=overwrite)
             typer.echo("python3 -m verl.trainer.main config=examples/config.yaml " + " ".join(export.overrides()))
     except (ShardError, ValueError) as exc:
         typer.echo(str(exc), err=True)
@@ -596,41 +605,33 @@ def train(
     machine_rank: int = typer.Option(0),
     main_address: str = typer.Option("127.0.0.1"),
     resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUTPUT."),
+    overwrite: bool = typer.Option(False, help="Start again from scratch in an OUTPUT that holds a run (removed)."),
     timeout: Optional[float] = typer.Option(None, help="Seconds; the whole process group is killed after."),
     catalog: Optional[Path] = typer.Option(
         None, "--catalog", help="Record the run and its per-sample rewards in this catalog (`vlmr1 lineage`)."
     ),
 ) -> None:
     """GRPO (TRL + DeepSpeed) on curated shards, launched as a managed process group."""
-    import os
-
     from training.config import TrainConfigError
-    from training.launch import LaunchSpec, run
+    from training.launch import LaunchSpec, prepare_output, run, stopped_at
     from training.preflight import preflight
 
     try:
         cfg, _ = preflight(config, manifest)
-    except TrainConfigError as exc:
+        prepare_output(output, resume=resume, overwrite=overwrite)
+    except (TrainConfigError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     spec = LaunchSpec(
-        str(config),
-        str(manifest),
-        str(output),
-        nprocs,
-        launcher,
-        num_machines,
-        machine_rank,
-        main_address,
+        str(config), str(manifest), str(output), nprocs, launcher, num_machines, machine_rank, main_address,
         resume=resume,
-        extensions_dir=os.environ.get("TORCH_EXTENSIONS_DIR"),
-    )
+    )  # fmt: skip
     r = run(spec, timeout=timeout, on_line=typer.echo)
-    if r.returncode:
-        typer.echo(
-            f"training failed (exit {r.returncode}){': ' + r.last_error if r.last_error else ''}; log: {r.log}",
-            err=True,
-        )
+    if r.cancelled and timeout is None:
+        raise Interrupted(f"interrupted: {stopped_at(r, output)}")
+    if r.returncode or r.result is None:
+        why = f": {r.last_error}" if r.last_error else ""
+        typer.echo(f"training failed (exit {r.returncode}){why}; log: {r.log}", err=True)
         raise typer.Exit(1)
     typer.echo(
         f"trained to step {r.result['global_step']}: {r.result.get('final')}; reward log {r.result.get('reward_log')}"
@@ -805,16 +806,37 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     )  # fmt: skip
 
 
+class Interrupted(BaseException):
+    """Ctrl-C. ``run``'s SIGINT handler raises it instead of KeyboardInterrupt, so neither click (a blank line,
+    exit 1) nor a per-file ``except Exception`` takes it; a command re-raises it with how far it got."""
+
+
+def _interrupt(signum, frame) -> None:
+    raise Interrupted("interrupted; the same command goes on from where it stopped")
+
+
 def run() -> None:
-    """The ``vlmr1`` entry point: the typer app, with user errors printed as one line (exit 2)."""
+    """The ``vlmr1`` entry point: the typer app, with user errors printed as one line. Exit codes: 1 a command
+    that could not do what it was asked (or a bug of ours), 2 a mistake in an option or file, 3 a catalog another
+    process holds, 130 interrupted (Ctrl-C)."""
+    import signal
+
+    from curation.catalog import CatalogBusy
     from vlmr1.rollout.openai_engine import EngineError
     from vlmr1.rollout.vllm_options import VLLMError
 
+    signal.signal(signal.SIGINT, _interrupt)
     if "--debug" in sys.argv[1:2]:  # a global option: right after `vlmr1`
         app()
         return
     try:
         app()
+    except Interrupted as exc:
+        typer.echo(str(exc), err=True)
+        raise SystemExit(130) from None
+    except CatalogBusy as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(3) from None
     except (VLLMError, EngineError) as exc:  # an engine that could not start or died: its log's tail is the news
         typer.echo(f"error: {exc}", err=True)
         raise SystemExit(1) from None

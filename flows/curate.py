@@ -16,6 +16,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
 
 from curation.ray_cluster import RaySpec
 from flows.params import CatalogRef, FileRef, ModelRef, PipelineParams, RecipeRef, demo_params
@@ -38,8 +39,8 @@ def curate_and_train(
     if params is None:
         if not demo:
             raise ValueError("give params, or demo=true")
-        logger.info(f"demo inputs in {demo_output}: fixtures and a tiny model (built once per folder, ~10-80 s)")
-        params = demo_params(Path(demo_output))
+        logger.info(f"demo inputs in {demo_output}: fixtures and a tiny model (built once per folder)")
+        params = demo_params(Path(demo_output), logger.info)
     if ray is not None:
         params = params.model_copy(update={"ray": ray})
     if reprofile is not None:
@@ -76,7 +77,7 @@ def curate_and_train(
         scorer_key = reports[-1].counts["scorer"]
     shards = shard_task(catalog, recipe, scorer_key, str(out / "shards" / "train"), "train")
     reports.append(shards)
-    result = {"manifest": shards.files["manifest"], "run_key": run_key}
+    result = {"manifest": shards.files["manifest"], "run_key": run_key, "flow_run_id": str(flow_run.id)}
     if params.train_config:
         result.update(_train_and_evaluate(params, catalog, recipe, shards, state_path, out, reports))
     create_table_artifact(

@@ -151,11 +151,11 @@ class AblationParams(BaseModel):
         return self
 
 
-def demo_params(out: Path) -> PipelineParams:
-    """The demo's fixtures, tiny model and training config as pipeline parameters."""
+def demo_params(out: Path, say=None) -> PipelineParams:
+    """The demo's fixtures, tiny model and training config as pipeline parameters (``say``: progress lines)."""
     from curation.testing.demo import write_demo_inputs
 
-    demo = write_demo_inputs(out)
+    demo = write_demo_inputs(out, say)
     sources = [SourceSpec(kind=kind, path=str(path), images=[str(root)]) for kind, path, root in demo.sources]
     scorer = ScorerConfig.model_validate(
         {"engine": {"model": str(demo.model)}, "sampling": {"n": 4, "max_new_tokens": 40}}

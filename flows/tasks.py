@@ -24,9 +24,10 @@ from vlmr1.report import StageReport
 STEP = re.compile(r"VLMR1_STEP (\d+)/(\d+)")
 
 
-def _timed(report: StageReport, t0: float) -> StageReport:
+def _timed(report: StageReport, t0: float, part: str | None = None) -> StageReport:
+    """The report with its total time, published (``part``: which run of the stage, for distinct artifact keys)."""
     report.timings.setdefault("total", time.perf_counter() - t0)
-    publish(report)
+    publish(report, part=part)
     return report
 
 
@@ -34,7 +35,7 @@ def _timed(report: StageReport, t0: float) -> StageReport:
 def ingest_task(catalog: CatalogRef, source: SourceSpec, ray: RaySpec | None = None) -> StageReport:
     t0 = time.perf_counter()
     summary = source.reader().ingest(catalog.path, source.path, images=source.image_check(ray))
-    return _timed(summary.report(), t0)
+    return _timed(summary.report(), t0, part=f"{source.kind}-{Path(source.path).stem}")
 
 
 @task(name="quality", cache_policy=CONTENT, persist_result=True)
@@ -48,7 +49,7 @@ def quality_task(catalog: CatalogRef, recipe: RecipeRef) -> StageReport:
     report.files.update(
         write_quality_report(r, Path(catalog.path).parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
     )
-    return _timed(report, t0)
+    return _timed(report, t0, part=r.recipe.name)  # an ablation evaluates several recipes
 
 
 @task(name="score", cache_policy=CONTENT, persist_result=True, retries=1, retry_delay_seconds=5)
@@ -75,11 +76,11 @@ def shard_task(catalog: CatalogRef, recipe: RecipeRef, scorer_key: str | None, o
 
     t0 = time.perf_counter()
     selection = select(catalog.path, recipe.load(), scorer_key, pool=pool)
-    return _timed(shard_report(write_shards(selection, catalog.path, Path(out)), pool), t0)
+    return _timed(shard_report(write_shards(selection, catalog.path, Path(out)), pool), t0, part=Path(out).name)
 
 
 @task(name="train", cache_policy=CONTENT, persist_result=True)
-def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int) -> StageReport:
+def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int, part: str | None = None) -> StageReport:
     from training.launch import LaunchSpec, run
     from training.preflight import preflight
 
@@ -99,11 +100,13 @@ def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int) -> 
     r = run(LaunchSpec(config.path, manifest.path, output, nprocs=nprocs), on_line=log)
     if r.returncode:
         raise RuntimeError(f"training failed (exit {r.returncode}): {r.last_error}; log {r.log}")
-    return _timed(r.report(), t0)
+    return _timed(r.report(), t0, part)
 
 
 @task(name="evaluate", cache_policy=CONTENT, persist_result=True)
-def eval_task(checkpoint: ModelRef, shards: FileRef, catalog: CatalogRef, run: str) -> StageReport:
+def eval_task(
+    checkpoint: ModelRef, shards: FileRef, catalog: CatalogRef, run: str, part: str | None = None
+) -> StageReport:
     from curation.evaluations import record
     from training.evaluate import evaluate_model, evaluation_report, rows_from_shards, shards_dialect, write_results
     from vlmr1.rollout import make_engine
@@ -115,7 +118,7 @@ def eval_task(checkpoint: ModelRef, shards: FileRef, catalog: CatalogRef, run: s
     results = evaluate_model(engine, rows, sampling=Sampling.greedy(max_new_tokens=48), dialect=shards_dialect(data))
     path = write_results(results, checkpoint_dir, data.name)
     record(catalog.path, path, run=run)
-    return _timed(evaluation_report(results, path), t0)
+    return _timed(evaluation_report(results, path), t0, part)
 
 
 @task(name="record")

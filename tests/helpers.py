@@ -5,6 +5,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from pathlib import Path
 
 from curation import catalog
 
@@ -55,3 +57,47 @@ def coco_and_refcoco_catalog(root, n_coco: int, n_refcoco: int, recipes=("none",
     for name in recipes:
         evaluate_recipe(db, load_recipe(name))
     return db
+
+
+def start_prefect_server(home: Path, **extra_env: str) -> tuple[dict, subprocess.Popen]:
+    """A real Prefect server on 127.0.0.1 with its own home (SQLite), healthy; (its client env, the process)."""
+    from vlmr1.ports import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "INFO",
+        **extra_env,
+    }
+    prefect = str(Path(sys.executable).parent / "prefect")
+    server = subprocess.Popen(
+        [prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=open(home / "server.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+            return env, server
+        except OSError:
+            assert time.monotonic() < deadline and server.poll() is None, (home / "server.log").read_text()[-2000:]
+            time.sleep(0.5)
+
+
+def stop_in_order(*procs: subprocess.Popen | None) -> None:
+    """Stop processes we started, by pid and in the order given (a worker before its server): SIGINT, then the
+    group's SIGKILL after 30 s."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from training.extensions import extensions_dir
 from vlmr1.ports import free_port
 from vlmr1.report import StageReport
 
@@ -40,7 +41,6 @@ class LaunchSpec:
     main_address: str = "127.0.0.1"
     main_port: Optional[int] = None
     resume: bool = False
-    extensions_dir: Optional[str] = None  # TORCH_EXTENSIONS_DIR: compiled DeepSpeed ops survive between runs
 
     def __post_init__(self) -> None:
         # the trainer runs from the package directory: paths are made absolute against the caller's directory
@@ -54,14 +54,8 @@ class LaunchSpec:
         if self.resume:
             args.append("--resume")
         env = {"PYTHONUNBUFFERED": "1", "MASTER_ADDR": self.main_address, "MASTER_PORT": str(port)}
-        import tempfile
-
-        # DeepSpeed compiles ops on first use (a minute on CPU): keep them in one place across runs
-        env["TORCH_EXTENSIONS_DIR"] = (
-            self.extensions_dir
-            or os.environ.get("TORCH_EXTENSIONS_DIR")
-            or str(Path(tempfile.gettempdir()) / "vlmr1-torch-extensions")
-        )
+        # DeepSpeed compiles ops on first use (a minute on CPU): one folder per environment, for every entry point
+        env["TORCH_EXTENSIONS_DIR"] = extensions_dir()
         if self.nprocs == 1 and self.num_machines == 1:
             return [sys.executable, *args], {
                 **env,
@@ -119,6 +113,7 @@ class LaunchResult:
     cancelled: bool = False
     seconds: float = 0.0
     tail: list[str] = field(default_factory=list)
+    last_step: str | None = None  # "i/n" of the last VLMR1_STEP line
 
     def report(self) -> StageReport:
         """Steps, checkpoint, reward log and its per-step curve, sampler warnings."""
@@ -137,6 +132,54 @@ class LaunchResult:
             timings={"train": self.seconds},
             notes=list(r.get("warnings", [])),
         )
+
+
+# What a training run writes into its output folder (TRL's Trainer and ours): anything else there is the user's.
+RUN_FILES = ("checkpoint-*", "final", "reward_log*", "train.log", "train_result.json", "README.md", "runs", "eval")
+
+
+def prepare_output(output: str | Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to train into a folder that holds a run unless told what to do with it: ``resume`` continues from its
+    last checkpoint, ``overwrite`` removes it (only when it holds nothing but a run's files) and starts again."""
+    import fnmatch
+    import shutil
+
+    out = Path(output)
+    if resume and overwrite:
+        raise ValueError("--resume continues the run in --output, --overwrite removes it: give one of them")
+    if not out.exists():
+        if resume:
+            raise ValueError(f"{out}: --resume: no such output folder to continue (drop --resume to start one)")
+        return
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else None
+    if held is None:
+        raise ValueError(f"{out}: --output is a file; give a folder")
+    if resume:
+        if not any(n.startswith("checkpoint-") for n in held):
+            raise ValueError(f"{out}: --resume: no checkpoint-* there to continue from (drop --resume to start)")
+        return
+    if not held:
+        return
+    foreign = [n for n in held if not any(fnmatch.fnmatch(n, pattern) for pattern in RUN_FILES)]
+    if foreign:
+        raise ValueError(f"{out}: --output holds files a training run did not write ({', '.join(foreign[:3])}); "
+                         "choose another --output")  # fmt: skip
+    if not overwrite:
+        raise ValueError(
+            f"{out}: --output holds a training run ({', '.join(held[:4])}); --resume continues it from its last "
+            "checkpoint, --overwrite starts again from scratch (removes it), or choose another --output"
+        )
+    shutil.rmtree(out)
+
+
+def stopped_at(r: LaunchResult, output: str | Path) -> str:
+    """Where a cancelled run stopped, and how to go on: its last step line and its last checkpoint."""
+    where = f"training stopped at step {r.last_step}" if r.last_step else "training stopped before its first step"
+    checkpoints = sorted(Path(output).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
+                         p.name.split("-")[-1].isdigit() else -1)  # fmt: skip
+    if not checkpoints:
+        return f"{where}, no checkpoint saved; the same command with --overwrite starts again"
+    return f"{where}; the same command with --resume continues from {checkpoints[-1].name}"
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -217,8 +260,9 @@ def run(
         for f in set(glob.glob(SHM_GLOB)) - shm_before:
             Path(f).unlink(missing_ok=True)
     last_error = watch.last_error if proc.returncode else None
+    seconds = time.monotonic() - t0
     return LaunchResult(
-        proc.returncode, str(log_path), watch.result, last_error, watch.cancelled, time.monotonic() - t0, watch.tail
+        proc.returncode, str(log_path), watch.result, last_error, watch.cancelled, seconds, watch.tail, watch.step
     )
 
 
@@ -234,6 +278,7 @@ class _Watch:
     last_error: str | None = None
     tail: list[str] = field(default_factory=list)
     cancelled: bool = False
+    step: str | None = None
 
     def follow(self, log) -> None:
         """Copy every line to ``log`` and ``on_line`` until the process ends or the timeout passes."""
@@ -244,6 +289,8 @@ class _Watch:
             log.flush()
             line = line.rstrip("\n")
             self.tail = (self.tail + [line])[-40:]
+            if "VLMR1_STEP " in line:  # a progress bar's carriage returns may come first on the line
+                self.step = line.rsplit("VLMR1_STEP ", 1)[1].split()[0]
             if line.startswith("VLMR1_RESULT "):
                 self.result = json.loads(line[len("VLMR1_RESULT ") :])
             if "Error" in line or "error:" in line:
@@ -299,7 +346,6 @@ def main(argv: list[str] | None = None) -> int:
         args.machine_rank,
         args.main_address,
         resume=args.resume,
-        extensions_dir=os.environ.get("TORCH_EXTENSIONS_DIR"),
     )
     r = run(spec, timeout=args.timeout, on_line=lambda line: print(line, flush=True))
     if r.returncode:

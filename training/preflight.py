@@ -16,6 +16,7 @@ def preflight(config: str | Path, manifest: str | Path) -> tuple[TrainConfig, li
     (one line naming the folder) for what cannot train. The shards' checksums are not hashed here: the training
     process verifies them as it loads them, and hashing gigabytes twice would double that I/O."""
     from training.grpo import check_manifest
+    from vlmr1.families import check_model_folder
     from vlmr1.shards import read_manifest
 
     cfg = load_config(config)
@@ -24,6 +25,7 @@ def preflight(config: str | Path, manifest: str | Path) -> tuple[TrainConfig, li
     if ds is not None and not Path(ds).is_file():
         problems.append(("deepspeed", f"{cfg.deepspeed!r} is not zero2, zero3, null or the path of a DeepSpeed JSON"))
     try:
+        check_model_folder(cfg.model)
         cfg.family_obj()
     except ValueError as exc:
         problems.append(("model", str(exc)))

@@ -61,14 +61,49 @@ def get_family(name: str) -> Family:
         raise ValueError(f"unknown model family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
-def family_of_model(path: str) -> Family:
-    """The family a saved model belongs to, from its config.json ``model_type``."""
+# What a loadable VLM folder holds besides config.json (save_pretrained of the model and of its processor): any one
+# file of each kind. A half-finished download has config.json and lacks one of them.
+MODEL_PARTS = {
+    "weights": (
+        "model.safetensors",
+        "model.safetensors.index.json",
+        "pytorch_model.bin",
+        "pytorch_model.bin.index.json",
+    ),
+    "tokenizer": ("tokenizer.json", "tokenizer_config.json"),
+    "processor config": ("preprocessor_config.json", "processor_config.json"),
+}
+
+
+def check_model_folder(path: str) -> None:
+    """Refuse a folder that is not a whole saved model before anything loads it or registers a scorer for it
+    (transformers' own error for a half-finished download points at the Hub)."""
     import json
     from pathlib import Path
 
-    config = Path(path) / "config.json"
-    if not config.is_file():
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
         raise ValueError(f"{path}: no such model folder (a folder with config.json, as save_pretrained writes)")
+    missing = [f"{what} ({' or '.join(names[:2])})" for what, names in MODEL_PARTS.items()
+               if not any((folder / n).is_file() for n in names)]  # fmt: skip
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            shards = sorted(set(json.loads((folder / index).read_text()).get("weight_map", {}).values()))
+            missing += [f"weight shard {s}" for s in shards if not (folder / s).is_file()]
+    if missing:
+        raise ValueError(
+            f"{path}: an incomplete model folder (a half-finished download or copy?): config.json is there but "
+            f"not {', '.join(missing)}; copy it again, or point at a folder save_pretrained wrote"
+        )
+
+
+def family_of_model(path: str) -> Family:
+    """The family a saved model belongs to, from its config.json ``model_type``; the folder must be whole."""
+    import json
+    from pathlib import Path
+
+    check_model_folder(path)
+    config = Path(path) / "config.json"
     model_type = json.loads(config.read_text()).get("model_type")
     for fam in FAMILIES.values():
         if model_type in fam.model_types:

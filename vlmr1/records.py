@@ -41,6 +41,12 @@ SAMPLE_SCHEMA = pa.schema(
 )
 
 
+def safe_text(value) -> str:
+    """``str(value)`` that can always be written as UTF-8: a lone surrogate (legal in JSON's ``\\ud800``, not in
+    UTF-8) becomes its escape, so one such record id cannot fail a whole file's transaction."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def make_sample_id(source: str, native_key: str | int | tuple) -> str:
     """Stable id from (source, source-native key): same input, same id, forever.
 

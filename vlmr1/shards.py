@@ -111,6 +111,22 @@ def verify(folder: Path, manifest: dict) -> None:
     rows, counted = sum(int(s.get("rows", -1)) for s in manifest["shards"]), manifest["counts"].get("rows")
     if rows != counted:
         raise ShardError(f"{folder}: the shards hold {rows} rows, the manifest counts {counted}")
+    _verify_image_checksums(folder, manifest)
+
+
+def _verify_image_checksums(folder: Path, manifest: dict) -> None:
+    """``images.parquet`` (the ingest checksums of the images the shards point at) as the manifest lists it: the set
+    is only as trustworthy as the file ``--verify-images`` reads."""
+    entry = manifest.get("images")
+    if entry is None:
+        return  # embedded images are covered by the shard checksums
+    f = folder / "images.parquet"
+    if entry.get("file") != "images.parquet":
+        raise ShardError(f"{folder}: the manifest's images entry names {entry.get('file')!r}, not images.parquet")
+    if not f.is_file():
+        raise ShardError(f"{f}: missing (the manifest lists it with a sha256)")
+    if sha256_file(f) != entry["sha256"]:
+        raise ShardError(f"{f}: sha256 differs from the manifest (the file was altered)")
 
 
 def verify_images(folder: Path, manifest: dict, roots: list[str]) -> int:
@@ -120,10 +136,8 @@ def verify_images(folder: Path, manifest: dict, roots: list[str]) -> int:
     entry = manifest.get("images")
     if entry is None:
         return 0  # embedded images are covered by the shard checksums
-    f = folder / "images.parquet"
-    if not f.is_file() or sha256_file(f) != entry["sha256"]:
-        raise ShardError(f"{f}: missing or altered (the image checksums cannot be trusted)")
-    for row in pq.read_table(f).to_pylist():
+    _verify_image_checksums(folder, manifest)
+    for row in pq.read_table(folder / "images.parquet").to_pylist():
         image = Path(roots[row["root"]]) / row["path"]
         if row["sha256"] is None or not image.is_file() or sha256_file(image) != row["sha256"]:
             raise ShardError(f"{image}: missing or changed since the shards were written (sha256 differs)")

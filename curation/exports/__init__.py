@@ -65,10 +65,18 @@ def dialect_warning(manifest: dict, target: str, trainer: str) -> str | None:
     )
 
 
-def export_folder(out: str | Path) -> Path:
-    """The export folder, created; a symlink is refused (an export would write through it into its target)."""
+def export_folder(out: str | Path, overwrite: bool = False) -> Path:
+    """The export folder, created; a symlink is refused (an export would write through it into its target), and so
+    is a folder that already holds files unless ``overwrite`` (an export replaces files of its own names there)."""
     out = Path(out)
     if out.is_symlink():
         raise ValueError(f"{out}: --out is a symlink; exports write only into a real folder")
+    if out.is_dir() and not overwrite:
+        held = sorted(p.name for p in out.iterdir())
+        if held:
+            raise ValueError(
+                f"{out}: --out is not empty ({len(held)} entries, e.g. {held[0]}); give --overwrite to replace the "
+                "files an export writes there, or an empty or new folder"
+            )
     out.mkdir(parents=True, exist_ok=True)
     return out

@@ -73,9 +73,11 @@ def to_easyr1(
     min_pixels: int = EASYR1_MIN_PIXELS,
     max_pixels: int = EASYR1_MAX_PIXELS,
     check_images: bool = False,
+    overwrite: bool = False,
 ) -> EasyR1Export:
-    """Write ``out/train.parquet``, ``out/format_prompt.jinja`` and ``out/reward_function.py``."""
-    out = export_folder(out)
+    """Write ``out/train.parquet``, ``out/format_prompt.jinja`` and ``out/reward_function.py`` (``overwrite``: into
+    a folder that already holds files)."""
+    out = export_folder(out, overwrite)
     export_rows, manifest = rows(shards, check_images)
     family = manifest.get("family") or get_family("qwen2_5_vl").key()
     template = manifest.get("template", "vlmr1@2").split("@")[0]

@@ -70,9 +70,12 @@ def _check_ids(export_rows: list[ExportRow]) -> None:
             raise ValueError(f"integer id {i} of samples {seen[i]} and {sid} collides; export them separately")
 
 
-def to_vlmr1_jsonl(shards: str | Path, out: str | Path, check_images: bool = False) -> list[JsonlFile]:
-    """Write ``out/<recipe>-<task>[-<i>].jsonl`` (one per task and image root) and ``out/train-<task>.sh``."""
-    out = export_folder(out)
+def to_vlmr1_jsonl(
+    shards: str | Path, out: str | Path, check_images: bool = False, overwrite: bool = False
+) -> list[JsonlFile]:
+    """Write ``out/<recipe>-<task>[-<i>].jsonl`` (one per task and image root) and ``out/train-<task>.sh``
+    (``overwrite``: into a folder that already holds files)."""
+    out = export_folder(out, overwrite)
     export_rows, manifest = rows(shards, check_images)
     _check_ids(export_rows)
     groups: dict[tuple[str, int], list[str]] = {}
@@ -118,20 +121,71 @@ def launch_args(files: list[JsonlFile], manifest: dict) -> list[str]:
     return args
 
 
+# The VLM-R1 revision the scripts were run against (tests/test_flows + the closing note of the session that checked
+# them): grpo_jsonl.py with VLMGRPOTrainer, its pins (transformers 4.49.0, trl 0.17.0, deepspeed 0.15.4).
+VLMR1_REVISION = "om-ai-lab/VLM-R1@90052f4"
+# VLM-R1 picks Qwen2VLModule when the model path contains "qwen" and the model class when it contains these (case
+# matters); any other path ends in `ValueError: Unsupported model`.
+PATH_NAMES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen2_vl": "Qwen2-VL"}
+SCRIPT_DEFAULTS = {"NPROC": 8, "BATCH": 8, "ACCUM": 2}  # VLM-R1's run_scripts: 8 GPUs, batch 8, accumulation 2
+
+
+def prompts_per_step(generations: int, nproc: int = 8, batch: int = 8, accum: int = 2) -> int:
+    """Distinct prompts VLM-R1's RepeatRandomSampler takes per optimizer step: it chunks a shuffled index list by
+    processes x batch x accumulation / generations and drops an incomplete chunk, so a file with fewer lines trains
+    0 steps without a word."""
+    return max(1, nproc * batch * accum // max(1, generations))
+
+
 def launch_script(files: list[JsonlFile], manifest: dict) -> str:
-    """A shell script that trains on ``files`` with VLM-R1 (``VLM_R1`` = its checkout, ``MODEL`` = the model)."""
+    """A shell script that trains on ``files`` with VLM-R1's own ``grpo_jsonl.py`` (``VLM_R1`` = its checkout,
+    ``MODEL`` = the model folder). ZeRO-2 by default: ZeRO-3 with ``--beta`` > 0 fails on VLM-R1 as released."""
     task = files[0].task
+    family = (manifest.get("family") or {}).get("family", "qwen2_5_vl")
+    name = PATH_NAMES.get(family, "Qwen2.5-VL")
+    knobs = " ".join(f"{k}={v}" for k, v in SCRIPT_DEFAULTS.items())
     lines = [
         "#!/usr/bin/env bash",
         f"# VLM-R1 GRPO on the {task} export of recipe {manifest.get('recipe', {}).get('name')!r}.",
+        f"# Checked against {VLMR1_REVISION} (its pins: transformers 4.49.0, trl 0.17.0, deepspeed 0.15.4).",
+        "# With those pins VLM-R1 cannot import grpo_jsonl.py until its GLM module's import is guarded (VLM-R1",
+        "# issue #353: in src/open_r1/vlm_modules/glm_module.py wrap `from transformers import",
+        "# Glm4vForConditionalGeneration` in try/except ImportError), or use a transformers that has Glm4v.",
+        f"# Environment knobs (defaults): {knobs} (processes x batch per device x accumulation),",
+        "# ZERO=2 (3: VLM-R1 issue #338 makes ZeRO-3 with --beta > 0 load the reference model with",
+        "# AutoModelForCausalLM, which fails for Qwen2.5-VL; its one-line fix is to load it with model_cls in",
+        "# src/open_r1/trainer/grpo_trainer.py), OUTPUT, PRECISION (--bf16), EXTRA (more grpo_jsonl.py arguments).",
         "set -euo pipefail",
         ': "${VLM_R1:?set VLM_R1 to a checkout of om-ai-lab/VLM-R1}" "${MODEL:?set MODEL to the model path}"',
+        'case "$MODEL" in',
+        f"  *{name}*) ;;",
+        f'  *) echo "MODEL=$MODEL: VLM-R1 picks the model class from the path, which must contain {name};'
+        f' link it under such a name: ln -s \\"$MODEL\\" /some/where/{name}-mine" >&2; exit 2 ;;',
+        "esac",
         'cd "$VLM_R1/src/open-r1-multimodal"',
         'torchrun --nproc_per_node="${NPROC:-8}" src/open_r1/grpo_jsonl.py \\',
         '  --model_name_or_path "$MODEL" --output_dir "${OUTPUT:-checkpoints/vlmr1-curate-' + task + '}" \\',
         "  " + " ".join(shlex.quote(a) for a in launch_args(files, manifest)) + " \\",
-        "  --per_device_train_batch_size 8 --gradient_accumulation_steps 2 --gradient_checkpointing true \\",
-        "  --bf16 --logging_steps 1 --num_train_epochs 2 --save_steps 100 --beta 0.04 \\",
-        '  --dataset-name this_is_not_used --deepspeed "$VLM_R1/src/open-r1-multimodal/local_scripts/zero3.json"',
+        '  --per_device_train_batch_size "${BATCH:-8}" --gradient_accumulation_steps "${ACCUM:-2}" \\',
+        "  --gradient_checkpointing true ${PRECISION:---bf16} --logging_steps 1 --num_train_epochs 2 \\",
+        "  --save_steps 100 --beta 0.04 --dataset-name this_is_not_used ${EXTRA:-} \\",
+        '  --deepspeed "$VLM_R1/src/open-r1-multimodal/local_scripts/zero${ZERO:-2}.json"',
     ]
     return "\n".join(lines) + "\n"
+
+
+def short_files(files: list[JsonlFile], manifest: dict) -> list[str]:
+    """One warning per task whose lines are fewer than one step of the script's defaults consumes."""
+    generations = int(((manifest.get("scorer") or {}).get("sampling") or {}).get("n", 8))
+    need = prompts_per_step(generations)
+    warnings = []
+    for task in sorted({f.task for f in files}):
+        lines = sum(f.lines for f in files if f.task == task)
+        if lines < need:
+            warnings.append(
+                f"{task}: {lines} lines, but with train-{task}.sh's defaults (NPROC=8 x BATCH=8 x ACCUM=2 / "
+                f"{generations} generations) VLM-R1's sampler takes {need} distinct prompts per step and drops an "
+                f"incomplete chunk: it would train 0 steps; set NPROC, BATCH and ACCUM so that NPROC x BATCH x "
+                f"ACCUM / {generations} <= {lines}"
+            )
+    return warnings

@@ -1,17 +1,17 @@
-"""VLM-R1 jsonl -> REC / OVD samples.
+"""VLM-R1 jsonl (and VLM-R1's released ``.json`` arrays) -> REC / OVD samples.
 
-A line: ``{"id"?, "image": str | [str], "conversations": [{"from": "human",
-"value": "<image>question"}, {"from": "gpt", "value": answer}], "width"?,
-"height"?}``. The task follows from the answer: a JSON list of 4 numbers is
-REC (original pixels); a ```json fenced (or bare) list of ``{"bbox_2d" |
-"bbox", "label"}`` or the word None is OVD. Ground truth is parsed strictly
-(no JSON repair: a broken label is a reject, not a guess).
+A line: ``{"id"?, "image": str | [str], "conversations": [{"from": "human", "value": "<image>question"},
+{"from": "gpt", "value": answer}], "width"?, "height"?}``. A file whose first character is ``[`` is a JSON array
+(VLM-R1's ``rec_jsons_processed/*.json``), streamed item by item with ijson; an item is either such a record or
+the released REC shape ``{"image", "problem", "solution": [x1, y1, x2, y2], "id"?, "width"?, "height"?}``.
 
-The question is matched against VLM-R1's REC/OVD question texts to recover
-the expression or the phrase list; an unrecognised question is kept whole
-as the problem. Images are resolved against the image roots; a record
-without width/height takes the probed size, so a jsonl file needs
-``--images`` unless its lines carry sizes.
+The task follows from the answer: a JSON list of 4 numbers is REC (original pixels); a ```json fenced (or bare)
+list of ``{"bbox_2d" | "bbox", "label"}`` or the word None is OVD. Ground truth is parsed strictly (no JSON
+repair: a broken label is a reject, not a guess).
+
+The question is matched against VLM-R1's REC/OVD question texts to recover the expression or the phrase list; an
+unrecognised question is kept whole as the problem. Images are resolved against the image roots; a record without
+width/height takes the probed size, so a file needs ``--images`` unless its records carry sizes.
 """
 
 from __future__ import annotations
@@ -19,15 +19,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Iterator
 
 import duckdb
+import ijson
 
 from curation.images import ImageCheck, cached_probes
 from curation.ingest.reader import Reader
 from curation.ingest.store import Reject, Staged, stage_rows
 from vlmr1.answers import is_none_answer, strip_fence
-from vlmr1.records import Target, make_sample_id, solution_json, validate_box
+from vlmr1.records import Target, make_sample_id, safe_text, solution_json, validate_box
 
 _REC = re.compile(
     r"^Please provide the bounding box coordinate of the region this sentence describes: (.+?)\.?$", re.S
@@ -100,8 +101,33 @@ def parse_line(
         raise RecordError("line is nested too deeply to be a VLM-R1 record") from None
     except ValueError as exc:
         raise RecordError(f"line is not JSON: {exc}") from None
+    return parse_record(rec, index, "lines", source=source, split=split, stem=stem, content_sha256=content_sha256)
+
+
+def _conversations(rec: dict) -> list:
+    """The record's conversations; the released REC shape (problem + a 4-number solution) is read as one."""
+    if "conversations" in rec or "problem" not in rec:
+        return rec.get("conversations")
+    problem, solution = rec["problem"], rec.get("solution")
+    if not isinstance(problem, str):
+        raise RecordError("problem missing: the record's problem is not text")
+    if isinstance(solution, str):
+        answer = re.sub(r"</?answer>", "", solution)
+    elif isinstance(solution, list):
+        answer = json.dumps(solution)
+    else:
+        raise RecordError("solution missing: expected a 4-number box or an <answer> text")
+    return [{"from": "human", "value": problem}, {"from": "gpt", "value": answer}]
+
+
+def parse_record(
+    rec, index: int, section: str, *, source: str, split: str, stem: str, content_sha256: str | None = None
+) -> dict:
+    """One decoded record (a jsonl line or an array item) -> a sample row (width/height may be None until probed)."""
+    what = "line" if section == "lines" else "item"
     if not isinstance(rec, dict):
-        raise RecordError("line is not a JSON object")
+        raise RecordError(f"{what} is not a JSON object")
+    conversations = _conversations(rec)
     image = rec.get("image")
     if isinstance(image, list):
         if len(image) != 1:
@@ -109,8 +135,8 @@ def parse_line(
         image = image[0]
     if not isinstance(image, str) or not image:
         raise RecordError("image missing: no image path in the record")
-    question = _question(rec.get("conversations"))
-    task, truth = parse_ground_truth(_answer(rec["conversations"]), f"line {index + 1}")
+    question = _question(conversations)
+    task, truth = parse_ground_truth(_answer(conversations), f"{what} {index + 1}")
     w, h = rec.get("width"), rec.get("height")
     if w is not None or h is not None:
         if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (w, h)):
@@ -145,10 +171,43 @@ def parse_line(
         "sent_id": None,
         "category_ids": None,
         "source_sha256": content_sha256,
-        "rec_section": "lines",
+        "rec_section": section,
         "rec_index": index,
         "rec_id": None if key == index and "id" not in rec else str(key),
     }
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str | None, object]]:
+    """(index, id for a reject, the line) per non-blank line."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for index, line in enumerate(fh):
+            if line.strip():
+                yield index, _line_id(line), line
+
+
+def _items(path: Path) -> Iterator[tuple[int, str | None, object]]:
+    """(index, id for a reject, the decoded item) per element of a top-level JSON array, streamed (a released
+    REC file is 100+ MB); a break in the JSON ends the file with one reject naming the item it reached."""
+    done = 0
+    with open(path, "rb") as fh:
+        try:
+            for item in ijson.items(fh, "item", use_float=True):
+                yield done, safe_text(item["id"]) if isinstance(item, dict) and "id" in item else None, item
+                done += 1
+        except (ijson.JSONError, ValueError, RecursionError) as exc:
+            raise _BrokenArray(done, str(exc)) from None
+
+
+class _BrokenArray(Exception):
+    def __init__(self, index: int, detail: str):
+        self.index, self.detail = index, detail
+
+
+def is_json_array(path: Path) -> bool:
+    """Whether the file's first non-blank character opens a JSON array (VLM-R1's released .json files)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head[:1] == b"["
 
 
 def stage_jsonl(
@@ -162,17 +221,22 @@ def stage_jsonl(
 ) -> int:
     staged = Staged()
     rows = []
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for index, line in enumerate(fh):
-            if not line.strip():
-                continue
+    section = "items" if is_json_array(path) else "lines"
+    records = _items(path) if section == "items" else _lines(path)
+    common = {"source": source, "split": split, "stem": path.stem, "content_sha256": content_sha256}
+    try:
+        for index, rec_id, raw in records:
             staged.n_records += 1
             try:
-                rows.append(
-                    parse_line(line, index, source=source, split=split, stem=path.stem, content_sha256=content_sha256)
-                )
+                if section == "lines":
+                    rows.append(parse_line(raw, index, **common))
+                else:
+                    rows.append(parse_record(raw, index, section, **common))
             except RecordError as exc:
-                staged.rejects.append(Reject("lines", index, _line_id(line), str(exc)))
+                staged.rejects.append(Reject(section, index, rec_id, str(exc)))
+    except _BrokenArray as exc:
+        staged.rejects.append(Reject(section, exc.index, None, f"file unreadable: the JSON array breaks here: "
+                                     f"{exc.detail[:200]}"))  # fmt: skip
     unsized = [r for r in rows if r["width"] is None]
     if unsized and images is not None:
         _size_from_probes(con, unsized, images)
@@ -182,7 +246,7 @@ def stage_jsonl(
             if images is None:
                 staged.rejects.append(
                     Reject(
-                        "lines",
+                        r["rec_section"],
                         r["rec_index"],
                         r["rec_id"],
                         "image size unknown: the line has no width/height and no image root was given",
@@ -210,14 +274,16 @@ def _line_id(line: str) -> str | None:
         value = json.loads(line)
     except (ValueError, RecursionError):
         return None
-    return str(value["id"]) if isinstance(value, dict) and "id" in value else None
+    return safe_text(value["id"]) if isinstance(value, dict) and "id" in value else None
 
 
 class JsonlReader(Reader):
     """VLM-R1 jsonl: REC or OVD per line, task from the answer. Without an image check, lines need width/height."""
 
     kind: ClassVar[str] = "jsonl"
-    expects: ClassVar[str] = "VLM-R1 jsonl: one JSON object per line with image and conversations"
+    expects: ClassVar[str] = (
+        "VLM-R1 jsonl (one JSON object per line with image and conversations) or a JSON array of such records"
+    )
     source: str | None = None  # default: the file's stem
     split: str = "train"
 

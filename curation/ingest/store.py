@@ -26,8 +26,10 @@ import pyarrow as pa
 from curation import catalog
 from curation.images import ImageCheck
 from curation.ingest.reader import Reader
+from curation.ingest.sniff import wrong_reader
 from curation.staging import REC_REF, STAGING, TARGETS, create_staging
 from vlmr1.hashing import sha256_file
+from vlmr1.records import safe_text
 from vlmr1.report import StageReport
 
 
@@ -65,6 +67,7 @@ class IngestSummary:
     replaced: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    reject_examples: dict[str, str] = field(default_factory=dict)  # one whole reason per "what"
 
     @property
     def status(self) -> str:
@@ -79,7 +82,12 @@ class IngestSummary:
 def stage_rows(con: duckdb.DuckDBPyConnection, staged: Staged) -> int:
     """Put a Python reader's rows into the staging tables; return its record count."""
     rejects = [
-        {"section": r.section, "record_index": r.record_index, "record_id": r.record_id, "reason": r.reason}
+        {
+            "section": r.section,
+            "record_index": r.record_index,
+            "record_id": None if r.record_id is None else safe_text(r.record_id),
+            "reason": safe_text(r.reason),
+        }
         for r in staged.rejects
     ]
     for name, rows in (
@@ -153,8 +161,12 @@ def ingest_file(
     missing, corrupt or mis-sized images into rejects.
     """
     path = Path(path)
+    regular_file(path)
+    mismatch = wrong_reader(path, reader.kind)
+    if mismatch:
+        raise ValueError(mismatch)
     reader = reader.for_file(path)
-    for f in (path, *reader.companions()):
+    for f in reader.companions():
         regular_file(f)
     content = sha256_file(path)
     file_id, options = file_identity(content, reader, images)
@@ -218,5 +230,25 @@ def _count(con: duckdb.DuckDBPyConnection, summary: IngestSummary) -> None:
         [summary.file_id],
     ).fetchone()
     summary.counts = dict(zip(("images", "annotations", "samples", "rejects"), counts))
-    rows = con.execute("SELECT split_part(reason, ':', 1), count(*) FROM new_rejects GROUP BY 1 ORDER BY 1").fetchall()
-    summary.rejects_by_reason = dict(rows)
+    rows = con.execute(
+        "SELECT split_part(reason, ':', 1), count(*), min(reason) FROM new_rejects GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    summary.rejects_by_reason = {what: n for what, n, _ in rows}
+    summary.reject_examples = {what: example for what, _, example in rows}
+
+
+def no_samples_line(summary: IngestSummary, reader: Reader, images: ImageCheck | None) -> str:
+    """Why a file gave no sample, in one line: its images missing under the roots given (with the root that holds
+    them, when one level off), or not the format the reader expects."""
+    missing = summary.rejects_by_reason.get("image missing", 0)
+    if images is None or not missing:
+        return f"{summary.path}: no sample ingested (expected {reader.expects}; see --help)"
+    example = summary.reject_examples["image missing"]
+    key = example[example.rfind("(") + 1 : -1] if example.endswith(")") else ""
+    roots = ", ".join(str(r) for r in images.roots)
+    found = images.root_holding(key) if key else None
+    fix = f"--images {found} holds it" if found else "give --images the folder its image paths are relative to"
+    return (
+        f"{summary.path}: no sample ingested: the images of {missing} samples are missing under --images {roots} "
+        f"(e.g. {key}); {fix}"
+    )

@@ -5,8 +5,10 @@ What ``make demo`` and the demo deployments run on; written once under ``out`` a
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -43,19 +45,25 @@ def write_train_config(path: Path, model: Path, max_steps: int = 2) -> Path:
     return path
 
 
-def write_demo_inputs(out: Path) -> DemoInputs:
-    """Fixtures, model and training config under ``out`` (written once, then reused)."""
+def write_demo_inputs(out: Path, say: Callable[[str], None] | None = None) -> DemoInputs:
+    """Fixtures, model and training config under ``out`` (written once, then reused); ``say`` hears a line per
+    piece built, with its time (the model's warm start is most of it: a minute on busy cores)."""
+    say = say or (lambda line: None)
     out = Path(out).resolve()
     data = out / "data"
     if not (data / "ready").exists():
-        make_coco(data / "coco")
-        make_refcoco(data / "refer")
-        make_d3(data / "d3")
-        make_vlmr1_jsonl(data / "vlmr1")
+        for kind, make, folder in (("COCO", make_coco, "coco"), ("RefCOCO", make_refcoco, "refer"),
+                                   ("D3", make_d3, "d3"), ("VLM-R1 jsonl", make_vlmr1_jsonl, "vlmr1")):  # fmt: skip
+            t0 = time.monotonic()
+            make(data / folder)
+            say(f"demo inputs: {kind} fixture written to {data / folder} ({time.monotonic() - t0:.1f} s)")
         (data / "ready").write_text("fixtures written")
     model = out / "tiny-qwen2_5_vl"
     if not (model / "config.json").exists():
+        say("demo inputs: building a tiny Qwen2.5-VL and teaching it the answer formats (120 steps) ...")
+        t0 = time.monotonic()
         build_tiny_vlm(model, "qwen2_5_vl", warm_start_steps=120)
+        say(f"demo inputs: tiny Qwen2.5-VL ready in {model} ({time.monotonic() - t0:.1f} s)")
     sources = [
         ("coco", data / "coco" / "annotations" / "instances_train2017.json", data / "coco"),
         ("refcoco", data / "refer" / "refcoco" / "refs(unc).p", data / "refer" / "train2014"),

@@ -110,3 +110,66 @@ def test_phash_is_stored_as_ubigint_for_hamming_in_sql(jsonl, tmp_path):
         "AND bit_count(xor(a.phash, b.phash)) = 0 AND a.path = b.path",
     )[0]
     assert n == 5
+
+
+def _released_rec_item(i: int, image: str, box: list) -> dict:
+    """An item as VLM-R1's released rec_jsons_processed/*.json write it (VLM-R1 issue #11 shows one)."""
+    caption = f"the object number {i}"
+    return {
+        "id": i,
+        "image": image,
+        "problem": f"Please provide the bounding box coordinate of the region this sentence describes: {caption}.",
+        "normal_caption": caption,
+        "solution": box,
+        "normalized_solution": [0, 0, 1000, 1000],
+        "width": 320,
+        "height": 240,
+    }
+
+
+def test_vlmr1_released_json_arrays_are_streamed_with_the_same_rejects_and_identity(jsonl, tmp_path):
+    """VLM-R1's released REC data are JSON arrays (not jsonl): items of that shape and items shaped like jsonl
+    lines both ingest; a bad item is a reject naming its index; a break in the JSON keeps what came before."""
+    images = ImageCheck([jsonl.parent / "images"])
+    items = [_released_rec_item(100, "a.jpg", [10, 20, 100, 120]), _released_rec_item(101, "a.jpg", [1, 2, 30, 40])]
+    items.append({"id": 102, "image": "a.jpg", "problem": "where?", "solution": "nothing"})  # a bad item
+    items += [json.loads(line) for line in jsonl.read_text().splitlines()[:2]]  # jsonl-shaped items
+    released = tmp_path / "refcoco_train.json"
+    released.write_text(json.dumps(items, indent=1))
+    db = tmp_path / "c.duckdb"
+    summary = ingest("jsonl", db, released, images=images)
+    got = _rows(db, "SELECT image_key, task, problem, solution FROM samples ORDER BY sample_id")
+    assert summary.counts["samples"] == 4 and {r[1] for r in got} == {"rec"}
+    by_problem = {r[2]: r for r in got}
+    assert [t.bbox for t in parse_solution(by_problem["the object number 101"][3])] == [(1, 2, 30, 40)]
+    assert _rows(db, "SELECT section, record_index, record_id, split_part(reason, ':', 1) FROM rejects") == [
+        ("items", 2, "102", "answer unreadable")
+    ]
+    # identity: the same records as jsonl lines give the same sample ids (source and stem equal)
+    lines = tmp_path / "same" / "refcoco_train.jsonl"
+    lines.parent.mkdir()
+    lines.write_text("\n".join(json.dumps(i) for i in items[3:]) + "\n")
+    ingest("jsonl", tmp_path / "d.duckdb", lines, images=images)
+    from_lines = {r[0] for r in _rows(tmp_path / "d.duckdb", "SELECT sample_id FROM samples")}
+    assert from_lines <= {r[0] for r in _rows(db, "SELECT sample_id FROM samples")}
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(items[:2])[:-30])  # cut inside the second item
+    ingest("jsonl", tmp_path / "e.duckdb", broken, images=images)
+    assert _rows(tmp_path / "e.duckdb", "SELECT count(*) FROM samples")[0][0] == 1
+    (reason,) = _rows(tmp_path / "e.duckdb", "SELECT reason FROM rejects WHERE record_index = 1")[0]
+    assert reason.startswith("file unreadable: the JSON array breaks here")
+
+
+def test_a_lone_surrogate_in_one_id_is_one_reject_not_a_lost_file(jsonl, tmp_path):
+    lines = jsonl.read_text().splitlines()
+    bad = json.loads(lines[0])
+    bad["id"] = "X"
+    lines.append(json.dumps(bad).replace('"X"', '"\\ud800"'))  # legal JSON, not encodable as UTF-8
+    jsonl.write_text("\n".join(lines) + "\n")
+    db = tmp_path / "c.duckdb"
+    summary = ingest("jsonl", db, jsonl, images=ImageCheck([jsonl.parent / "images"]))
+    assert summary.counts["samples"] == 5  # the good lines all went in
+    assert _rows(db, "SELECT record_id, reason FROM rejects WHERE record_index = ?", len(lines) - 1) == [
+        ("\\ud800", "text is not valid UTF-8: it holds a lone surrogate")
+    ]

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from curation.testing.demo import write_train_config
+from curation.testing.fixtures import make_coco
 from helpers import coco_and_refcoco_catalog
 
 
@@ -50,9 +51,12 @@ def shards(catalog):
 
 @pytest.fixture
 def model(tmp_path):
-    """A model folder as far as a pre-launch check looks (its config names the family)."""
+    """A model folder as far as a pre-launch check looks (its config names the family; weights, tokenizer and
+    processor config are there)."""
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    for name in ("model.safetensors", "tokenizer.json", "processor_config.json"):
+        (tmp_path / "m" / name).write_text("{}")
     return tmp_path / "m"
 
 
@@ -112,14 +116,31 @@ def test_score_names_a_missing_model_folder(capsys, monkeypatch, catalog, tmp_pa
     assert code == 2 and f"{tmp_path / 'nope'}: no such model folder" in err.strip().splitlines()[-1]
 
 
-def test_ingest_of_a_file_in_another_format_is_no_sample_and_exit_1(capsys, monkeypatch, tmp_path):
-    """A one-line jsonl handed to `ingest coco` parses as JSON: it used to be status `new`, 0 samples, exit 0."""
+def test_ingest_of_a_file_in_another_format_names_the_command_that_reads_it(capsys, monkeypatch, tmp_path):
+    """A one-line jsonl handed to `ingest coco` used to be status `new`, 0 samples, exit 0; a COCO file handed to
+    `ingest refcoco` said "instances.json: missing"."""
     lines = tmp_path / "train.jsonl"
     lines.write_text(json.dumps({"image": "a.jpg", "conversations": []}) + "\n")
-    code, out, err = vlmr1(capsys, monkeypatch, "ingest", "coco", lines, "--catalog", tmp_path / "c.duckdb")
-    assert code == 1 and "no samples" in out
-    assert f"{lines}: no sample ingested (expected a COCO instances json" in err
-    assert "nothing was ingested" in err
+    coco = make_coco(tmp_path / "coco", n_images=2)
+    for kind, path, right in (("coco", lines, "jsonl"), ("refcoco", coco, "coco"), ("jsonl", coco, "coco")):
+        code, out, err = vlmr1(capsys, monkeypatch, "ingest", kind, path, "--catalog", tmp_path / "c.duckdb")
+        first, rest = err.splitlines()[0], err.splitlines()[1:]
+        assert code == 1 and "failed" in out and rest == ["1 of 1 files failed or gave no sample; nothing was ingested"]
+        assert first.startswith(f"{path}: this is ") and first.endswith(f"; use `vlmr1 ingest {right}`"), first
+
+
+def test_ingest_with_images_one_level_off_names_the_root_that_holds_them(capsys, monkeypatch, tmp_path):
+    """Every image missing used to end in "no sample ingested (expected a COCO instances json ...)", blaming the
+    annotation file, with the cause in a table cell."""
+    coco = make_coco(tmp_path / "coco", n_images=3)
+    db = tmp_path / "c.duckdb"
+    for given in (tmp_path, tmp_path / "coco" / "annotations"):  # the parent of the right root, and a sibling
+        code, _, err = vlmr1(capsys, monkeypatch, "ingest", "coco", coco, "--catalog", db, "--images", given)
+        line = err.splitlines()[0]
+        assert code == 1 and line.startswith(f"{coco}: no sample ingested: the images of 3 samples are missing"), line
+        assert line.endswith(f"; --images {tmp_path / 'coco'} holds it"), line
+    code, _, err = vlmr1(capsys, monkeypatch, "ingest", "coco", coco, "--catalog", db, "--images", tmp_path / "nope")
+    assert code == 1 and err.splitlines()[0].endswith("give --images the folder its image paths are relative to")
 
 
 def test_a_bug_is_one_line_and_debug_shows_the_traceback(capsys, monkeypatch, catalog):

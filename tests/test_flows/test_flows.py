@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from vlmr1.ports import free_port
+from helpers import start_prefect_server, stop_in_order
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -54,41 +54,20 @@ class PrefectHome:
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):
     home = tmp_path_factory.mktemp("prefect-home")
-    port = free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO",
-        "VLMR1_DEMO_OUTPUT": str(home / "out"),
-    }
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=open(home / "server.log", "w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline and server.poll() is None, (home / "server.log").read_text()[-2000:]
-            time.sleep(0.5)
+    env, server = start_prefect_server(home, VLMR1_DEMO_OUTPUT=str(home / "out"))
     state = PrefectHome(env, home)
     state.start_serve()
     yield state
-    for proc in (state.serve, server):  # the serving process before its server; by pid, SIGINT first
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    stop_in_order(state.serve, server)  # the serving process before its server
+
+
+def _artifacts_of(prefect, flow_run_id: str) -> list[dict]:
+    """Every artifact one flow run created (all versions), from the API."""
+    body = json.dumps({"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).encode()
+    request = urllib.request.Request(prefect.env["PREFECT_API_URL"] + "/artifacts/filter", body,
+                                     {"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
 
 
 def _cli(env, *args, timeout=900):
@@ -121,19 +100,26 @@ def test_curate_and_train_demo_deployment_then_a_retraining_round(prefect):
     artifacts = _cli(prefect.env, "artifact", "ls").stdout
     for key in (
         "curate-and-train-stages",
-        "curate-and-train-quality-funnel",
+        "curate-and-train-quality-default-funnel",
         "curate-and-train-score-bands",
         "curate-and-train-train-training-curve",
         "curate-and-train-evaluate",
-        "curate-and-train-quality-quality-plot",  # every plot as an image artifact
+        "curate-and-train-quality-default-quality-plot",  # every plot, shown in a markdown artifact
         "curate-and-train-score-difficulty-plot",
-        "curate-and-train-shard-selection-plot",
+        "curate-and-train-shard-train-selection-plot",  # each shard set's own (they shared one key)
+        "curate-and-train-shard-eval-selection-plot",
+        "curate-and-train-ingest-coco-instances-train2017",  # each ingested file's own
+        "curate-and-train-ingest-jsonl-vlmr1-rec-ovd",
         "training-progress",  # progress of the long stages
         "scoring-progress",
     ):
         assert key in artifacts, artifacts
-    plot = _cli(prefect.env, "artifact", "inspect", "curate-and-train-score-difficulty-plot").stdout
-    assert "data:image/png;base64," in plot
+    created = _artifacts_of(prefect, last["flow_run_id"])
+    keys = [a["key"] for a in created if a["type"] != "progress"]
+    assert len(keys) == len(set(keys)), sorted(keys)  # no artifact replaced another's on the Artifacts page
+    plots = [a for a in created if a["key"].endswith("-plot")]
+    assert len(plots) == 4 and all(a["data"].startswith("![") and "data:image/png;base64," in a["data"] for a in plots)
+    assert all("base64" not in a["description"] and ".png" in a["description"] for a in plots)
     rec = _cli(prefect.env, "artifact", "inspect", "curate-and-train-evaluate-rec-metrics").stdout
     assert "acc@0.5" in rec and "mAP" not in rec  # a table per task: no REC column hidden behind OVD's
     stages = _table_artifact(prefect, "curate-and-train-stages")

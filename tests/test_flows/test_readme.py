@@ -3,6 +3,7 @@ speaks to outsiders (no issue numbers as titles, no links outside the repository
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,11 +47,29 @@ def _work_done(flow: Path) -> tuple:
     return counts, sorted(p.name for p in (flow / "run" / "train").iterdir())
 
 
+def _checkout(to: Path) -> Path:
+    """A git checkout of this working tree (tracked and untracked files, as `git status` sees them), committed, so
+    what the walk-through leaves behind shows in its own `git status`."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (to / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, to / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "checkout"]):
+        subprocess.run(git + args, cwd=to, check=True, capture_output=True)
+    return to
+
+
 @pytest.mark.slow
 def test_make_demo_then_the_readme_walk_through_as_written(tmp_path):
     """`vlmr1 demo` as `make demo` runs it (its own Prefect home, never ~/.prefect; a summary naming every report;
     what the numbers mean; a second run says "no new data"), then the walk-through block with bash -e as a user
-    pastes it, on what the demo left, and every file it promises is there."""
+    pastes it, on what the demo left, and every file it promises is there; all of it in a checkout, after which
+    `make lint` passes and `git status --porcelain` is empty (the walk-through used to write into the repository
+    root, and ruff then read DeepSpeed's generated code)."""
+    repo = _checkout(tmp_path / "repo")
     home = tmp_path / "home"
     home.mkdir()
     path = f"{Path(sys.executable).parent}:{os.environ['PATH']}"
@@ -58,29 +77,39 @@ def test_make_demo_then_the_readme_walk_through_as_written(tmp_path):
 
     def sh(script: str, columns: int = 200) -> subprocess.CompletedProcess:
         run_env = env | {"COLUMNS": str(columns)}
-        r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=tmp_path, env=run_env,
+        r = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], cwd=repo, env=run_env,
                            capture_output=True, text=True, timeout=900)  # fmt: skip
         assert r.returncode == 0 and "Traceback" not in r.stdout + r.stderr, r.stdout[-3000:] + r.stderr[-3000:]
         return r
 
     demo = sh("vlmr1 demo", columns=400).stdout
-    assert (tmp_path / "demo-out" / ".prefect").is_dir() and not (home / ".prefect").exists()
+    assert (repo / "demo-out" / ".prefect").is_dir() and not (home / ".prefect").exists()
     listed = ("funnel.md", "funnel.png", "difficulty.md", "pass_rate.png", "selection.md", "selection.png",
               "manifest.json", "reward_log.parquet", "train.log", "eval.json", "catalog.duckdb")  # fmt: skip
     assert all(name in demo for name in listed), demo[-4000:]
     assert "What the numbers mean" in demo and "unknown annotation id: 424242" in demo
-    flow = tmp_path / "demo-out" / "flow"
+    assert "demo inputs: tiny Qwen2.5-VL ready" in demo  # progress while the inputs are built
+    flow = repo / "demo-out" / "flow"
     before = _work_done(flow)
     assert "no new data" in sh("vlmr1 demo").stdout
     assert _work_done(flow) == before  # nothing ingested, scored or trained
 
     walk = sh(block("runs"))
+    out = repo / "demo-out" / "walk"
     assert walk.stdout.strip().splitlines()[-1] == '{"reward": 1.0}'
-    assert (tmp_path / "shards" / "train" / "manifest.json").is_file()
-    assert (tmp_path / "shards" / "train" / "selection.png").is_file()
-    assert list((tmp_path / "export" / "vlmr1").glob("*.jsonl")) and (tmp_path / "export/vlmr1/train-rec.sh").exists()
-    assert pq.read_table(tmp_path / "export" / "easyr1" / "train.parquet").num_rows > 0
-    assert (tmp_path / "runs" / "first" / "final" / "config.json").is_file()
-    assert list((tmp_path / "runs" / "first" / "final" / "eval").glob("*.json"))
-    assert list((tmp_path / "reports" / "quality").glob("default-*/funnel.png"))
+    assert (out / "shards" / "train" / "manifest.json").is_file()
+    assert (out / "shards" / "train" / "selection.png").is_file()
+    assert list((out / "export" / "vlmr1").glob("*.jsonl")) and (out / "export/vlmr1/train-rec.sh").exists()
+    assert pq.read_table(out / "export" / "easyr1" / "train.parquet").num_rows > 0
+    assert (out / "runs" / "first" / "final" / "config.json").is_file()
+    assert list((out / "runs" / "first" / "final" / "eval").glob("*.json"))
+    assert list((out / "reports" / "quality").glob("default-*/funnel.png"))
     assert "unknown annotation id" in walk.stdout and "runs" in walk.stdout  # the rejects and runs sections
+    assert "VLM-R1's sampler takes" in walk.stderr  # the demo's exports are shorter than one VLM-R1 step
+
+    venv = Path(sys.executable).parent.parent
+    lint = subprocess.run(["make", "lint", f"VENV={venv}", "-o", f"{venv}/.installed"], cwd=repo,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert lint.returncode == 0, lint.stdout[-3000:] + lint.stderr[-3000:]
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True)
+    assert status.stdout == "", status.stdout

@@ -1,0 +1,37 @@
+"""Where DeepSpeed's JIT-compiled CPU ops live: one folder per Python environment, shared by every entry point.
+
+DeepSpeed compiles its CPU ops with torch's ninja builder on first use (60-120 s on 2 cores). Ninja rebuilds
+whenever the compile command changes, and the command names the environment's own paths (its torch headers and
+site-packages). So two environments sharing one folder (two clones, a test checkout beside a working tree) evict
+each other's build at every switch. Keyed by the environment, each compiles once and never again; every launch
+(``vlmr1 train``, the flows' train task, the demo, the ablations and the tests) goes through ``extensions_dir``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+ROOT_NAME = "vlmr1-torch-extensions"
+
+
+def environment_key(prefix: str | None = None) -> str:
+    """The environment's identity for compiled ops: its prefix, Python, torch and DeepSpeed versions."""
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "-"
+
+    parts = [prefix or sys.prefix, sys.version.split()[0], installed("torch"), installed("deepspeed")]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:12]
+
+
+def extensions_dir() -> str:
+    """``$TORCH_EXTENSIONS_DIR`` when the user set one, else ``$TMPDIR/vlmr1-torch-extensions/<environment key>``."""
+    return os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(tempfile.gettempdir()) / ROOT_NAME / environment_key())
