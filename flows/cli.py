@@ -730,6 +730,11 @@ def eval_cmd(
     from vlmr1.rollout import closing, make_engine
     from vlmr1.rollout.base import Sampling
 
+    if catalog is not None:  # a catalog another process holds is said now, not after the evaluation
+        from curation import catalog as cat
+
+        with cat.connect(_existing(catalog)):
+            pass
     table = Table("data", "split", "task", "n", "metrics", title=f"evaluation of {checkpoint}")
     with closing(make_engine(engine, str(checkpoint))) as eng:
         greedy, evaluated = Sampling.greedy(max_new_tokens), []

@@ -165,18 +165,25 @@ def prepare_output(output: str | Path, *, resume: bool, overwrite: bool) -> None
         raise ValueError(f"{out}: --output holds files a training run did not write ({', '.join(foreign[:3])}); "
                          "choose another --output")  # fmt: skip
     if not overwrite:
+        last = _checkpoints(out)
+        what = f"last checkpoint: {last[-1].name}" if last else f"no checkpoint yet: {', '.join(held[:3])}"
         raise ValueError(
-            f"{out}: --output holds a training run ({', '.join(held[:4])}); --resume continues it from its last "
-            "checkpoint, --overwrite starts again from scratch (removes it), or choose another --output"
+            f"{out}: --output holds a training run ({what}); --resume continues it from its last checkpoint, "
+            "--overwrite starts again from scratch (removes it), or choose another --output"
         )
     shutil.rmtree(out)
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    """The run's checkpoint folders in step order."""
+    steps = [(int(p.name.split("-")[1]), p) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
+    return [p for _, p in sorted(steps)]
 
 
 def stopped_at(r: LaunchResult, output: str | Path) -> str:
     """Where a cancelled run stopped, and how to go on: its last step line and its last checkpoint."""
     where = f"training stopped at step {r.last_step}" if r.last_step else "training stopped before its first step"
-    checkpoints = sorted(Path(output).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
-                         p.name.split("-")[-1].isdigit() else -1)  # fmt: skip
+    checkpoints = _checkpoints(Path(output))
     if not checkpoints:
         return f"{where}, no checkpoint saved; the same command with --overwrite starts again"
     return f"{where}; the same command with --resume continues from {checkpoints[-1].name}"

@@ -125,7 +125,8 @@ def test_ingest_of_a_file_in_another_format_names_the_command_that_reads_it(caps
     for kind, path, right in (("coco", lines, "jsonl"), ("refcoco", coco, "coco"), ("jsonl", coco, "coco")):
         code, out, err = vlmr1(capsys, monkeypatch, "ingest", kind, path, "--catalog", tmp_path / "c.duckdb")
         first, rest = err.splitlines()[0], err.splitlines()[1:]
-        assert code == 1 and "failed" in out and rest == ["1 of 1 files failed or gave no sample; nothing was ingested"]
+        assert code == 1 and "failed" in out
+        assert rest == ["1 of 1 files failed or gave no sample; nothing was ingested"]
         assert first.startswith(f"{path}: this is ") and first.endswith(f"; use `vlmr1 ingest {right}`"), first
 
 
@@ -154,3 +155,94 @@ def test_a_bug_is_one_line_and_debug_shows_the_traceback(capsys, monkeypatch, ca
     assert code == 1 and "internal error: KeyError: 'a bug of ours' (run `vlmr1 --debug" in one_line(err)
     with pytest.raises(KeyError):
         vlmr1(capsys, monkeypatch, "--debug", "catalog", catalog)
+
+
+def test_a_half_finished_model_folder_is_named_before_anything_is_registered(capsys, monkeypatch, catalog, tmp_path):
+    """Only config.json (a download that stopped) used to be `internal error: OSError: Can't load image processor
+    ... huggingface.co ...`, with a scorer row registered anyway."""
+    half = tmp_path / "Qwen2.5-VL-3B-Instruct"
+    half.mkdir()
+    (half / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    scorers = _rows(catalog, "SELECT count(*) FROM scorers")
+    code, _, err = vlmr1(capsys, monkeypatch, "score", "none", "--catalog", catalog, "--model", half)
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and line.startswith(f"error: {half}: an incomplete model folder"), line
+    assert "weights (model.safetensors or model.safetensors.index.json)" in line and "processor config" in line
+    assert _rows(catalog, "SELECT count(*) FROM scorers") == scorers  # nothing registered
+    (half / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "model-00001-of-00002"}}))
+    code, _, err = vlmr1(capsys, monkeypatch, "score", "none", "--catalog", catalog, "--model", half)
+    assert code == 2 and "weight shard model-00001-of-00002" in err.strip().splitlines()[-1]
+
+
+def _rows(db, sql):
+    from helpers import rows
+
+    return rows(db, sql)
+
+
+@pytest.fixture
+def held(catalog):
+    """The catalog's write lock held by another process (a notebook's connection): its pid."""
+    import subprocess
+    import time
+
+    script = f"import duckdb, time; c = duckdb.connect({str(catalog)!r}); print('held', flush=True); time.sleep(120)"
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    time.sleep(0.2)
+    yield holder.pid
+    holder.kill()
+    holder.wait()
+
+
+def test_every_command_on_a_held_catalog_exits_3_naming_the_holder(capsys, monkeypatch, catalog, shards, held,
+                                                                  model, tmp_path):  # fmt: skip
+    """`vlmr1 catalog` printed DuckDB's raw lock error; score, shard, eval and lineage called it an internal error."""
+    monkeypatch.setenv("VLMR1_CATALOG_WAIT", "0.5")
+    commands = [
+        ["catalog", catalog],
+        ["quality", "none", "--catalog", catalog],
+        ["score", "none", "--catalog", catalog, "--model", model],
+        ["shard", "none", "--catalog", catalog, "--out", tmp_path / "s"],
+        ["eval", model, "--data", shards, "--catalog", catalog],
+        ["lineage", model, "--catalog", catalog],
+        ["reprofile", "--base", "a", "--current", "b", "--catalog", catalog, "--out", tmp_path / "r"],
+        ["ingest", "coco", make_coco(tmp_path / "coco", n_images=2), "--catalog", catalog],
+    ]
+    for args in commands:
+        code, _, err = vlmr1(capsys, monkeypatch, *args)
+        assert code == 3, (args[0], code, err)
+        line = one_line(err)
+        assert line.startswith(f"error: catalog {catalog} is in use by pid {held} ({sys.executable} -c import"), line
+        assert line.endswith("(waited 0.5 s); close it there (a notebook: con.close()) or wait, then run this again")
+    assert not (tmp_path / "s").exists()  # nothing half-written
+    monkeypatch.setenv("VLMR1_CATALOG_WAIT", "1")  # a wait a person would notice is announced at once
+    code, _, err = vlmr1(capsys, monkeypatch, "catalog", catalog)
+    assert code == 3 and err.splitlines()[0].endswith("; waiting up to 1 s")
+
+
+def test_export_refuses_a_folder_with_files_unless_overwrite(capsys, monkeypatch, shards, tmp_path):
+    """`vlmr1 export` used to replace the user's files of the same name without a word."""
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "train.parquet").write_text("the user's own file")
+    code, _, err = vlmr1(capsys, monkeypatch, "export", shards, "--to", "easyr1", "--out", out)
+    assert code == 2 and one_line(err).startswith(f"{out}: --out is not empty (1 entries, e.g. train.parquet); give")
+    assert (out / "train.parquet").read_text() == "the user's own file"
+    code, _, _ = vlmr1(capsys, monkeypatch, "export", shards, "--to", "easyr1", "--out", out, "--overwrite")
+    assert code == 0 and (out / "train.parquet").read_bytes()[:4] == b"PAR1"
+
+
+def test_an_altered_or_deleted_images_parquet_fails_the_set(capsys, monkeypatch, shards, tmp_path):
+    """images.parquet was listed with a sha256 in the manifest but never verified: altered, the set still exported."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shards.resolve(), copy)
+    (copy / "images.parquet").write_bytes((copy / "images.parquet").read_bytes() + b"\0")
+    code, _, err = vlmr1(capsys, monkeypatch, "export", copy, "--to", "easyr1", "--out", tmp_path / "e")
+    altered = f"{copy / 'images.parquet'}: sha256 differs from the manifest (the file was altered)"
+    assert code == 2 and one_line(err) == altered
+    (copy / "images.parquet").unlink()
+    code, _, err = vlmr1(capsys, monkeypatch, "export", copy, "--to", "vlmr1-jsonl", "--out", tmp_path / "v")
+    assert code == 2 and one_line(err) == f"{copy / 'images.parquet'}: missing (the manifest lists it with a sha256)"

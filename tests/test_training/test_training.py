@@ -329,3 +329,66 @@ def test_cli_eval_writes_json_and_catalog_rows(setup, one_process):
     with catalog.connect(setup.db) as con:
         n = con.execute("SELECT count(*) FROM evaluations WHERE metric IN ('acc@0.5', 'mean_iou')").fetchone()[0]
     assert n == 2 * len(results["metrics"])
+
+
+def _ops_state(folder: Path) -> dict:
+    """What a compile would change in DeepSpeed's op folders: each build's ninja log and library time."""
+    return {str(p): (p.read_bytes(), (p.parent / f"{p.parent.name}.so").stat().st_mtime_ns)
+            for p in sorted(folder.glob("*/.ninja_log"))}  # fmt: skip
+
+
+def _another_environment_built_here(root: Path) -> None:
+    """What a second clone (another venv, so other include paths in the compile command) leaves in the shared root:
+    an op folder whose build.ninja names its own paths. A layout shared by environments rebuilds over it."""
+    for ninja in list(root.glob("*/*/build.ninja")):
+        foreign = root / ninja.parent.name
+        foreign.mkdir(exist_ok=True)
+        (foreign / "build.ninja").write_text(ninja.read_text().replace(sys.prefix, "/elsewhere/.venv"))
+    (root / "0123456789ab" / "deepspeed_shm_comm").mkdir(parents=True, exist_ok=True)
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_cli_train_is_exit_130_with_where_to_resume_and_the_next_launch_compiles_nothing(
+    setup, one_process, tmp_path
+):
+    """Ctrl-C in `vlmr1 train` was `internal error: TypeError: 'NoneType' object is not subscriptable`; a second
+    launch into the same --output retrained from scratch over its checkpoints; DeepSpeed's CPU op was compiled again
+    at every switch between the CLI and the flows (one folder for every environment)."""
+    from training.extensions import extensions_dir
+
+    ops = Path(extensions_dir())
+    root = ops.parent
+    before = _ops_state(ops)
+    assert before, f"the first launch (one_process) built nothing in {ops}"
+    _another_environment_built_here(root)
+    config = write_train_config(tmp_path / "train.yaml", setup.model, max_steps=6)
+    out = tmp_path / "run"
+    vlmr1 = [str(Path(sys.executable).parent / "vlmr1"), "train", str(config), "--manifest", str(setup.shards)]
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_EXTENSIONS_DIR"} | {"COLUMNS": "250"}
+    child = subprocess.Popen([*vlmr1, "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             cwd=tmp_path, env=env)  # fmt: skip
+    deadline = time.monotonic() + 300
+    for line in child.stdout:
+        if "VLMR1_STEP 2/6" in line:
+            break
+        assert time.monotonic() < deadline and child.poll() is None
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    step = err.strip().splitlines()[-1]
+    assert step.startswith("interrupted: training stopped at step ") and "/6; the same command with --resume " \
+        "continues from checkpoint-" in step, err  # fmt: skip
+    assert _ops_state(ops) == before  # the CLI's launch compiled nothing
+
+    again = subprocess.run([*vlmr1, "--output", str(out)], capture_output=True, text=True, env=env, timeout=120)
+    line = again.stderr.strip()
+    last = step.rsplit(" ", 1)[1]
+    assert again.returncode == 2 and line.startswith(
+        f"{out}: --output holds a training run (last checkpoint: {last}); "
+    ), line
+    assert line.endswith("; --resume continues it from its last checkpoint, --overwrite starts again from scratch "
+                         "(removes it), or choose another --output")  # fmt: skip
+    resumed = subprocess.run([*vlmr1, "--output", str(out), "--resume"], capture_output=True, text=True, env=env,
+                             timeout=600)  # fmt: skip
+    assert resumed.returncode == 0 and "trained to step 6" in resumed.stdout, resumed.stderr[-2000:]
+    assert _ops_state(ops) == before
