@@ -401,3 +401,32 @@ def test_cli_score_config_typo_is_one_line_naming_file_line_and_field(db, tmp_pa
     )
     assert out.returncode == 2
     assert "scorer.yaml:4: sampling.temprature" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_cli_score_is_exit_130_saying_what_was_merged_and_the_same_command_resumes(models, db, tmp_path):
+    """Ctrl-C in `vlmr1 score` printed a blank line and exited 130; now one line says how far it got, and the rerun
+    starts from there."""
+    import re
+    import signal
+    import time
+    from pathlib import Path
+
+    config = tmp_path / "scorer.yaml"
+    config.write_text(
+        "engine:\n  kind: hf\n  batch_size: 2\nsampling:\n  n: 2\n  max_new_tokens: 24\npartition_size: 1\n"
+    )
+    cmd = [str(Path(sys.executable).parent / "vlmr1"), "score", "none", "--catalog", str(db), "--config", str(config),
+           "--model", str(models["qwen2_5_vl"])]  # fmt: skip
+    env = {**os.environ, "COLUMNS": "200"}
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not list((db.parent / "scoring").glob("*/part-*")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first partition has been generated
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    line = err.strip().splitlines()[-1]
+    m = re.fullmatch(r"interrupted: (\d+) of (\d+) partitions merged; the same command resumes", line)
+    assert child.returncode == 130 and m and 0 < int(m[1]) < int(m[2]), err
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and re.search(rf"already scored\s*│\s*{m[1]}\s", again.stdout), again.stdout

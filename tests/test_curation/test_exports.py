@@ -120,6 +120,56 @@ def test_vlmr1_launch_scripts_name_the_task_arguments(shards, tmp_path):
         assert subprocess.run(["bash", "-n", str(tmp_path / "vlmr1" / name)]).returncode == 0
 
 
+def test_vlmr1_launch_scripts_check_the_model_path_and_default_to_zero2(shards, tmp_path):
+    """VLM-R1 picks its model class by the path (`ValueError: Unsupported model` otherwise) and fails under ZeRO-3
+    with --beta > 0 (its issue #338). `torchrun` here is a stand-in that prints its arguments; the real run of these
+    scripts on VLM-R1's own trainer is in the closing note of the session that wrote them."""
+    to_vlmr1_jsonl(shards, tmp_path / "vlmr1")
+    script = tmp_path / "vlmr1" / "train-rec.sh"
+    assert "om-ai-lab/VLM-R1@90052f4" in script.read_text() and "#353" in script.read_text()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "torchrun").write_text('#!/usr/bin/env bash\necho "$@"\n')
+    (bin_dir / "torchrun").chmod(0o755)
+    (tmp_path / "VLM-R1" / "src" / "open-r1-multimodal").mkdir(parents=True)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "VLM_R1": str(tmp_path / "VLM-R1")}
+
+    def launch(model: str, **knobs: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["bash", str(script)], env=env | {"MODEL": model} | knobs, capture_output=True, text=True
+        )
+
+    wrong = launch("/models/tiny-qwen2_5_vl")
+    expected = (
+        "MODEL=/models/tiny-qwen2_5_vl: VLM-R1 picks the model class from the path, which must contain Qwen2.5-VL;"
+        ' link it under such a name: ln -s "/models/tiny-qwen2_5_vl" /some/where/Qwen2.5-VL-mine'
+    )
+    assert wrong.returncode == 2 and wrong.stdout == "" and wrong.stderr.strip() == expected
+    args = launch("/models/Qwen2.5-VL-3B-Instruct").stdout.split()
+    assert args[args.index("--deepspeed") + 1].endswith("local_scripts/zero2.json") and "--bf16" in args
+    assert args[0] == "--nproc_per_node=8" and args[args.index("--per_device_train_batch_size") + 1] == "8"
+    args = launch("/m/Qwen2.5-VL-x", NPROC="1", BATCH="4", ACCUM="1", ZERO="3", EXTRA="--max_steps 2").stdout.split()
+    assert args[0] == "--nproc_per_node=1" and args[args.index("--gradient_accumulation_steps") + 1] == "1"
+    assert args[args.index("--deepspeed") + 1].endswith("zero3.json") and args[-4:-2] == ["--max_steps", "2"]
+
+
+def test_exports_shorter_than_one_vlmr1_step_are_named():
+    """VLM-R1's sampler takes processes x batch x accumulation / generations distinct prompts per step and drops an
+    incomplete chunk (its RepeatRandomSampler): with the scripts' defaults and 4 generations, 32."""
+    from curation.exports.vlmr1_jsonl import JsonlFile, prompts_per_step, short_files
+
+    assert prompts_per_step(4) == 32 and prompts_per_step(8) == 16 and prompts_per_step(4, 1, 4, 1) == 1
+    manifest = {"scorer": {"sampling": {"n": 4}}}
+    files = [
+        JsonlFile(Path("a"), "i", "rec", 20),
+        JsonlFile(Path("b"), "i", "rec", 12),
+        JsonlFile(Path("c"), "i", "ovd", 31),
+    ]
+    (line,) = short_files(files, manifest)
+    assert line.startswith("ovd: 31 lines, but with train-ovd.sh's defaults (NPROC=8 x BATCH=8 x ACCUM=2 / 4 "
+                           "generations) VLM-R1's sampler takes 32 distinct prompts per step")  # fmt: skip
+
+
 def _easyr1_resize(w, h, lo=262144, hi=4194304):
     """EasyR1's process_image, from its documented behaviour."""
     if w * h > hi:
