@@ -767,12 +767,14 @@ def catalog_cmd(
 ) -> None:
     """What a catalog holds: sources, rejects by reason with an example, recipes and what they keep, scorer keys,
     training runs, evaluations."""
+    import shutil
+
     from rich.console import Console
     from rich.table import Table
 
     from curation.overview import overview
 
-    console = Console(width=200)
+    console = Console(width=max(200, shutil.get_terminal_size().columns))  # rows of paths: wide, never narrower
     for name, rows in overview(path, section).items():
         if not rows:
             console.print(f"[bold]{name}[/bold]: none")

@@ -20,10 +20,38 @@ settings.register_profile(
 )
 settings.load_profile("ci")
 
-# Tiny models are built once per test session and copied (the flows' subprocesses inherit the variable).
-_TINY_CACHE = tempfile.mkdtemp(prefix="vlmr1-tiny-models-")
-os.environ["VLMR1_TINY_MODEL_CACHE"] = _TINY_CACHE
+# Tiny models are built once per test run and copied (the flows' subprocesses inherit the variable). Under
+# pytest-xdist the controller makes the folder before it starts the workers, which inherit it and share it
+# (`build_tiny_vlm` renames a finished build into place, so two workers never see half a model); the process that
+# made it removes it.
+_OWNED = "VLMR1_TINY_MODEL_CACHE" not in os.environ
+if _OWNED:
+    os.environ["VLMR1_TINY_MODEL_CACHE"] = tempfile.mkdtemp(prefix="vlmr1-tiny-models-")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_TINY_CACHE, ignore_errors=True)
+    if _OWNED:
+        shutil.rmtree(os.environ["VLMR1_TINY_MODEL_CACHE"], ignore_errors=True)
+
+
+# The modules that take minutes, longest first. Under `make test` (pytest-xdist, 2 workers, one module per worker
+# at a time) they start first, and the short modules fill in beside them instead of leaving one worker alone with
+# a long module at the end. Serial runs keep the same order; modules never depend on each other's order.
+LONG_FIRST = (
+    "test_flows/test_flows.py",
+    "test_vlmr1/test_vllm.py",
+    "test_flows/test_readme.py",
+    "test_training/test_training.py",
+    "test_curation/test_difficulty.py",
+    "test_flows/test_schedule.py",
+    "test_curation/test_ray.py",
+    "test_curation/test_rounds.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((i for i, name in enumerate(LONG_FIRST) if path.endswith(name)), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: the order inside a module is kept

@@ -46,16 +46,17 @@ def _prefect(env: dict, *args: str, cwd: Path = REPO) -> subprocess.CompletedPro
 
 def _interval_deployment(tmp_path: Path) -> Path:
     """A prefect.yaml with one curate-and-train deployment (a tiny COCO source: ingest, quality, shards) on an
-    hourly interval schedule anchored so that its next run falls 20 s from now."""
+    hourly interval schedule anchored so that its next run falls a few seconds from now; with the repository's
+    own deployments, so one `prefect deploy` serves both."""
     source = make_coco(tmp_path / "coco", n_images=4)
     params = {
         "catalog": str(tmp_path / "catalog.duckdb"),
         "output": str(tmp_path / "run"),
         "sources": [{"kind": "coco", "path": str(source), "images": [str(tmp_path / "coco")]}],
     }
-    anchor = datetime.now(timezone.utc) - timedelta(seconds=3600 - 20)
+    anchor = datetime.now(timezone.utc) - timedelta(seconds=3600 - 8)
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
-    spec["deployments"] = [
+    spec["deployments"] += [
         {
             "name": "hourly-test",
             "entrypoint": "flows/curate.py:curate_and_train",
@@ -72,11 +73,11 @@ def _interval_deployment(tmp_path: Path) -> Path:
 def test_the_scheduler_creates_the_nightly_runs_and_a_scheduled_run_completes(tmp_path):
     home = tmp_path / "prefect-home"
     home.mkdir()
-    env, server = start_prefect_server(home, VLMR1_REPO=str(REPO), PREFECT_WORKER_QUERY_SECONDS="2")
+    env, server = start_prefect_server(home, VLMR1_REPO=str(REPO), PREFECT_WORKER_QUERY_SECONDS="1")
     worker = None
     try:
         _prefect(env, "work-pool", "create", "vlmr1-process", "--type", "process", "--overwrite")
-        _prefect(env, "deploy", "--all")  # our prefect.yaml, as `make serve` deploys it
+        # our prefect.yaml's deployments, as `make serve` deploys them, and the hourly one
         _prefect(env, "deploy", "--all", "--prefect-file", str(_interval_deployment(tmp_path)))
         worker = subprocess.Popen(
             [str(BIN / "prefect"), "worker", "start", "--pool", "vlmr1-process"],
@@ -89,6 +90,7 @@ def test_the_scheduler_creates_the_nightly_runs_and_a_scheduled_run_completes(tm
         deadline, finished = time.monotonic() + 300, None
         while finished is None and time.monotonic() < deadline:
             time.sleep(2)
+            assert "bulk DML" not in (home / "server.log").read_text(), "the scheduler fails every loop"
             runs = _runs_of(env, "hourly-test")
             assert all(r["auto_scheduled"] for r in runs)  # nothing here starts a run by hand
             finished = next((r for r in runs if r["state_type"] in ("COMPLETED", "FAILED", "CRASHED")), None)
