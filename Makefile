@@ -37,8 +37,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 test: $(STAMP) $(VLLM_STAMP) lint
-	# pytest exits 5 when it collects nothing: that is a failure here, not a pass.
-	$(BIN)/python -m pytest -q
+	# pytest exits 5 when it collects nothing: that is a failure here, not a pass. Two workers, one test module
+	# each at a time, the long modules first (tests/conftest.py).
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rewards.py

@@ -46,15 +46,16 @@ def _prefect(env: dict, *args: str, cwd: Path = REPO) -> subprocess.CompletedPro
 
 def _interval_deployment(tmp_path: Path) -> Path:
     """A prefect.yaml with one curate-and-train deployment (a tiny COCO source: ingest, quality, shards) on an
-    hourly interval schedule anchored so that its next run falls a few seconds from now; with the repository's
-    own deployments, so one `prefect deploy` serves both."""
+    hourly interval schedule anchored so that its next run falls 40 s from now (the scheduler only creates runs
+    still ahead of it, and `prefect deploy` took 10 s on a loaded machine); with the repository's own deployments,
+    so one `prefect deploy` serves both."""
     source = make_coco(tmp_path / "coco", n_images=4)
     params = {
         "catalog": str(tmp_path / "catalog.duckdb"),
         "output": str(tmp_path / "run"),
         "sources": [{"kind": "coco", "path": str(source), "images": [str(tmp_path / "coco")]}],
     }
-    anchor = datetime.now(timezone.utc) - timedelta(seconds=3600 - 8)
+    anchor = datetime.now(timezone.utc) - timedelta(seconds=3600 - 40)
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     spec["deployments"] += [
         {
