@@ -227,7 +227,7 @@ def _open(path: Path, timeout: float | None, read_only: bool = False) -> duckdb.
     naming the holder, and ends in ``CatalogBusy`` naming it too (the CLI's exit 3)."""
     timeout = float(os.environ.get(WAIT_ENV, 30.0)) if timeout is None else timeout
     deadline = time.monotonic() + timeout
-    delay, announced = 0.05, False
+    delay, holder = 0.05, None
     while True:
         try:
             con = duckdb.connect(str(path), read_only=read_only)
@@ -237,15 +237,15 @@ def _open(path: Path, timeout: float | None, read_only: bool = False) -> duckdb.
             message = str(exc)
             if "lock" not in message.lower():
                 raise
-            holder = lock_holder(message)
+            if holder is None:  # looked up once: the message is announced now and repeated at the end
+                holder = lock_holder(message)
+                if timeout >= 1:
+                    print(f"catalog {path} is in use by {holder}; waiting up to {timeout:g} s", file=sys.stderr)
             if time.monotonic() >= deadline:
                 raise CatalogBusy(
                     f"catalog {path} is in use by {holder} (waited {timeout:g} s); close it there (a notebook: "
                     f"con.close()) or wait, then run this again"
                 ) from None
-            if not announced and timeout >= 1:
-                print(f"catalog {path} is in use by {holder}; waiting up to {timeout:g} s", file=sys.stderr)
-                announced = True
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
 

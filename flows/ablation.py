@@ -111,10 +111,10 @@ def _start_point(params: AblationParams, ev: StageReport, catalog: CatalogRef) -
 def _checkpoint_points(run: Path, last: int, ev: StageReport, catalog: CatalogRef, name: str) -> list[dict]:
     """The run's checkpoints before its last step, each evaluated on the evaluation set."""
     from curation.ablation.compare import curve_point
+    from training.outputs import checkpoints
 
     points = []
-    steps = sorted((int(p.name.split("-")[1]), p) for p in run.glob("checkpoint-*"))
-    for step, ckpt in (c for c in steps if c[0] < last):
+    for step, ckpt in (c for c in checkpoints(run) if c[0] < last):
         part = f"{name.split(':', 1)[-1]}-{ckpt.name}"
         evaluated = eval_task(ModelRef(path=str(ckpt)), FileRef(path=ev.files["manifest"]), catalog, name, part)
         points.append(curve_point(step, _read_json(evaluated.files["results"])))

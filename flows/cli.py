@@ -613,7 +613,8 @@ def train(
 ) -> None:
     """GRPO (TRL + DeepSpeed) on curated shards, launched as a managed process group."""
     from training.config import TrainConfigError
-    from training.launch import LaunchSpec, prepare_output, run, stopped_at
+    from training.launch import LaunchSpec, run, stopped_at
+    from training.outputs import prepare_output
     from training.preflight import preflight
 
     try:

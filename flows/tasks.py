@@ -6,7 +6,6 @@ hashes); ingest is not cached: the library skips a known file after one hash and
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from flows.caching import CONTENT
 from flows.params import CatalogRef, FileRef, ModelRef, RecipeRef, SourceSpec
 from flows.progress import StageProgress
 from vlmr1.report import StageReport
-
-STEP = re.compile(r"VLMR1_STEP (\d+)/(\d+)")
 
 
 def _timed(report: StageReport, t0: float, part: str | None = None) -> StageReport:
@@ -81,7 +78,7 @@ def shard_task(catalog: CatalogRef, recipe: RecipeRef, scorer_key: str | None, o
 
 @task(name="train", cache_policy=CONTENT, persist_result=True)
 def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int, part: str | None = None) -> StageReport:
-    from training.launch import LaunchSpec, run
+    from training.launch import STEP, LaunchSpec, run
     from training.preflight import preflight
 
     t0 = time.perf_counter()
@@ -91,7 +88,7 @@ def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int, par
     progress = StageProgress("training-progress", "training", "steps")
 
     def log(line: str) -> None:
-        step = STEP.search(line)  # a progress bar's carriage returns may come first on the line
+        step = STEP.search(line)
         if step:
             progress.update(int(step[1]), int(step[2]))
         elif "VLMR1" in line or "Error" in line:

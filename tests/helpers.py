@@ -59,6 +59,17 @@ def coco_and_refcoco_catalog(root, n_coco: int, n_refcoco: int, recipes=("none",
     return db
 
 
+def prefect_api(env: dict, route: str, body: dict):
+    """POST ``body`` to a Prefect server's REST route (``/flow_runs/filter``, ...) and return the decoded answer."""
+    import json
+
+    request = urllib.request.Request(
+        env["PREFECT_API_URL"] + route, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())
+
+
 def start_prefect_server(home: Path, **extra_env: str) -> tuple[dict, subprocess.Popen]:
     """A real Prefect server on 127.0.0.1 with its own home (SQLite), healthy; (its client env, the process)."""
     from vlmr1.ports import free_port

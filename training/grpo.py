@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 from training.config import TrainConfig, load_config
+from training.outputs import checkpoints
 from vlmr1.shards import ShardError, load, manifest_dialect, read_manifest
 
 
@@ -216,8 +217,8 @@ def train(cfg: TrainConfig, manifest_path: str | Path, output_dir: str | Path, r
         processing_class=processor,
         callbacks=[FlushRewards()],
     )
-    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    trainer.train(resume_from_checkpoint=str(checkpoints[-1]) if resume and checkpoints else None)
+    saved = checkpoints(output_dir)
+    trainer.train(resume_from_checkpoint=str(saved[-1][1]) if resume and saved else None)
     log.flush()
     trainer.accelerator.wait_for_everyone()
     result = {"global_step": trainer.state.global_step, "output_dir": str(output_dir), "warnings": warnings}

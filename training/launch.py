@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,10 +24,12 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from training.extensions import extensions_dir
+from training.outputs import checkpoints
 from vlmr1.ports import free_port
 from vlmr1.report import StageReport
 
 SHM_GLOB = "/dev/shm/deepspeed_allreduce_buffer_*"
+STEP = re.compile(r"VLMR1_STEP (\d+)/(\d+)")  # the trainer's progress line (a progress bar may come first on it)
 
 
 @dataclass
@@ -134,59 +137,13 @@ class LaunchResult:
         )
 
 
-# What a training run writes into its output folder (TRL's Trainer and ours): anything else there is the user's.
-RUN_FILES = ("checkpoint-*", "final", "reward_log*", "train.log", "train_result.json", "README.md", "runs", "eval")
-
-
-def prepare_output(output: str | Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to train into a folder that holds a run unless told what to do with it: ``resume`` continues from its
-    last checkpoint, ``overwrite`` removes it (only when it holds nothing but a run's files) and starts again."""
-    import fnmatch
-    import shutil
-
-    out = Path(output)
-    if resume and overwrite:
-        raise ValueError("--resume continues the run in --output, --overwrite removes it: give one of them")
-    if not out.exists():
-        if resume:
-            raise ValueError(f"{out}: --resume: no such output folder to continue (drop --resume to start one)")
-        return
-    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else None
-    if held is None:
-        raise ValueError(f"{out}: --output is a file; give a folder")
-    if resume:
-        if not any(n.startswith("checkpoint-") for n in held):
-            raise ValueError(f"{out}: --resume: no checkpoint-* there to continue from (drop --resume to start)")
-        return
-    if not held:
-        return
-    foreign = [n for n in held if not any(fnmatch.fnmatch(n, pattern) for pattern in RUN_FILES)]
-    if foreign:
-        raise ValueError(f"{out}: --output holds files a training run did not write ({', '.join(foreign[:3])}); "
-                         "choose another --output")  # fmt: skip
-    if not overwrite:
-        last = _checkpoints(out)
-        what = f"last checkpoint: {last[-1].name}" if last else f"no checkpoint yet: {', '.join(held[:3])}"
-        raise ValueError(
-            f"{out}: --output holds a training run ({what}); --resume continues it from its last checkpoint, "
-            "--overwrite starts again from scratch (removes it), or choose another --output"
-        )
-    shutil.rmtree(out)
-
-
-def _checkpoints(out: Path) -> list[Path]:
-    """The run's checkpoint folders in step order."""
-    steps = [(int(p.name.split("-")[1]), p) for p in out.glob("checkpoint-*") if p.name.split("-")[1].isdigit()]
-    return [p for _, p in sorted(steps)]
-
-
 def stopped_at(r: LaunchResult, output: str | Path) -> str:
     """Where a cancelled run stopped, and how to go on: its last step line and its last checkpoint."""
     where = f"training stopped at step {r.last_step}" if r.last_step else "training stopped before its first step"
-    checkpoints = _checkpoints(Path(output))
-    if not checkpoints:
+    saved = checkpoints(output)
+    if not saved:
         return f"{where}, no checkpoint saved; the same command with --overwrite starts again"
-    return f"{where}; the same command with --resume continues from {checkpoints[-1].name}"
+    return f"{where}; the same command with --resume continues from {saved[-1][1].name}"
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
@@ -296,8 +253,9 @@ class _Watch:
             log.flush()
             line = line.rstrip("\n")
             self.tail = (self.tail + [line])[-40:]
-            if "VLMR1_STEP " in line:  # a progress bar's carriage returns may come first on the line
-                self.step = line.rsplit("VLMR1_STEP ", 1)[1].split()[0]
+            step = STEP.search(line)
+            if step:
+                self.step = f"{step[1]}/{step[2]}"
             if line.startswith("VLMR1_RESULT "):
                 self.result = json.loads(line[len("VLMR1_RESULT ") :])
             if "Error" in line or "error:" in line:

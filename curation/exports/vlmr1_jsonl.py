@@ -108,10 +108,15 @@ def _inside(root: Path, relative: str) -> Path:
     return target
 
 
+def _scorer_sampling(manifest: dict) -> dict:
+    """The sampler the shards' difficulty was scored with ({} for unscored shards): the scripts' k and length."""
+    return ((manifest.get("scorer") or {}).get("sampling")) or {}
+
+
 def launch_args(files: list[JsonlFile], manifest: dict) -> list[str]:
     """The grpo_jsonl.py arguments for one task's files, with the scorer's k and length when it has them."""
     task = files[0].task
-    sampling = ((manifest.get("scorer") or {}).get("sampling")) or {}
+    sampling = _scorer_sampling(manifest)
     methods = ":".join(REWARD_METHOD[task] for _ in files)
     args = ["--data_file_paths", ":".join(str(f.path) for f in files)]
     args += ["--image_folders", ":".join(f.image_folder for f in files)]
@@ -176,7 +181,7 @@ def launch_script(files: list[JsonlFile], manifest: dict) -> str:
 
 def short_files(files: list[JsonlFile], manifest: dict) -> list[str]:
     """One warning per task whose lines are fewer than one step of the script's defaults consumes."""
-    generations = int(((manifest.get("scorer") or {}).get("sampling") or {}).get("n", 8))
+    generations = int(_scorer_sampling(manifest).get("n", 8))
     need = prompts_per_step(generations)
     warnings = []
     for task in sorted({f.task for f in files}):

@@ -28,7 +28,7 @@ from curation.images import ImageCheck, cached_probes
 from curation.ingest.reader import Reader
 from curation.ingest.store import Reject, Staged, stage_rows
 from vlmr1.answers import is_none_answer, strip_fence
-from vlmr1.records import Target, make_sample_id, safe_text, solution_json, validate_box
+from vlmr1.records import Target, make_sample_id, solution_json, validate_box
 
 _REC = re.compile(
     r"^Please provide the bounding box coordinate of the region this sentence describes: (.+?)\.?$", re.S
@@ -177,22 +177,22 @@ def parse_record(
     }
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str | None, object]]:
-    """(index, id for a reject, the line) per non-blank line."""
+def _lines(path: Path) -> Iterator[tuple[int, object]]:
+    """(index, the line) per non-blank line."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for index, line in enumerate(fh):
             if line.strip():
-                yield index, _line_id(line), line
+                yield index, line
 
 
-def _items(path: Path) -> Iterator[tuple[int, str | None, object]]:
-    """(index, id for a reject, the decoded item) per element of a top-level JSON array, streamed (a released
+def _items(path: Path) -> Iterator[tuple[int, object]]:
+    """(index, the decoded item) per element of a top-level JSON array, streamed (a released
     REC file is 100+ MB); a break in the JSON ends the file with one reject naming the item it reached."""
     done = 0
     with open(path, "rb") as fh:
         try:
             for item in ijson.items(fh, "item", use_float=True):
-                yield done, safe_text(item["id"]) if isinstance(item, dict) and "id" in item else None, item
+                yield done, item
                 done += 1
         except (ijson.JSONError, ValueError, RecursionError) as exc:
             raise _BrokenArray(done, str(exc)) from None
@@ -225,7 +225,7 @@ def stage_jsonl(
     records = _items(path) if section == "items" else _lines(path)
     common = {"source": source, "split": split, "stem": path.stem, "content_sha256": content_sha256}
     try:
-        for index, rec_id, raw in records:
+        for index, raw in records:
             staged.n_records += 1
             try:
                 if section == "lines":
@@ -233,7 +233,7 @@ def stage_jsonl(
                 else:
                     rows.append(parse_record(raw, index, section, **common))
             except RecordError as exc:
-                staged.rejects.append(Reject(section, index, rec_id, str(exc)))
+                staged.rejects.append(Reject(section, index, _record_id(raw), str(exc)))
     except _BrokenArray as exc:
         staged.rejects.append(Reject(section, exc.index, None, f"file unreadable: the JSON array breaks here: "
                                      f"{exc.detail[:200]}"))  # fmt: skip
@@ -269,12 +269,13 @@ def _size_from_probes(con: duckdb.DuckDBPyConnection, rows: list[dict], images: 
         r["width"], r["height"] = sizes.get(paths[r["image_key"]], (None, None))
 
 
-def _line_id(line: str) -> str | None:
+def _record_id(raw) -> str | None:
+    """A rejected record's ``id``, when it has one (decoded again only for rejects; the store makes it storable)."""
     try:
-        value = json.loads(line)
+        value = json.loads(raw) if isinstance(raw, str) else raw
     except (ValueError, RecursionError):
         return None
-    return safe_text(value["id"]) if isinstance(value, dict) and "id" in value else None
+    return str(value["id"]) if isinstance(value, dict) and "id" in value else None
 
 
 class JsonlReader(Reader):

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 HEAD_BYTES = 65536
-# a guess -> the reader kinds that read it
+# a guess -> the reader kinds that read it, the one to advise first
 READS = {"a pickle": ("refcoco",), "a COCO instances json": ("coco", "d3"), "VLM-R1 jsonl": ("jsonl",)}
-ADVICE = {"a pickle": "refcoco", "a COCO instances json": "coco", "VLM-R1 jsonl": "jsonl"}
 
 
 def guess(path: Path) -> str | None:
@@ -38,4 +37,4 @@ def wrong_reader(path: Path, kind: str) -> str | None:
     what = guess(path)
     if what is None or kind in READS[what]:
         return None
-    return f"{path}: this is {what}, not what `vlmr1 ingest {kind}` reads; use `vlmr1 ingest {ADVICE[what]}`"
+    return f"{path}: this is {what}, not what `vlmr1 ingest {kind}` reads; use `vlmr1 ingest {READS[what][0]}`"

@@ -13,14 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from helpers import start_prefect_server, stop_in_order
+from helpers import prefect_api, start_prefect_server, stop_in_order
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -63,11 +62,7 @@ def prefect(tmp_path_factory):
 
 def _artifacts_of(prefect, flow_run_id: str) -> list[dict]:
     """Every artifact one flow run created (all versions), from the API."""
-    body = json.dumps({"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}).encode()
-    request = urllib.request.Request(prefect.env["PREFECT_API_URL"] + "/artifacts/filter", body,
-                                     {"Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
+    return prefect_api(prefect.env, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
 
 
 def _cli(env, *args, timeout=900):

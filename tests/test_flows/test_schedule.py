@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from curation.testing.fixtures import make_coco
-from helpers import start_prefect_server, stop_in_order
+from helpers import prefect_api, start_prefect_server, stop_in_order
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -23,17 +22,9 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow  # a real Prefect server, worker and flow run
 
 
-def _api(env: dict, route: str, body: dict) -> list | dict:
-    request = urllib.request.Request(
-        env["PREFECT_API_URL"] + route, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as answer:
-        return json.loads(answer.read())
-
-
 def _runs_of(env: dict, deployment: str) -> list[dict]:
     """Every flow run of one deployment (by name), as the API returns them."""
-    return _api(env, "/flow_runs/filter", {"deployments": {"name": {"any_": [deployment]}}})
+    return prefect_api(env, "/flow_runs/filter", {"deployments": {"name": {"any_": [deployment]}}})
 
 
 def _prefect(env: dict, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
