@@ -5,6 +5,12 @@
 - summary shapes: distinct return types of the stage entry points (one per stage is six-plus shapes);
 - places a sampling knob is spelled: class fields and function parameters named temperature, top_p, top_k,
   max_new_tokens (AST), counted per knob;
+- the faces (issue 31): the largest CLI module's lines; the largest fan-out (first-party modules one module
+  imports, function-level imports included); stage commands whose command prints the stage's ``StageReport``;
+  places an exit code is decided (functions that call ``typer.Exit``/``SystemExit`` with a code); how often each
+  default (template, threshold, partition size) is written as a literal, and a reward dialect's name as a string
+  literal; import circles (function-level imports included); lines of test kit shipped in the product packages
+  that no product module uses; README lines;
 - with ``--flow``: times one demo run of ``curate-and-train`` enters the catalog module (``catalog.connect``)
   and loads a recipe (``load_recipe``), counted by wrapping both before the run.
 
@@ -129,6 +135,196 @@ def flow_entries() -> dict[str, int]:
     return counts
 
 
+STAGE_COMMANDS = ("ingest", "quality", "score", "shard", "train", "eval", "reprofile", "export")
+KIT_DIRS = ("testing",)  # folders of test kit inside the product packages
+DEFAULTS = {"template": "vlmr1", "threshold": 0.5, "partition_size": 64}
+
+
+def _module_name(p: Path) -> str:
+    parts = list(p.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, tuple[Path, ast.Module]]:
+    return {_module_name(p): (p, ast.parse(p.read_text())) for p in _files(PACKAGES)}
+
+
+def import_graph(modules) -> dict[str, set[str]]:
+    """Module -> first-party modules it imports anywhere (a ``from X import Y`` of a submodule names X.Y)."""
+    graph: dict[str, set[str]] = {}
+    for name, (path, tree) in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+def import_circles(graph) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def unused_kit_lines(modules, graph) -> dict[str, int]:
+    """Lines of kit modules (``KIT_DIRS``) that no product module outside the kit reaches."""
+    kit = {m for m, (p, _) in modules.items() if set(p.relative_to(ROOT).parts) & set(KIT_DIRS)}
+    seen, todo = set(), [m for m in modules if m not in kit]
+    while todo:
+        m = todo.pop()
+        if m not in seen:
+            seen.add(m)
+            todo += graph[m]
+    return {m: len(modules[m][0].read_text().splitlines()) for m in sorted(kit - seen)}
+
+
+def _cli_files() -> list[Path]:
+    single = ROOT / "flows" / "cli.py"
+    return [single] if single.exists() else sorted((ROOT / "flows" / "cli").glob("*.py"))
+
+
+def _calls(fn: ast.AST) -> set[str]:
+    return {
+        n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Call) and isinstance(n.func, (ast.Name, ast.Attribute))
+    }
+
+
+def _command_name(fn: ast.FunctionDef) -> str | None:
+    """The command name of a ``@app.command(...)``-decorated function (ingest subcommands count as ingest)."""
+    for d in fn.decorator_list:
+        call = d if isinstance(d, ast.Call) else None
+        if call and isinstance(call.func, ast.Attribute) and call.func.attr == "command":
+            owner = ast.unparse(call.func.value)
+            if "ingest" in owner:
+                return "ingest"
+            if owner != "app":  # another group's command (``rewards score`` is not the score stage)
+                return None
+            if call.args and isinstance(call.args[0], ast.Constant):
+                return call.args[0].value
+            return fn.name
+    return None
+
+
+def cli_faces() -> dict[str, object]:
+    """Stage commands that print a StageReport (through any helper of the CLI modules), and places exit codes
+    are decided."""
+    functions: dict[str, ast.FunctionDef] = {}
+    for p in _cli_files():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                functions.setdefault(node.name, node)
+
+    def prints(name: str, seen: set) -> bool:
+        if name in seen or name not in functions:
+            return False
+        seen.add(name)
+        called = _calls(functions[name])
+        return "print_report" in called or any(prints(c, seen) for c in called)
+
+    commands: dict[str, list[bool]] = {}
+    for fn in functions.values():
+        name = _command_name(fn)
+        if name in STAGE_COMMANDS:
+            commands.setdefault(name, []).append(prints(fn.name, set()))
+    printing = sorted(c for c, v in commands.items() if all(v))
+    deciders = set()
+    for fn in functions.values():
+        for n in ast.walk(fn):
+            if isinstance(n, ast.Call) and ast.unparse(n.func) in ("typer.Exit", "SystemExit", "Exit") and n.args:
+                deciders.add(fn.name)
+    return {"printing": printing, "deciders": sorted(deciders)}
+
+
+def default_spellings(modules) -> dict[str, int]:
+    """Literal defaults of template / threshold / partition_size (parameters, fields, ``Field(x)``), and string
+    literals naming a reward dialect outside docstrings."""
+    counts = {k: 0 for k in DEFAULTS} | {"dialect names": 0}
+
+    def literal(node, value) -> bool:
+        if isinstance(node, ast.Call) and ast.unparse(node.func).endswith(("Field", "Option")) and node.args:
+            node = node.args[0]
+        return isinstance(node, ast.Constant) and node.value == value and type(node.value) is type(value)
+
+    for _, tree in modules.values():
+        docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef,
+                ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)}  # fmt: skip
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                args = node.args.args[len(node.args.args) - len(node.args.defaults) :]
+                pairs = list(zip(args, node.args.defaults)) + list(zip(node.args.kwonlyargs, node.args.kw_defaults))
+                for a, d in pairs:
+                    if a.arg in DEFAULTS and d is not None and literal(d, DEFAULTS[a.arg]):
+                        counts[a.arg] += 1
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+                if node.target.id in DEFAULTS and literal(node.value, DEFAULTS[node.target.id]):
+                    counts[node.target.id] += 1
+            elif isinstance(node, ast.Constant) and node.value == "vlmr1-curate" and id(node) not in docs:
+                counts["dialect names"] += 1
+    return counts
+
+
+def faces() -> dict[str, object]:
+    modules = _modules()
+    graph = import_graph(modules)
+    fan = max(graph, key=lambda m: len(graph[m]))
+    cli = cli_faces()
+    biggest = max(_cli_files(), key=lambda p: len(p.read_text().splitlines()))
+    kit = unused_kit_lines(modules, graph)
+    circles = import_circles(graph)
+    readme = (ROOT / "README.md").read_text().splitlines()
+    return {
+        "largest CLI module (lines)": f"{len(biggest.read_text().splitlines())} ({biggest.relative_to(ROOT)})",
+        "largest fan-out (first-party modules imported)": f"{len(graph[fan])} ({fan})",
+        "stage commands printing their StageReport": f"{len(cli['printing'])}/{len(STAGE_COMMANDS)} "
+        f"({', '.join(cli['printing'])})",
+        "places an exit code is decided": f"{len(cli['deciders'])} ({', '.join(cli['deciders'])})",
+        **{
+            f"times {k} is written" if k == "dialect names" else f"times the default {k} is written": v
+            for k, v in default_spellings(modules).items()
+        },
+        "import circles": f"{len(circles)} {circles if circles else ''}".strip(),
+        "test-kit lines in product packages no product code uses": f"{sum(kit.values())} ({', '.join(kit)})",
+        "README lines": len(readme),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--flow", action="store_true", help="also run the demo flow and count catalog entries (~2 min)")
@@ -144,6 +340,7 @@ def main() -> None:
         "summary shapes (distinct stage return types)": len(set(shapes.values())),
         "places a sampling knob is spelled (max over knobs)": max(len(v) for v in knobs.values()),
     }
+    result.update(faces())
     if args.flow:
         result.update({f"demo flow: {k} calls": v for k, v in flow_entries().items()})
     print("| metric | value |\n|---|---|")
