@@ -1,6 +1,6 @@
 """Can the ablation tell an effect from seed noise? The testbed ablation end to end on CPU, with its controls.
 
-The learnable testbed (``curation.testing.testbed``: shape scenes as real RefCOCO files, defects planted at known
+The learnable testbed (``curation.demo.testbed``: shape scenes as real RefCOCO files, defects planted at known
 rates) and its warm-started tiny Qwen2.5-VL are built, ingested and curated; then the ``ablation`` flow trains
 every arm with 3 seeds (GRPO on DeepSpeed, the same budget and pool size) and evaluates all of them on one fixed
 evaluation set:

@@ -35,9 +35,9 @@ KNOBS = ("temperature", "top_p", "top_k", "max_new_tokens")
 STAGES = [
     [("curation.ingest.store", "ingest_file")],
     [("curation.quality.apply", "evaluate"), ("curation.quality.apply", "evaluate_recipe")],
-    [("curation.difficulty", "score_recipe")],
-    [("curation.selection", "select")],
-    [("curation.shards", "write_shards")],
+    [("curation.difficulty.scoring", "score_recipe")],
+    [("curation.selection.select", "select")],
+    [("curation.shards.write", "write_shards")],
     [("training.launch", "run")],
     [("training.evaluate", "evaluate"), ("training.evaluate", "evaluate_model")],
 ]
@@ -136,7 +136,7 @@ def flow_entries() -> dict[str, int]:
 
 
 STAGE_COMMANDS = ("ingest", "quality", "score", "shard", "train", "eval", "reprofile", "export")
-KIT_DIRS = ("testing",)  # folders of test kit inside the product packages
+KIT_DIRS = ("testing", "demo")  # kit folders inside the product packages: all of it must be used by the product
 DEFAULTS = {"template": "vlmr1", "threshold": 0.5, "partition_size": 64}
 
 
@@ -155,7 +155,11 @@ def import_graph(modules) -> dict[str, set[str]]:
     for name, (path, tree) in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         edges = set()
+        guards = [i for i in ast.walk(tree) if isinstance(i, ast.If) and ast.unparse(i.test) == "TYPE_CHECKING"]
+        typing_only = {id(n) for i in guards for b in i.body for n in ast.walk(b)}
         for node in ast.walk(tree):
+            if id(node) in typing_only:  # no import at run time
+                continue
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]

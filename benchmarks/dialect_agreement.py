@@ -7,7 +7,7 @@ functions are read from that checkout at run time (``qwen_module.py``: ``iou_rew
 ``format_reward_rec``; ``grpo_jsonl.py``: ``od_reward``, ``odLength_reward``, ``map_reward``,
 ``calculate_map``, ``format_reward``; ``src/eval/test_rec_r1.py``: ``extract_bbox_answer``, ``iou``) with
 their vendored pycocotools, and nothing of theirs is kept in this project. Completions are generated
-(``vlmr1.testing.completions``): well-formed and malformed answers, other frames, None answers, several
+(``kit.completions``): well-formed and malformed answers, other frames, None answers, several
 blocks and fences. Prints a table of differing rows per reward (target 0) and our own dialect's count
 beside it, for scale.
 """
@@ -26,7 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from vlmr1 import dialect_vlmr1 as ours  # noqa: E402
-from vlmr1.testing.completions import ovd_cases, rec_batch, rec_cases  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test kit: tests/kit
+from kit.completions import ovd_cases, rec_batch, rec_cases  # noqa: E402
 
 SRC = "src/open-r1-multimodal/src/open_r1"
 

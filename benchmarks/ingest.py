@@ -2,7 +2,7 @@
 
 The file is a synthetic COCO at train2017 scale (118,287 images, 860,001
 annotations, 80 categories, ~445 MB with polygon segmentations), generated
-once by ``curation.testing.fixtures.make_coco_scale`` and cached. Each side runs in
+once by ``curation.demo.fixtures.make_coco_scale`` and cached. Each side runs in
 a fresh subprocess so peak RSS is its own. Ours is the whole ingest: hash,
 parse, validate, build OVD samples, write the DuckDB catalog, commit.
 Target: ours <= 0.5x pycocotools' time and <= 4 GB peak.
@@ -56,7 +56,7 @@ def main() -> None:
     args = ap.parse_args()
     console = Console()
     if not args.path.exists():
-        from curation.testing.fixtures import make_coco_scale
+        from curation.demo.fixtures import make_coco_scale
 
         console.print(f"generating {args.path} (once, ~30 s)")
         make_coco_scale(args.path)

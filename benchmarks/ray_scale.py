@@ -71,7 +71,7 @@ def table(title: str, unit: int, unit_name: str, seconds: dict[str, list[float]]
 
 
 def probing(args, tmp: Path, console: Console, startup: float) -> None:
-    from curation.images import probe_many, probe_many_ray, probe_table
+    from curation.ingest.images import probe_many, probe_many_ray, probe_table
     from curation.ray_cluster import RaySpec
 
     t0 = time.perf_counter()
@@ -91,17 +91,18 @@ def probing(args, tmp: Path, console: Console, startup: float) -> None:
 
 
 def scoring(args, tmp: Path, console: Console, startup: float) -> None:
-    from curation.difficulty import score_recipe
-    from curation.images import ImageCheck
+    from curation.demo.fixtures import make_coco
+    from curation.demo.tiny_model import build_tiny_vlm
+    from curation.difficulty.config import ScorerConfig
+    from curation.difficulty.ray import score_recipe_ray
+    from curation.difficulty.scoring import score_recipe
     from curation.ingest import ingest
+    from curation.ingest.images import ImageCheck
     from curation.quality.apply import evaluate_recipe
     from curation.quality.recipe import load_recipe
     from curation.ray_cluster import RaySpec
-    from curation.ray_scoring import score_recipe_ray
-    from curation.testing.fixtures import make_coco
     from vlmr1.rollout import Sampling, make_engine
     from vlmr1.rollout.spec import EngineSpec
-    from vlmr1.testing.tiny import build_tiny_vlm
 
     model = build_tiny_vlm(tmp / "model", "qwen2_5_vl")
     db = tmp / "c.duckdb"
@@ -117,11 +118,13 @@ def scoring(args, tmp: Path, console: Console, startup: float) -> None:
         shutil.copy(db, path)
         return path
 
-    knobs = {"sampling": sampling, "partition_size": 16}
+    def config(actors: int | None = None) -> ScorerConfig:
+        return ScorerConfig(sampling=sampling, partition_size=16, ray=RaySpec(actors=actors) if actors else None)
+
     ways = {
-        "local scorer (hf, batch 8)": lambda: score_recipe(fresh(), load_recipe("none"), engine, **knobs),
-        "Ray, 1 actor": lambda: score_recipe_ray(fresh(), load_recipe("none"), spec, RaySpec(actors=1), **knobs),
-        "Ray, 2 actors": lambda: score_recipe_ray(fresh(), load_recipe("none"), spec, RaySpec(actors=2), **knobs),
+        "local scorer (hf, batch 8)": lambda: score_recipe(fresh(), load_recipe("none"), engine, config()),
+        "Ray, 1 actor": lambda: score_recipe_ray(fresh(), load_recipe("none"), spec, config(1)),
+        "Ray, 2 actors": lambda: score_recipe_ray(fresh(), load_recipe("none"), spec, config(2)),
     }
     title = (
         f"difficulty scoring, {args.samples} samples x k={args.k}, {args.max_new_tokens} new tokens, tiny "

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -21,7 +23,9 @@ from rich.table import Table
 from vlmr1.answers import normalize_label, parse_ovd, parse_rec_box, split_tags
 from vlmr1.boxes import BoxFrame
 from vlmr1.rewards import RewardBatch, score
-from vlmr1.testing.checks import adversarial_completions, coco_ap_reference
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test kit: tests/kit
+from kit.checks import adversarial_completions, coco_ap_reference  # noqa: E402
 
 CATEGORIES = ["person", "car", "dog", "cat", "chair", "bottle", "cup", "bird"]
 W, H = 640, 480

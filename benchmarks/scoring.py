@@ -40,17 +40,18 @@ from rich.console import Console
 from rich.table import Table
 
 from curation import catalog
-from curation.difficulty import score_recipe
-from curation.images import ImageCheck
+from curation.demo.fixtures import make_coco
+from curation.demo.tiny_model import QWEN2_5_VL_3B, build_tiny_vlm
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.scoring import score_recipe
 from curation.ingest import ingest
+from curation.ingest.images import ImageCheck
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import load_recipe
-from curation.selection import candidates as training_candidates
-from curation.testing.fixtures import make_coco
+from curation.selection.select import candidates as training_candidates
 from vlmr1.prompts import build_messages
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.rollout.base import Request
-from vlmr1.testing.tiny import QWEN2_5_VL_3B, build_tiny_vlm
 
 
 def one_at_a_time(engine, requests: list[Request], sampling: Sampling, per_call: int) -> float:
@@ -182,7 +183,7 @@ def hf_tables(args, model: str, tmp: Path, db: Path, requests: list[Request], sa
     engine.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
     t0 = time.perf_counter()
     partition_size = max(args.batch * 2, 32)
-    s = score_recipe(db, recipe, engine, sampling=sampling, partition_size=partition_size)
+    s = score_recipe(db, recipe, engine, ScorerConfig(sampling=sampling, partition_size=partition_size))
     batched = time.perf_counter() - t0
     single = make_engine("hf", model, batch_size=1, generation_overrides=fixed, **device)
     single.generate(warm_up, Sampling(n=2, max_new_tokens=args.max_new_tokens))
@@ -194,7 +195,7 @@ def hf_tables(args, model: str, tmp: Path, db: Path, requests: list[Request], sa
     long_db = tmp / "long.duckdb"
     coco_long = make_coco(tmp / "coco-long", n_images=args.share_samples)
     ingest("coco", long_db, coco_long, images=ImageCheck([tmp / "coco-long"]))
-    long = score_recipe(long_db, recipe, engine, sampling=sampling, partition_size=partition_size)
+    long = score_recipe(long_db, recipe, engine, ScorerConfig(sampling=sampling, partition_size=partition_size))
     print_hf_tables(args, console, s, long, partition_size, naive, per_request, shared_one, batched)
 
 

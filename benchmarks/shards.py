@@ -2,9 +2,9 @@
 (``datasets``): one run, the ways alternated over rounds, median ratios and spread.
 
 Part 1, ``--rows`` (default 1,000,000) scored samples in a synthetic catalog
-(``curation.testing.scale``: REC and OVD, four samples per image, 2% dropped
+(``kit.scale``: REC and OVD, four samples per image, 2% dropped
 by quality, 95% scored), the ``none`` recipe (balanced by source):
-- select: ``rowwise.select`` (a dict per row) vs ``curation.selection.select``;
+- select: ``rowwise.select`` (a dict per row) vs ``curation.selection.select.select``;
 - write: the row-wise shard rows through the same parquet writer vs
   ``write_shards`` (which also fsyncs, hashes, and draws the report) vs
   ``datasets.Dataset.from_dict(columns).to_parquet`` of the same columns
@@ -37,9 +37,11 @@ from rich.console import Console
 from rich.table import Table
 
 from curation.quality.recipe import load_recipe
-from curation.selection import select
-from curation.shards import _report, _write_parquet, write_shards
-from curation.testing import rowwise, scale
+from curation.selection.select import select
+from curation.shards.write import _report, _write_parquet, write_shards
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test kit: tests/kit
+from kit import rowwise, scale  # noqa: E402
 
 
 def _timed(fn, *args) -> float:
@@ -66,7 +68,8 @@ LOAD = """
 import sys, tempfile, time
 kind, path = sys.argv[1], sys.argv[2]
 import datasets
-from curation.testing import rowwise
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test kit: tests/kit
+from kit import rowwise  # noqa: E402
 from vlmr1.shards import load
 datasets.disable_progress_bars()
 with tempfile.TemporaryDirectory() as cache:
@@ -169,9 +172,10 @@ E2E = """
 import re, sys, time
 from pathlib import Path
 from curation.quality.recipe import load_recipe
-from curation.selection import select
-from curation.shards import write_shards
-from curation.testing import scale
+from curation.selection.select import select
+from curation.shards.write import write_shards
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test kit: tests/kit
+from kit import scale  # noqa: E402
 db, out = Path(sys.argv[1]), Path(sys.argv[2])
 t0 = time.perf_counter()
 sel = select(db, load_recipe("none"), scale.SCORER)

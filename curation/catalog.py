@@ -190,7 +190,7 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
     (
         4,
         [
-            """CREATE TABLE runs (                -- a finished training run, merged by curation.runs.record_run
+            """CREATE TABLE runs (                -- a finished training run, merged by feedback.runs.record_run
                 run_id VARCHAR PRIMARY KEY,       -- content hash of (checkpoint, manifest sha256)
                 checkpoint VARCHAR NOT NULL,      -- the final model folder it produced
                 output_dir VARCHAR NOT NULL,

@@ -53,6 +53,14 @@ class NoCatalog(FileNotFoundError):
     pass
 
 
+def require_catalog(path: str | Path) -> Path:
+    """Commands that read a catalog refuse a missing one (a typo would otherwise create an empty catalog and
+    report nothing to do)."""
+    if not Path(path).is_file():
+        raise NoCatalog(f"{path}: no such catalog (create one with `vlmr1 ingest ... --catalog {path}`)")
+    return Path(path)
+
+
 def overview(path: str | Path, sections: list[str] | None = None) -> dict[str, list[dict]]:
     """``{section: rows}`` for the named sections (default: all), read from ``path`` without writing to it."""
     from curation.catalog import read_only, sources_sha256

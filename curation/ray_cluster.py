@@ -1,7 +1,7 @@
 """Where Ray runs: ``RaySpec`` (an existing cluster by address, or a local one) and ``connect``.
 
-Shared by Ray scoring (``curation.ray_scoring``) and Ray image probing
-(``curation.images``). Ray is imported here only when Ray is asked for.
+Shared by Ray scoring (``curation.difficulty.ray``) and Ray image probing
+(``curation.ingest.images``). Ray is imported here only when Ray is asked for.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ def arm_pools_task(
     """Each arm's pool (its recipe under its scorer; equal sizes, or the arm's own), checked against the
     evaluation set, written as shards."""
     from curation.ablation.arms import equal_pools, leakage
-    from curation.selection import select
-    from curation.shards import shard_report, write_shards
+    from curation.selection.select import select
+    from curation.shards.write import shard_report, write_shards
 
     evaluation = select(catalog.path, eval_recipe.load(), None, pool="eval")
     pools = equal_pools({name: select(catalog.path, r.load(), scorers[name]) for name, r in arms.items()}, sizes)
@@ -76,12 +76,14 @@ def ablation(
             label = f"{arm.name}-seed{seed}"  # its artifacts' keys
             trained = train_task(FileRef(path=str(config)), FileRef(path=pool.files["manifest"]), str(run),
                                  params.nprocs, label)  # fmt: skip
-            evaluated = eval_task(ModelRef(path=trained.files["final"]), FileRef(path=ev.files["manifest"]), catalog,
-                                  f"ablation:{arm.name}:seed{seed}", label)  # fmt: skip
+            final, eval_data = ModelRef(path=trained.files["final"]), FileRef(path=ev.files["manifest"])
+            evaluated = eval_task(final, eval_data, catalog, f"ablation:{arm.name}:seed{seed}", label,
+                                  params.evaluation, FileRef(path=str(config)))  # fmt: skip
             done.results.append(_read_json(evaluated.files["results"]))
             done.curves.append(trained.tables.get("training curve", []))
             steps = trained.counts["global step"]
-            points = _checkpoint_points(run, steps, ev, catalog, f"ablation:{arm.name}:seed{seed}") if start else []
+            name = f"ablation:{arm.name}:seed{seed}"
+            points = _checkpoint_points(params, run, steps, ev, catalog, name) if start else []
             done.checkpoints.append(start + points + [curve_point(steps, done.results[-1])])
             reports += [trained, evaluated]
             logger.info(f"arm {arm.name} seed {seed}: trained and evaluated")
@@ -104,11 +106,14 @@ def _start_point(params: AblationParams, ev: StageReport, catalog: CatalogRef) -
     if not params.eval_every:
         return []
     model = ModelRef(path=load_config(params.train_config).model)
-    evaluated = eval_task(model, FileRef(path=ev.files["manifest"]), catalog, "ablation:start", "start")
+    evaluated = eval_task(model, FileRef(path=ev.files["manifest"]), catalog, "ablation:start", "start",
+                          params.evaluation, FileRef(path=params.train_config))  # fmt: skip
     return [curve_point(0, _read_json(evaluated.files["results"]))]
 
 
-def _checkpoint_points(run: Path, last: int, ev: StageReport, catalog: CatalogRef, name: str) -> list[dict]:
+def _checkpoint_points(
+    params: AblationParams, run: Path, last: int, ev: StageReport, catalog: CatalogRef, name: str
+) -> list[dict]:
     """The run's checkpoints before its last step, each evaluated on the evaluation set."""
     from curation.ablation.compare import curve_point
     from training.outputs import checkpoints
@@ -116,7 +121,8 @@ def _checkpoint_points(run: Path, last: int, ev: StageReport, catalog: CatalogRe
     points = []
     for step, ckpt in (c for c in checkpoints(run) if c[0] < last):
         part = f"{name.split(':', 1)[-1]}-{ckpt.name}"
-        evaluated = eval_task(ModelRef(path=str(ckpt)), FileRef(path=ev.files["manifest"]), catalog, name, part)
+        evaluated = eval_task(ModelRef(path=str(ckpt)), FileRef(path=ev.files["manifest"]), catalog, name, part,
+                              params.evaluation, FileRef(path=params.train_config))  # fmt: skip
         points.append(curve_point(step, _read_json(evaluated.files["results"])))
     return points
 
@@ -159,7 +165,7 @@ def _demo(out: Path) -> AblationParams:
 
 
 def _testbed(out: Path) -> AblationParams:
-    """The learnable testbed ingested, then its controls and default vs none (``curation.testing.testbed``)."""
+    """The learnable testbed ingested, then its controls and default vs none (``curation.demo.testbed``)."""
     from flows.testbed import testbed_params
 
     return testbed_params(out)

@@ -3,7 +3,7 @@
 Tasks pass typed references; each is cached on their content (``flows.caching``), and the library is
 idempotent underneath (ingest skips known files, scoring skips scored samples, shards are deterministic). A run
 whose sources are all unchanged since the last completed run stops after hashing ("no new data"): what makes
-the nightly deployment cheap. Every training run is recorded in the catalog (``curation.runs``); with
+the nightly deployment cheap. Every training run is recorded in the catalog (``curation.feedback.runs``); with
 ``reprofile`` a round scores under the last checkpoint, lets the recipe drop what it mastered and continues from
 it, and the trained policy counts as new: the next round re-profiles with it.
 """
@@ -110,9 +110,9 @@ def _train_and_evaluate(params, catalog, recipe, shards, state_path: Path, out: 
     result = {"checkpoint": trained.files["final"]}
     if params.evaluate:
         ev = shard_task(catalog, recipe, None, str(out / "shards" / "eval"), "eval")
-        evaluated = eval_task(
-            ModelRef(path=trained.files["final"]), FileRef(path=ev.files["manifest"]), catalog, "curate-and-train"
-        )
+        final, data = ModelRef(path=trained.files["final"]), FileRef(path=ev.files["manifest"])
+        evaluated = eval_task(final, data, catalog, "curate-and-train", config=params.eval_config(),
+                              train_config=FileRef(path=config))  # fmt: skip
         reports += [ev, evaluated]
         result["evaluation"] = evaluated.files["results"]
     return result

@@ -148,7 +148,7 @@ def _pipeline(console: Console, out: Path) -> None:
     would run it."""
     import time
 
-    from curation.testing.demo import write_demo_inputs
+    from curation.demo.inputs import write_demo_inputs
 
     t0 = time.monotonic()
     if not (out / "flow" / "tiny-qwen2_5_vl" / "config.json").exists():

@@ -8,8 +8,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from curation.ablation.arms import Arm, Comparison, arms_from
+from curation.difficulty.config import ScorerConfig
+from curation.ingest.source import SourceSpec
 from curation.ray_cluster import RaySpec
-from curation.scorer_config import ScorerConfig
+from training.evaluate import EvalConfig
 
 
 class CatalogRef(BaseModel):
@@ -63,38 +65,6 @@ class ModelRef(BaseModel):
         return model_hash(self.path)
 
 
-class SourceSpec(BaseModel):
-    """One annotation file to ingest, with the same reader options as ``vlmr1 ingest``.
-
-    ``options`` are the reader's fields (``curation.ingest.READERS[kind]``), checked when the parameters are.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["coco", "refcoco", "d3", "jsonl"]
-    path: str
-    images: list[str] = Field(default_factory=list)
-    verify_images: bool = False
-    keep_bad_images: bool = False
-    options: dict = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _options_fit_reader(self) -> SourceSpec:
-        self.reader()
-        return self
-
-    def reader(self):
-        from curation.ingest import make_reader
-
-        return make_reader(self.kind, **self.options)
-
-    def image_check(self, ray: RaySpec | None = None):
-        from curation.images import ImageCheck
-
-        roots = [Path(r) for r in self.images]
-        reject = not self.keep_bad_images
-        return ImageCheck(roots, verify=self.verify_images, reject=reject, ray=ray) if roots else None
-
-
 class PipelineParams(BaseModel):
     catalog: str
     output: str
@@ -105,12 +75,24 @@ class PipelineParams(BaseModel):
     train_config: str | None = None
     nprocs: int = 1
     evaluate: bool = True
+    evaluation: EvalConfig | None = Field(
+        None,
+        description="greedy evaluation's engine and length; None: the scorer's engine (hf without one), answers "
+        "as long as the training config's max_completion_length",
+    )
     on_new_data: Literal["restart", "continue"] = "restart"
     reprofile: bool = Field(
         False,
         description="retraining rounds: score under the current policy (the last checkpoint), drop what it "
         "mastered (the recipe's `mastered` rule), continue from it; a round also runs when only the policy changed",
     )
+
+    def eval_config(self) -> EvalConfig:
+        """The evaluation config: the one given, or the scorer's engine kind and options (its model is the
+        checkpoint evaluated)."""
+        if self.evaluation is not None:
+            return self.evaluation
+        return EvalConfig(engine=self.scorer.engine) if self.scorer is not None else EvalConfig()
 
 
 class AblationParams(BaseModel):
@@ -132,6 +114,9 @@ class AblationParams(BaseModel):
         None, gt=0, description="also evaluate every N training steps (and the start model): evaluation curves"
     )
     nprocs: int = 1
+    evaluation: EvalConfig = Field(
+        default_factory=EvalConfig, description="every arm's greedy evaluation (length: the training config's)"
+    )
 
     def all_arms(self) -> list[Arm]:
         return arms_from(self.recipes, self.arms, self.pool_sizes)
@@ -153,7 +138,7 @@ class AblationParams(BaseModel):
 
 def demo_params(out: Path, say=None) -> PipelineParams:
     """The demo's fixtures, tiny model and training config as pipeline parameters (``say``: progress lines)."""
-    from curation.testing.demo import write_demo_inputs
+    from curation.demo.inputs import write_demo_inputs
 
     demo = write_demo_inputs(out, say)
     sources = [SourceSpec(kind=kind, path=str(path), images=[str(root)]) for kind, path, root in demo.sources]

@@ -1,4 +1,4 @@
-"""Prefect tasks: one library call each, typed inputs, a ``StageReport`` out, published when the stage ends.
+"""Prefect tasks: each calls one stage of ``flows.stages`` with typed inputs and publishes its ``StageReport``.
 
 Caching is the ``ContentKey`` policy over the inputs (catalog snapshot, recipe hash, scorer config, file
 hashes); ingest is not cached: the library skips a known file after one hash and one query.
@@ -12,12 +12,15 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
+from curation.difficulty.config import ScorerConfig
+from curation.ingest.source import SourceSpec
 from curation.ray_cluster import RaySpec
-from curation.scorer_config import ScorerConfig
+from flows import stages
 from flows.artifacts import publish
 from flows.caching import CONTENT
-from flows.params import CatalogRef, FileRef, ModelRef, RecipeRef, SourceSpec
+from flows.params import CatalogRef, FileRef, ModelRef, RecipeRef
 from flows.progress import StageProgress
+from training.evaluate import EvalConfig
 from vlmr1.report import StageReport
 
 
@@ -31,60 +34,42 @@ def _timed(report: StageReport, t0: float, part: str | None = None) -> StageRepo
 @task(name="ingest", retries=1, retry_delay_seconds=2)
 def ingest_task(catalog: CatalogRef, source: SourceSpec, ray: RaySpec | None = None) -> StageReport:
     t0 = time.perf_counter()
-    summary = source.reader().ingest(catalog.path, source.path, images=source.image_check(ray))
-    return _timed(summary.report(), t0, part=f"{source.kind}-{Path(source.path).stem}")
+    return _timed(stages.ingest(catalog.path, [source], ray), t0, part=f"{source.kind}-{Path(source.path).stem}")
 
 
 @task(name="quality", cache_policy=CONTENT, persist_result=True)
 def quality_task(catalog: CatalogRef, recipe: RecipeRef) -> StageReport:
-    from curation.quality.apply import evaluate_recipe
-    from curation.quality.report import write_quality_report
-
     t0 = time.perf_counter()
-    r = evaluate_recipe(catalog.path, recipe.load())
-    report = r.report()
-    report.files.update(
-        write_quality_report(r, Path(catalog.path).parent / "reports" / "quality" / f"{r.recipe.name}-{r.recipe_hash}")
-    )
-    return _timed(report, t0, part=r.recipe.name)  # an ablation evaluates several recipes
+    report = stages.quality(catalog.path, recipe.load())
+    return _timed(report, t0, part=report.counts["recipe"])  # an ablation evaluates several recipes
 
 
 @task(name="score", cache_policy=CONTENT, persist_result=True, retries=1, retry_delay_seconds=5)
 def score_task(catalog: CatalogRef, recipe: RecipeRef, scorer: ScorerConfig) -> StageReport:
-    from curation.difficulty import write_difficulty_report
-    from curation.scorer_config import score_with
-
     t0 = time.perf_counter()
     progress = StageProgress("scoring-progress", "scoring", "samples")
-    s = score_with(catalog.path, recipe.load(), scorer, progress=lambda done, total, _: progress.update(done, total))
-    report = s.report(catalog.path)
-    report.files.update(
-        write_difficulty_report(
-            catalog.path, s.scorer_key, Path(catalog.path).parent / "reports" / "difficulty" / s.scorer_key
-        )
+    report = stages.score(
+        catalog.path, recipe.load(), scorer, progress=lambda done, total, _: progress.update(done, total)
     )
     return _timed(report, t0)
 
 
 @task(name="shard", cache_policy=CONTENT, persist_result=True)
 def shard_task(catalog: CatalogRef, recipe: RecipeRef, scorer_key: str | None, out: str, pool: str) -> StageReport:
-    from curation.selection import select
-    from curation.shards import shard_report, write_shards
-
     t0 = time.perf_counter()
-    selection = select(catalog.path, recipe.load(), scorer_key, pool=pool)
-    return _timed(shard_report(write_shards(selection, catalog.path, Path(out)), pool), t0, part=Path(out).name)
+    return _timed(
+        stages.shard(catalog.path, [recipe.load()], out, scorer=scorer_key, pool=pool), t0, part=Path(out).name
+    )
 
 
 @task(name="train", cache_policy=CONTENT, persist_result=True)
 def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int, part: str | None = None) -> StageReport:
-    from training.launch import STEP, LaunchSpec, run
-    from training.preflight import preflight
+    """A run into a content-addressed folder: one that holds a run is an earlier, unfinished try (a finished one is
+    this task's cached result), so it is started again."""
+    from training.launch import STEP, LaunchSpec
 
     t0 = time.perf_counter()
     logger = get_run_logger()
-    preflight(config.path, manifest.path)  # a wrong value or path fails now, in one line, not after the launch
-
     progress = StageProgress("training-progress", "training", "steps")
 
     def log(line: str) -> None:
@@ -94,34 +79,28 @@ def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int, par
         elif "VLMR1" in line or "Error" in line:
             logger.info(line)
 
-    r = run(LaunchSpec(config.path, manifest.path, output, nprocs=nprocs), on_line=log)
-    if r.returncode:
-        raise RuntimeError(f"training failed (exit {r.returncode}): {r.last_error}; log {r.log}")
-    return _timed(r.report(), t0, part)
+    spec = LaunchSpec(config.path, manifest.path, output, nprocs=nprocs)
+    return _timed(stages.train(spec, overwrite=True, on_line=log), t0, part)
 
 
 @task(name="evaluate", cache_policy=CONTENT, persist_result=True)
 def eval_task(
-    checkpoint: ModelRef, shards: FileRef, catalog: CatalogRef, run: str, part: str | None = None
+    checkpoint: ModelRef,
+    shards: FileRef,
+    catalog: CatalogRef,
+    run: str,
+    part: str | None = None,
+    config: EvalConfig | None = None,
+    train_config: FileRef | None = None,
 ) -> StageReport:
-    from curation.evaluations import record
-    from training.evaluate import evaluate_model, evaluation_report, rows_from_shards, shards_dialect, write_results
-    from vlmr1.rollout import make_engine
-    from vlmr1.rollout.base import Sampling
-
     t0 = time.perf_counter()
-    checkpoint_dir, data = Path(checkpoint.path), Path(shards.path).parent
-    engine, rows = make_engine("hf", str(checkpoint_dir)), rows_from_shards(data)
-    results = evaluate_model(engine, rows, sampling=Sampling.greedy(max_new_tokens=48), dialect=shards_dialect(data))
-    path = write_results(results, checkpoint_dir, data.name)
-    record(catalog.path, path, run=run)
-    return _timed(evaluation_report(results, path), t0, part)
+    report = stages.evaluate(checkpoint.path, [shards.path], config or EvalConfig(), catalog=catalog.path, run=run,
+                             train_config=train_config.path if train_config else None)  # fmt: skip
+    return _timed(report, t0, part)
 
 
 @task(name="record")
 def record_task(catalog: CatalogRef, manifest: FileRef, output: str, base_model: str) -> StageReport:
     """Merge the run's per-sample rewards and lineage into the catalog (idempotent, so not cached)."""
-    from curation.runs import record_run
-
     t0 = time.perf_counter()
-    return _timed(record_run(catalog.path, manifest.path, output, base_model).report(), t0)
+    return _timed(stages.record(catalog.path, manifest.path, output, base_model), t0)

@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml
 
 from curation.ablation.arms import Arm, Comparison
-from curation.testing.testbed import TestbedSpec, write_testbed
-from curation.testing.testbed_model import build_testbed_model
+from curation.demo.testbed import TestbedSpec, write_testbed
+from curation.demo.testbed_model import build_testbed_model
 from flows.params import AblationParams
 
 
@@ -44,8 +44,8 @@ def write_testbed_config(path: Path, model: Path, max_steps: int) -> Path:
 
 def testbed_params(out: Path, seeds: int = 3, max_steps: int = 150, spec: TestbedSpec | None = None):
     """Write (once) the testbed, its model and catalog under ``out``; the ablation's parameters."""
-    from curation.images import ImageCheck
     from curation.ingest import make_reader
+    from curation.ingest.images import ImageCheck
 
     out = Path(out).resolve()
     bed = write_testbed(out / "testbed", spec)

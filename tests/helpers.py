@@ -40,11 +40,11 @@ def kill_at_marker(script: str, args: list, marker, timeout: float, what: str, b
 
 def coco_and_refcoco_catalog(root, n_coco: int, n_refcoco: int, recipes=("none", "default", "strict")):
     """A catalog with a COCO and a RefCOCO fixture ingested, images probed, ``recipes`` evaluated; return its path."""
-    from curation.images import ImageCheck
+    from curation.demo.fixtures import make_coco, make_refcoco
     from curation.ingest import ingest
+    from curation.ingest.images import ImageCheck
     from curation.quality.apply import evaluate_recipe
     from curation.quality.recipe import load_recipe
-    from curation.testing.fixtures import make_coco, make_refcoco
 
     db = root / "c.duckdb"
     ingest("coco", db, make_coco(root / "coco", n_images=n_coco), images=ImageCheck([root / "coco"]))

@@ -13,6 +13,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from vlmr1.prompts import DEFAULT_TEMPLATE
+from vlmr1.rewards import Dialect
 from vlmr1.yamlfiles import ConfigError, load_model
 
 DEEPSPEED_DIR = Path(__file__).resolve().parent / "deepspeed"
@@ -36,9 +38,9 @@ class TrainConfig(BaseModel):
 
     model: str = Field(..., description="model path")
     family: Optional[str] = Field(None, description="model family (default: from the model's config)")
-    template: str = "vlmr1"
+    template: str = DEFAULT_TEMPLATE
     # reward semantics (vlmr1.rewards.DIALECTS); None: the shards' own, so the labels match what training computes
-    dialect: Optional[Literal["vlmr1-curate", "vlmr1"]] = None
+    dialect: Optional[Dialect] = None
     min_pixels: Optional[int] = None
     max_pixels: Optional[int] = None
     # reward name -> weight; each reward scores only its own task (NaN elsewhere, which TRL skips)

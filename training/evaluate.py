@@ -14,12 +14,35 @@ import json
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from training.config import TrainConfig
 from vlmr1.families import Family
-from vlmr1.prompts import build_messages
+from vlmr1.prompts import DEFAULT_TEMPLATE, build_messages
 from vlmr1.report import StageReport
 from vlmr1.rewards import DEFAULT_DIALECT, RewardBatch, dataset_map, score
 from vlmr1.rollout.base import Engine, Request, Sampling
+from vlmr1.rollout.spec import EngineSpec
+
+
+class EvalConfig(BaseModel):
+    """How both faces (and the ablation) evaluate: greedy decoding on an engine of the user's choice, as long as
+    training let an answer be (an OVD answer with a few boxes is well over 48 tokens: a cut answer scores 0)."""
+
+    model_config = ConfigDict(extra="forbid")
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="its model is the checkpoint evaluated")
+    max_new_tokens: int | None = Field(None, ge=1, description="default: the training config's max_completion_length")
+    template: str | None = Field(None, description="default: the training config's template")
+
+    def resolved(self, checkpoint: str | Path, train: TrainConfig | None = None) -> tuple[EngineSpec, Sampling, str]:
+        """The engine spec for ``checkpoint``, the greedy sampler and the template, defaults filled from ``train``
+        (or, without one, from the training config's own defaults)."""
+        fields = TrainConfig.model_fields
+        length = self.max_new_tokens or (train.max_completion_length if train else None)
+        length = length or fields["max_completion_length"].default
+        template = self.template or (train.template if train else DEFAULT_TEMPLATE)
+        engine = self.engine.model_copy(update={"model": str(checkpoint)})
+        return engine, Sampling.greedy(length), template
 
 
 def shards_dialect(path: str | Path) -> str:
@@ -64,7 +87,7 @@ def evaluate_model(
     engine: Engine,
     rows: list[dict],
     *,
-    template: str = "vlmr1",
+    template: str = DEFAULT_TEMPLATE,
     sampling: Sampling | None = None,
     batch: int = 32,
     dialect: str = DEFAULT_DIALECT,
@@ -124,11 +147,11 @@ def per_sample(rows: list[dict], completions: list[str], frame, dialect: str = D
     ]  # fmt: skip
 
 
-def evaluation_report(results: dict, path: str | Path | None = None) -> StageReport:
+def evaluation_report(results: dict, path: str | Path | None = None, data: str | None = None) -> StageReport:
     """One table per task, so every row has the same columns (REC: Acc@0.5, mean IoU; OVD: mAP, AP50)."""
     tables: dict[str, list[dict]] = {}
     for key, m in results["metrics"].items():
-        row = {"split": key.rsplit("/", 1)[0], **{k: v for k, v in m.items() if k != "task"}}
+        row = {"data": data, "split": key.rsplit("/", 1)[0], **{k: v for k, v in m.items() if k != "task"}}
         tables.setdefault(f"{m['task']} metrics", []).append(row)
     files = {"results": str(path)} if path else {}
     return StageReport("evaluate", "evaluation", {"samples": results["n"]}, tables=tables, files=files)

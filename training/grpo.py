@@ -11,7 +11,7 @@ repeats a step); at the end rank 0 folds them into ``reward_log.parquet``:
 one row per (sample_id, step) with the weighted reward's mean and std over
 the sample's generations, the mean completion length and each reward's
 mean. That file is the learning-progress signal the next curation round
-reads (``curation.runs.record_run`` merges it into the catalog).
+reads (``curation.feedback.runs.record_run`` merges it into the catalog).
 """
 
 from __future__ import annotations

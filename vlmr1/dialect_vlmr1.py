@@ -165,13 +165,11 @@ def _row(name: str, completion: str, targets, image_wh, input_wh) -> float:
     return od_reward(completion, truth_answer, length_penalty=True)  # od_length
 
 
-def score_batch(name: str, batch):
-    """A ``vlmr1.rewards.RewardBatch`` scored in this dialect: NaN for rows of another task, as ours."""
+def score_batch(name: str, task: str | None, batch):
+    """A ``vlmr1.rewards.RewardBatch`` scored in this dialect by reward ``name`` of ``task``: NaN for rows of
+    another task, as ours."""
     import numpy as np
 
-    from vlmr1.rewards import get_reward
-
-    task = get_reward(name).task
     out = np.full(len(batch.completions), np.nan)
     for i, completion in enumerate(batch.completions):
         row_task = batch.tasks[i]

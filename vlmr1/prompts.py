@@ -70,6 +70,8 @@ class PromptTemplate:
         return f"{self.name}@{self.version}"
 
 
+DEFAULT_TEMPLATE = "vlmr1"  # the one place the default template is named: configs take it from here
+
 TEMPLATES: dict[str, PromptTemplate] = {
     # version 2: the OVD question of VLM-R1's released data (version 1 had the tech report's wording)
     "vlmr1": PromptTemplate("vlmr1", 2, _REC_TEMPLATE, _OVD_TEMPLATE),
@@ -91,7 +93,7 @@ def ovd_phrases(categories: Iterable[str]) -> str:
     return ", ".join(repr(c) for c in categories)
 
 
-def build_messages(task: str, problem: str, template: str = "vlmr1", n_images: int = 1) -> list[dict]:
+def build_messages(task: str, problem: str, template: str = DEFAULT_TEMPLATE, n_images: int = 1) -> list[dict]:
     """One user turn: image placeholder(s) then the question, as TRL's conversational prompts expect."""
     text = get_template(template).question(task, problem)
     return [

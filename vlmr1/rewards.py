@@ -24,10 +24,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
+from vlmr1 import dialect_vlmr1
 from vlmr1.answers import normalize_label, parse_ovd, parse_rec_box, split_tags
 from vlmr1.boxes import BoxFrame, iou_pairwise
 from vlmr1.coco_ap import AREA_MAX, MAX_DETS, coco_ap_flat
@@ -353,9 +354,19 @@ def dataset_map(batch: RewardBatch, rows: Sequence[int] | None = None) -> tuple[
 
 
 # Reward dialects: ours (robust parsing, every box in original pixels) and VLM-R1's released semantics
-# (``vlmr1.dialect_vlmr1``). The dialect is part of the scorer key, the shard manifest and the training config.
-DEFAULT_DIALECT = "vlmr1-curate"
-DIALECTS = (DEFAULT_DIALECT, "vlmr1")
+# (``vlmr1.dialect_vlmr1``). The dialect is part of the scorer key, the shard manifest and the training config,
+# whose fields are typed ``Dialect``; the registry below is the only other place a dialect is named.
+def _ours(name: str, batch: RewardBatch) -> np.ndarray:
+    return get_reward(name).fn(batch)
+
+
+def _vlmr1s(name: str, batch: RewardBatch) -> np.ndarray:
+    return dialect_vlmr1.score_batch(name, get_reward(name).task, batch)
+
+
+DIALECTS: dict[str, Callable[[str, RewardBatch], np.ndarray]] = {"vlmr1-curate": _ours, "vlmr1": _vlmr1s}
+Dialect = Literal[tuple(DIALECTS)]  # the type of every config field that names a dialect (pydantic checks it)
+DEFAULT_DIALECT: str = next(iter(DIALECTS))
 
 
 def check_dialect(dialect: str) -> str:
@@ -364,13 +375,9 @@ def check_dialect(dialect: str) -> str:
     return dialect
 
 
-def score(name: str, batch: RewardBatch, dialect: str = DEFAULT_DIALECT) -> np.ndarray:
+def score(name: str, batch: RewardBatch, dialect: Dialect = DEFAULT_DIALECT) -> np.ndarray:
     """Reward ``name`` for every row: float in [0, 1], NaN where the row's task does not apply."""
-    if check_dialect(dialect) == "vlmr1":
-        from vlmr1.dialect_vlmr1 import score_batch
-
-        return score_batch(name, batch)
-    return get_reward(name).fn(batch)
+    return DIALECTS[check_dialect(dialect)](name, batch)
 
 
 def default_task(name: str) -> str:

@@ -72,7 +72,7 @@ def arms_from(recipes: list[str], arms: list[Arm], pool_sizes: list[int]) -> lis
 
 def equal_pools(selections: dict[str, object], sizes: dict[str, Optional[int]]) -> dict[str, object]:
     """Arms with a pool size get it; the others are cut to the smallest pool among them."""
-    from curation.selection import resize
+    from curation.selection.select import resize
 
     free = [name for name, n in sizes.items() if n is None]
     common = min((len(selections[name]) for name in free), default=0)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from curation.images import ImageCheck
 from curation.ingest.coco import CocoReader
 from curation.ingest.d3 import D3Reader
+from curation.ingest.images import ImageCheck
 from curation.ingest.jsonl import JsonlReader
 from curation.ingest.reader import Reader
 from curation.ingest.refcoco import RefcocoReader

@@ -489,10 +489,10 @@ class CocoReader(Reader):
 
     kind: ClassVar[str] = "coco"
     expects: ClassVar[str] = "a COCO instances json with 'images', 'annotations' and 'categories'"
-    source: str = "coco"
-    split: str | None = None  # default: from the file name (``instances_train2017.json`` -> ``train2017``)
-    absent: int = Field(3, ge=0)  # absent categories added to each OVD prompt
-    seed: int = 0  # seed of the absent categories and their order
+    source: str = Field("coco", description="Source name of the samples.")
+    split: str | None = Field(None, description="Split (default: from the file name, instances_<split>.json).")
+    absent: int = Field(3, ge=0, description="Absent categories added to each OVD prompt.")
+    seed: int = Field(0, description="Seed for the absent categories and their order.")
 
     def for_file(self, path: Path) -> CocoReader:
         return self.model_copy(update={"split": self.split or split_name(path)})

@@ -23,6 +23,7 @@ from typing import ClassVar, Literal
 
 import duckdb
 import pyarrow as pa
+from pydantic import Field
 
 from curation.ingest import coco
 from curation.ingest.reader import Reader
@@ -171,8 +172,11 @@ class D3Reader(Reader):
     kind: ClassVar[str] = "d3"
     expects: ClassVar[str] = "a D3 annotation json (images, annotations) with sentences.pkl and groups.pkl"
     source: Literal["d3"] = "d3"
-    pkl_dir: Path | None = None  # sentences.pkl and groups.pkl; default ``../d3_pkl`` beside the file when it exists
-    pairs: str = "annotated only"  # derived by for_file, recorded so a summary says which pairs were formed
+    pkl_dir: Path | None = Field(
+        None, description="Folder with sentences.pkl and groups.pkl (default: ../d3_pkl beside the file, if there)."
+    )
+    # derived by for_file, recorded so a summary says which pairs were formed: not an option
+    pairs: str = Field("annotated only", json_schema_extra={"option": False})
 
     def for_file(self, path: Path) -> D3Reader:
         pkl_dir = self.pkl_dir

@@ -23,8 +23,9 @@ from typing import ClassVar, Iterator
 
 import duckdb
 import ijson
+from pydantic import Field
 
-from curation.images import ImageCheck, cached_probes
+from curation.ingest.images import ImageCheck, cached_probes
 from curation.ingest.reader import Reader
 from curation.ingest.store import Reject, Staged, stage_rows
 from vlmr1.answers import is_none_answer, strip_fence
@@ -285,8 +286,8 @@ class JsonlReader(Reader):
     expects: ClassVar[str] = (
         "VLM-R1 jsonl (one JSON object per line with image and conversations) or a JSON array of such records"
     )
-    source: str | None = None  # default: the file's stem
-    split: str = "train"
+    source: str | None = Field(None, description="Source name (default: the file's stem).")
+    split: str = Field("train", description="Split of the samples.")
 
     def for_file(self, path: Path) -> JsonlReader:
         return self.model_copy(update={"source": self.source or path.stem})

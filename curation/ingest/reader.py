@@ -18,7 +18,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from curation.images import ImageCheck
+    from curation.ingest.images import ImageCheck
     from curation.ingest.store import IngestSummary
 
 

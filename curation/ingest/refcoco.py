@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import duckdb
 import pyarrow as pa
+from pydantic import Field
 
 from curation.ingest import coco
 from curation.ingest.reader import Reader
@@ -146,8 +147,8 @@ class RefcocoReader(Reader):
 
     kind: ClassVar[str] = "refcoco"
     expects: ClassVar[str] = "a RefCOCO refs(...).p pickle with instances.json beside it"
-    source: str | None = None  # default: the folder name, e.g. ``refcocog``
-    instances: Path | None = None  # default: ``instances.json`` beside the pickle
+    source: str | None = Field(None, description="Source name (default: the folder name, e.g. refcocog).")
+    instances: Path | None = Field(None, description="The COCO-format instances file (default: beside it).")
 
     def for_file(self, path: Path) -> RefcocoReader:
         return self.model_copy(

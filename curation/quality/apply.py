@@ -47,6 +47,10 @@ class QualityResult:
     seconds_features: dict[str, float] = field(default_factory=dict)
     seconds_rules: dict[str, float] = field(default_factory=dict)
 
+    def folder_name(self) -> str:
+        """Its report folder's name: recipe name and hash."""
+        return f"{self.recipe.name}-{self.recipe_hash}"
+
     def report(self) -> StageReport:
         funnel = [
             {
@@ -67,7 +71,8 @@ class QualityResult:
         }
         timings = {**self.seconds_features, **{f"rule {k}": v for k, v in self.seconds_rules.items()}}
         title = f"quality funnel: {self.recipe.name} ({self.recipe_hash}), {self.total} samples"
-        return StageReport("quality", title, counts, tables={"funnel": funnel}, timings=timings)
+        note = f"kept {self.kept} of {self.total} ({self.eval_samples} evaluation samples are never trained on)"
+        return StageReport("quality", title, counts, tables={"funnel": funnel}, timings=timings, notes=[note])
 
 
 def check_rules(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:

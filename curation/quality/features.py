@@ -11,7 +11,7 @@ Columns:
   edge), min_area_frac, max_area_frac, max_aspect; has_crowd; expr_tokens,
   non_ascii, empty_text, non_unique_ref, distractors; probed, probe_error,
   size_mismatch, exact_dup, near_dup_distance; is_eval, leaks_eval;
-  training signal from the merged runs (``curation.runs``): train_visits
+  training signal from the merged runs (``curation.feedback.runs``): train_visits
   (0 when never trained on), train_reward_mean, train_reward_max,
   train_reward_last, train_reward_recent (mean of the last 3 visits),
   train_reward_trend (last minus first); difficulty: pass_rates (a map by
@@ -91,7 +91,7 @@ _EVAL_IMAGES = """CREATE OR REPLACE TEMP TABLE _eval_images AS
         FROM sample_features f LEFT JOIN _probe p ON p.path = f.image_path
         WHERE {in_eval}"""
 
-# Training signal (curation.runs): each sample's visits in the merged runs, in (run time, step) order.
+# Training signal (curation.feedback.runs): each sample's visits in the merged runs, in (run time, step) order.
 _TRAINING = """CREATE OR REPLACE TEMP TABLE _train_stats AS
         WITH v AS (
             SELECT t.sample_id, t.reward_mean,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from curation.quality.apply import QualityResult, RecipeDiff
+from vlmr1.report import StageReport
 
 
 def funnel_markdown(r: QualityResult) -> str:
@@ -73,3 +74,21 @@ def diff_markdown(d: RecipeDiff) -> str:
             f"| {s} | {who} | {rules} |" for s, who, rules in d.examples
         ]
     return "\n".join(lines) + "\n"
+
+
+def write_diff(d: RecipeDiff, folder: Path) -> StageReport:
+    """The diff as ``diff.md`` in ``folder`` and as a report: a table of rules, one of example samples."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "diff.md").write_text(diff_markdown(d))
+    a, b = d.a.recipe.name, d.b.recipe.name
+    rules = [{"dropped only by": a, "rule": r, "samples": n} for r, n in d.only_a_drops.items()]
+    rules += [{"dropped only by": b, "rule": r, "samples": n} for r, n in d.only_b_drops.items()]
+    examples = [{"sample_id": s, "dropped by": who, "rules": rules} for s, who, rules in d.examples]
+    counts = {f"{a} keeps": d.a.kept, f"{b} keeps": d.b.kept, "samples": d.a.total}
+    return StageReport(
+        "quality",
+        f"recipes {a} ({d.a.recipe_hash}) vs {b} ({d.b.recipe_hash})",
+        counts,
+        tables={"disagreements": rules, "examples": examples},
+        files={"diff": str(folder / "diff.md")},
+    )

@@ -9,14 +9,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from curation.images import ImageCheck, probe
+from curation.demo.fixtures import make_coco, write_jpeg
 from curation.ingest import ingest
+from curation.ingest.images import ImageCheck, probe
 from curation.ingest.jsonl import parse_line
 from curation.ingest.safe_pickle import load_plain
 from curation.quality.apply import RuleError, evaluate_recipe
 from curation.quality.recipe import Recipe, RecipeError, load_recipe
 from curation.quality.sandbox import PredicateError, check_predicate, sandbox
-from curation.testing.fixtures import make_coco, write_jpeg
 from helpers import rows as _rows
 from helpers import run_vlmr1
 from vlmr1.prompts import REC_QUESTION
@@ -208,8 +208,8 @@ def test_a_coco_file_without_categories_gives_no_samples(tmp_path):
 
 def _shards(tmp_path):
     from curation.quality.apply import evaluate_recipe as evaluate
-    from curation.selection import select
-    from curation.shards import write_shards
+    from curation.selection.select import select
+    from curation.shards.write import write_shards
 
     db = tmp_path / "c.duckdb"
     ingest("coco", db, make_coco(tmp_path / "coco", n_images=4), images=ImageCheck([tmp_path / "coco"]))
@@ -350,7 +350,7 @@ def test_images_by_path_are_checked_against_their_ingest_checksums(tmp_path):
 
 
 def test_d3_groups_with_unhashable_or_huge_ids_are_rejects(tmp_path):
-    from curation.testing.fixtures import make_d3
+    from curation.demo.fixtures import make_d3
 
     path = make_d3(tmp_path / "d3")
     groups_pkl = tmp_path / "d3" / "d3_pkl" / "groups.pkl"

@@ -1,5 +1,5 @@
 """The columnar selection and shard writer (issue 18) against the row-wise code they replaced
-(``curation.testing.rowwise``): the same samples in the same order, the same funnel, byte-identical shards."""
+(``kit.rowwise``): the same samples in the same order, the same funnel, byte-identical shards."""
 
 import itertools
 import json
@@ -13,10 +13,10 @@ from curation import catalog
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import Recipe, load_recipe
 from curation.quality.recipe import Selection as SelectionSpec
-from curation.selection import Selection, equal_size, select
-from curation.shards import _write_parquet, write_shards
-from curation.testing import rowwise
+from curation.selection.select import Selection, equal_size, select
+from curation.shards.write import _write_parquet, write_shards
 from helpers import coco_and_refcoco_catalog
+from kit import rowwise
 from vlmr1.prompts import WHITESPACE, build_messages
 
 SCORER = "planted-scorer"

@@ -5,20 +5,21 @@ import json
 import numpy as np
 import pytest
 
-from curation.difficulty import ScorerSpec, score_recipe
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.scoring import ScorerSpec, score_recipe
 from curation.exports import dialect_warning
 from curation.quality.recipe import load_recipe
-from curation.selection import select
-from curation.shards import write_shards
+from curation.selection.select import select
+from curation.shards.write import write_shards
 from helpers import coco_and_refcoco_catalog
 from helpers import rows as _rows
+from kit.completions import rec_batch, rec_cases
 from training.config import TrainConfig
 from training.grpo import ManifestMismatch, check_manifest
 from vlmr1 import dialect_vlmr1
 from vlmr1.families import get_family
 from vlmr1.rewards import score, trl_reward
 from vlmr1.rollout.base import Completion, EngineStats, Sampling
-from vlmr1.testing.completions import rec_batch, rec_cases
 
 ANSWERS = [
     '<think>t</think><answer>{"bbox_2d": [40, 40, 200, 160]}</answer>',  # integers in braces: read by both
@@ -47,13 +48,13 @@ def db(tmp_path_factory):
 def test_the_default_dialect_keeps_earlier_scorer_keys():
     spec = ScorerSpec({"path": "m"}, {"family": "f"})
     assert "dialect" not in spec.canonical()
-    assert ScorerSpec({"path": "m"}, {"family": "f"}, dialect="vlmr1").key != spec.key
+    assert ScorerSpec({"path": "m"}, {"family": "f"}, ScorerConfig(dialect="vlmr1")).key != spec.key
 
 
 def test_scoring_in_the_vlmr1_dialect_labels_with_vlmr1_rewards(db, tmp_path):
     engine, sampling = FixedAnswers(), Sampling(n=2, max_new_tokens=8)
-    ours = score_recipe(db, load_recipe("none"), engine, sampling=sampling)
-    theirs = score_recipe(db, load_recipe("none"), engine, sampling=sampling, dialect="vlmr1")
+    ours = score_recipe(db, load_recipe("none"), engine, ScorerConfig(sampling=sampling))
+    theirs = score_recipe(db, load_recipe("none"), engine, ScorerConfig(sampling=sampling, dialect="vlmr1"))
     assert ours.scorer_key != theirs.scorer_key and theirs.scored_now == ours.scored_now > 0
     sql = (
         "SELECT s.task, s.solution, s.width, s.height, r.k_index, r.reward FROM rollouts r JOIN samples s "

@@ -11,7 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from curation.difficulty import pass_at, score_recipe
+from curation.demo.tiny_model import build_tiny_vlm
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.scoring import pass_at, score_recipe
 from curation.quality.recipe import load_recipe
 from helpers import coco_and_refcoco_catalog, kill_at_marker
 from helpers import rows as _rows
@@ -19,7 +21,6 @@ from vlmr1.families import get_family
 from vlmr1.rewards import RewardBatch, score
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.rollout.openai_engine import EngineError
-from vlmr1.testing.tiny import build_tiny_vlm
 
 SAMPLING = Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7)
 
@@ -48,7 +49,7 @@ def test_hf_engine_scores_every_candidate_and_rewards_are_the_training_rewards(m
     engine = make_engine("hf", str(models[family]), batch_size=4)
     assert engine.family.name == family
     recipe = load_recipe("none")
-    s = score_recipe(db, recipe, engine, sampling=SAMPLING, partition_size=8)
+    s = score_recipe(db, recipe, engine, ScorerConfig(sampling=SAMPLING, partition_size=8))
     assert s.scored_now == s.candidates > 0 and s.completions == 3 * s.candidates
     rollouts = _rows(
         db,
@@ -77,7 +78,7 @@ def test_hf_engine_scores_every_candidate_and_rewards_are_the_training_rewards(m
         """SELECT count(*) FROM difficulty d JOIN samples s USING (sample_id)
                         WHERE s.split NOT IN ('train2017', 'unc/train')""",
     ) == [(0,)]
-    again = score_recipe(db, recipe, engine, sampling=SAMPLING, partition_size=8)
+    again = score_recipe(db, recipe, engine, ScorerConfig(sampling=SAMPLING, partition_size=8))
     assert again.scored_now == 0 and again.completions == 0 and again.already_scored == s.candidates
 
 
@@ -96,7 +97,7 @@ def test_shared_prefill_generates_the_tokens_of_plain_generate(warm_models, tmp_
     import torch
     from PIL import Image
 
-    from curation.testing.fixtures import make_coco
+    from curation.demo.fixtures import make_coco
     from vlmr1.prompts import build_messages
     from vlmr1.rollout.base import Request
 
@@ -257,7 +258,7 @@ def test_openai_engine_with_a_failing_then_recovering_server_gives_bands(db):
         engine = make_engine(
             "openai", "served-model", base_url=server.url, family="qwen2_5_vl", backoff=0.01, concurrency=2
         )
-        s = score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, partition_size=16)
+        s = score_recipe(db, load_recipe("none"), engine, ScorerConfig(sampling=SAMPLING, partition_size=16))
         assert s.scored_now == s.candidates and engine.stats.extras["retries"] >= 2
     finally:
         server.close()
@@ -294,7 +295,7 @@ def test_openai_engine_refusal_is_a_clear_error(db):
     try:
         engine = make_engine("openai", "nope", base_url=server.url, family="qwen2_5_vl", backoff=0.01)
         with pytest.raises(EngineError, match=r"refused request 0: HTTP 400: .*does not exist"):
-            score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, limit=1)
+            score_recipe(db, load_recipe("none"), engine, ScorerConfig(sampling=SAMPLING), limit=1)
         assert server.calls == 1  # a refusal is not retried
     finally:
         server.close()
@@ -303,7 +304,8 @@ def test_openai_engine_refusal_is_a_clear_error(db):
 CHILD = """
 import os, sys, time
 from pathlib import Path
-import curation.difficulty as d
+import curation.difficulty.scoring as d
+from curation.difficulty.config import ScorerConfig
 from curation.quality.recipe import load_recipe
 from vlmr1.rollout import Sampling, make_engine
 real, calls = d._write_partition, {"n": 0}
@@ -316,7 +318,7 @@ def write(path, rows):
 d._write_partition = write
 engine = make_engine("hf", sys.argv[2], batch_size=4)
 sampling = Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7)
-d.score_recipe(sys.argv[1], load_recipe("none"), engine, sampling=sampling, partition_size=2)
+d.score_recipe(sys.argv[1], load_recipe("none"), engine, ScorerConfig(sampling=sampling, partition_size=2))
 """
 
 
@@ -329,15 +331,14 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp
     kill_at_marker(CHILD, [db, model, marker], marker, 120, "the third partition")
     assert _rows(db, "SELECT count(DISTINCT sample_id) FROM difficulty") == [(4,)]  # two partitions merged
     engine = make_engine("hf", model, batch_size=4)
-    resumed = score_recipe(db, load_recipe("none"), engine, sampling=SAMPLING, partition_size=2)
+    resumed = score_recipe(db, load_recipe("none"), engine, ScorerConfig(sampling=SAMPLING, partition_size=2))
     assert (
         resumed.merged_leftovers == 2 and resumed.scored_now == resumed.candidates - 6
         # only the never-written rest is generated  # the killed run's third partition, merged without generating it
         # again
     )
-    score_recipe(
-        clean, load_recipe("none"), make_engine("hf", model, batch_size=4), sampling=SAMPLING, partition_size=2
-    )
+    engine = make_engine("hf", model, batch_size=4)
+    score_recipe(clean, load_recipe("none"), engine, ScorerConfig(sampling=SAMPLING, partition_size=2))
     for table in ("rollouts", "difficulty"):
         assert _rows(db, f"SELECT * FROM {table} ORDER BY ALL") == _rows(
             clean, f"SELECT * FROM {table} ORDER BY ALL"

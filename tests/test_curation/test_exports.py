@@ -20,8 +20,8 @@ import pytest
 from curation.exports.easyr1 import to_easyr1
 from curation.exports.vlmr1_jsonl import to_vlmr1_jsonl
 from curation.quality.recipe import load_recipe
-from curation.selection import select
-from curation.shards import write_shards
+from curation.selection.select import select
+from curation.shards.write import write_shards
 from helpers import coco_and_refcoco_catalog
 from vlmr1 import dialect_vlmr1
 from vlmr1.easyr1_reward import compute_score
@@ -256,10 +256,10 @@ def test_easyr1_export_loads_and_scores_in_the_frame_the_model_sees(shards, tmp_
 
 def test_a_released_vlmr1_ovd_line_exports_with_its_question_unchanged(tmp_path):
     """VLM-R1 issue #246's OVD example: ingested, sharded and exported, its question text is byte-identical."""
-    from curation.images import ImageCheck
+    from curation.demo.fixtures import write_jpeg
     from curation.ingest import ingest
+    from curation.ingest.images import ImageCheck
     from curation.quality.apply import evaluate_recipe
-    from curation.testing.fixtures import write_jpeg
 
     phrases = "['railings being crossed by horses', 'a horse running or jumping', \"equestrian rider's helmet\"]"
     human = OVD_QUESTION.format(categories=phrases[1:-1])
@@ -290,10 +290,10 @@ def test_integer_ids_that_collide_are_refused():
 
 def test_relative_image_roots_are_stored_absolute(tmp_path, monkeypatch):
     """Shards and exports must not depend on the working directory the catalog was built from."""
-    from curation.images import ImageCheck
+    from curation.demo.fixtures import make_coco
     from curation.ingest import ingest
+    from curation.ingest.images import ImageCheck
     from curation.quality.apply import evaluate_recipe
-    from curation.testing.fixtures import make_coco
 
     coco = make_coco(tmp_path / "coco", n_images=3)
     monkeypatch.chdir(tmp_path)

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from curation import catalog
+from curation.demo.fixtures import COCO_CATEGORIES, DEFECTS, make_coco
 from curation.ingest import ingest
-from curation.testing.fixtures import COCO_CATEGORIES, DEFECTS, make_coco
 from helpers import kill_at_marker, run_vlmr1
 from helpers import rows as _rows
 
@@ -210,8 +210,8 @@ def test_fast_and_exact_readers_agree(coco, tmp_path, monkeypatch):
 
 def test_quality_cases_are_kept_and_images_probe_clean(coco, tmp_path):
     """Records with quality problems (not format problems) are ingested; issue 4's rules decide about them."""
-    from curation.images import ImageCheck
-    from curation.testing.fixtures import QUALITY_CASES
+    from curation.demo.fixtures import QUALITY_CASES
+    from curation.ingest.images import ImageCheck
 
     db = tmp_path / "c.duckdb"
     summary = ingest("coco", db, coco, images=ImageCheck([coco.parent.parent]))

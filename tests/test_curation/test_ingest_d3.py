@@ -3,8 +3,8 @@
 import json
 import pickle
 
+from curation.demo.fixtures import D3_DEFECTS, make_d3
 from curation.ingest import ingest
-from curation.testing.fixtures import D3_DEFECTS, make_d3
 from helpers import rows as _rows
 from vlmr1.records import parse_solution
 

@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from curation.images import ImageCheck, probe
+from curation.demo.fixtures import JSONL_DEFECTS, make_vlmr1_jsonl, write_jpeg
 from curation.ingest import ingest
-from curation.testing.fixtures import JSONL_DEFECTS, make_vlmr1_jsonl, write_jpeg
+from curation.ingest.images import ImageCheck, probe
 from helpers import rows as _rows
 from vlmr1.records import parse_solution
 
@@ -59,7 +59,7 @@ def test_without_image_roots_unsized_lines_are_rejected_not_guessed(jsonl, tmp_p
 
 
 def test_probes_are_cached_by_path_size_and_mtime(jsonl, tmp_path, monkeypatch):
-    import curation.images as images
+    import curation.ingest.images as images
 
     db = tmp_path / "c.duckdb"
     check = ImageCheck([jsonl.parent / "images"])

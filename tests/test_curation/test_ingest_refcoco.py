@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
+from curation.demo.fixtures import REFCOCO_DEFECTS, make_refcoco, py2_pickle
 from curation.ingest import ingest
 from curation.ingest.refcoco import split_by
 from curation.ingest.safe_pickle import UnsafePickle, load_plain
-from curation.testing.fixtures import REFCOCO_DEFECTS, make_refcoco, py2_pickle
 from helpers import rows as _rows
 from vlmr1.records import make_sample_id, parse_solution
 

@@ -6,13 +6,13 @@ import shutil
 import pytest
 
 from curation import catalog
-from curation.images import ImageCheck
+from curation.demo.fixtures import make_coco, make_d3, make_refcoco, write_jpeg
 from curation.ingest import ingest
+from curation.ingest.images import ImageCheck
 from curation.ingest.safe_pickle import load_plain
 from curation.quality.apply import RuleError, diff, evaluate_recipe, flagged_ids
 from curation.quality.recipe import Recipe, RecipeError, RuleSpec, load_recipe
 from curation.quality.rules import BUILTIN
-from curation.testing.fixtures import make_coco, make_d3, make_refcoco, write_jpeg
 from helpers import run_vlmr1
 from vlmr1.prompts import REC_QUESTION
 from vlmr1.records import make_sample_id

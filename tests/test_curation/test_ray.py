@@ -13,25 +13,29 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+from ray import cloudpickle
 
+import kit.faults
 from curation import catalog
-from curation.difficulty import partition_seed, score_recipe
-from curation.images import ImageCheck, cached_probes
+from curation.demo.fixtures import make_coco
+from curation.demo.tiny_model import build_tiny_vlm
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.ray import score_recipe_ray
+from curation.difficulty.scoring import partition_seed, score_recipe
 from curation.ingest import ingest
+from curation.ingest.images import ImageCheck, cached_probes
 from curation.quality.recipe import load_recipe
 from curation.ray_cluster import RaySpec, connect
-from curation.ray_scoring import score_recipe_ray
-from curation.testing.fixtures import make_coco
 from helpers import coco_and_refcoco_catalog, kill_at_marker, rows
+from kit.faults import DiesOnce
+from kit.processes import TAG, tagged_processes, wait_until_gone
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.rollout.spec import EngineSpec
-from vlmr1.testing.faults import DiesOnce
-from vlmr1.testing.processes import TAG, tagged_processes, wait_until_gone
-from vlmr1.testing.tiny import build_tiny_vlm
 
 pytestmark = pytest.mark.slow
 SAMPLING = Sampling(n=4, max_new_tokens=16, seed=3)
 RAY = RaySpec(actors=2, num_cpus=2)
+RAYCONF = ScorerConfig(sampling=SAMPLING, partition_size=3, ray=RAY)
 TABLES = ("SELECT * FROM rollouts ORDER BY ALL", "SELECT * FROM difficulty ORDER BY ALL")
 
 
@@ -45,7 +49,10 @@ def setup(tmp_path_factory):
     local.parent.mkdir()
     shutil.copy(db, local)
     summary = score_recipe(
-        local, load_recipe("none"), make_engine("hf", str(model), batch_size=4), sampling=SAMPLING, partition_size=3
+        local,
+        load_recipe("none"),
+        make_engine("hf", str(model), batch_size=4),
+        ScorerConfig(sampling=SAMPLING, partition_size=3),
     )
     assert summary.scored_now == summary.candidates >= 9
     connect(RAY)
@@ -62,7 +69,7 @@ def copy_of(setup, name):
 def test_ray_scoring_equals_the_local_scorer(setup):
     db = copy_of(setup, "ray")
     spec = EngineSpec(model=str(setup["model"]), batch_size=4)
-    summary = score_recipe_ray(db, load_recipe("none"), spec, RAY, sampling=SAMPLING, partition_size=3)
+    summary = score_recipe_ray(db, load_recipe("none"), spec, RAYCONF)
     assert summary.scored_now == summary.candidates and summary.completions == 4 * summary.candidates
     assert [rows(db, q) for q in TABLES] == setup["reference"]
 
@@ -70,8 +77,9 @@ def test_ray_scoring_equals_the_local_scorer(setup):
 def test_an_actor_killed_mid_partition_is_retried_without_duplicates(setup, tmp_path):
     db, marker = copy_of(setup, "killed-actor"), tmp_path / "killed"
     spec = EngineSpec(model=str(setup["model"]), batch_size=4)
+    cloudpickle.register_pickle_by_value(kit.faults)  # the test kit is not on the actors' path: send the code
     dies = DiesOnce(spec, partition_seed(SimpleNamespace(sampling=SAMPLING), 1), marker)  # dies in partition 1
-    summary = score_recipe_ray(db, load_recipe("none"), dies, RAY, sampling=SAMPLING, partition_size=3)
+    summary = score_recipe_ray(db, load_recipe("none"), dies, RAYCONF)
     assert marker.exists()  # an actor did die in partition 1
     assert summary.scored_now == summary.candidates
     assert [rows(db, q) for q in TABLES] == setup["reference"]  # retried once, merged once
@@ -82,7 +90,7 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     from curation.quality.recipe import load_recipe
     from curation.ray_cluster import RaySpec
-    from curation.ray_scoring import score_recipe_ray
+    from curation.difficulty.ray import score_recipe_ray
     from vlmr1.rollout import Sampling
     from vlmr1.rollout.spec import EngineSpec
     db, model, marker = sys.argv[1:4]
@@ -91,8 +99,9 @@ DRIVER = textwrap.dedent("""
         Path(marker).touch()
         time.sleep(600)  # killed here, partitions in flight on the actors
 
-    score_recipe_ray(db, load_recipe("none"), EngineSpec(model=model, batch_size=4), RaySpec(actors=2, num_cpus=2),
-                     sampling=Sampling(n=4, max_new_tokens=16, seed=3), partition_size=3, progress=progress)
+    config = ScorerConfig(sampling=Sampling(n=4, max_new_tokens=16, seed=3), partition_size=3,
+                          ray=RaySpec(actors=2, num_cpus=2))
+    score_recipe_ray(db, load_recipe("none"), EngineSpec(model=model, batch_size=4), config, progress=progress)
 """)
 
 
@@ -113,7 +122,7 @@ def test_a_driver_killed_mid_run_leaves_no_ray_and_the_rerun_equals_an_uninterru
     partly = rows(db, "SELECT count(*) FROM difficulty")[0][0]
     assert 3 <= partly < len(setup["reference"][1])
     spec = EngineSpec(model=str(setup["model"]), batch_size=4)
-    again = score_recipe_ray(db, load_recipe("none"), spec, RAY, sampling=SAMPLING, partition_size=3)
+    again = score_recipe_ray(db, load_recipe("none"), spec, RAYCONF)
     # files the actors finished after the driver's last merge (if any) are merged first, then only the rest is scored
     assert again.already_scored + again.scored_now == again.candidates and again.already_scored >= partly
     assert [rows(db, q) for q in TABLES] == setup["reference"]

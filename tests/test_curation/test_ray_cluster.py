@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from curation.ray_cluster import RayClusterError, RaySpec, _check_reachable
-from flows.cli import _ray_spec
+from flows.cli.options import ray_spec as _ray_spec
 from helpers import coco_and_refcoco_catalog, run_vlmr1
 
 
@@ -16,10 +16,10 @@ def test_without_ray_asked_for_ray_is_never_imported(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        import flows.cli, flows.curate, curation.ray_scoring, curation.scorer_config
-        from curation.images import ImageCheck
+        import flows.cli, flows.curate, curation.difficulty.ray, curation.difficulty.config
+        from curation.ingest.images import ImageCheck
         from curation.ingest import ingest
-        from curation.testing.fixtures import make_coco
+        from curation.demo.fixtures import make_coco
         root = Path({str(tmp_path)!r})
         ingest("coco", root / "c.duckdb", make_coco(root / "coco", n_images=4), images=ImageCheck([root / "coco"]))
         assert "ray" not in sys.modules, "ray was imported"

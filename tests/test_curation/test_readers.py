@@ -5,10 +5,10 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from curation.images import ImageCheck
+from curation.demo.fixtures import make_coco, make_refcoco, make_vlmr1_jsonl
 from curation.ingest import READERS, CocoReader, D3Reader, JsonlReader, RefcocoReader, ingest, make_reader
-from curation.testing.fixtures import make_coco, make_refcoco, make_vlmr1_jsonl
-from flows.params import SourceSpec
+from curation.ingest.images import ImageCheck
+from curation.ingest.source import SourceSpec
 from helpers import rows as _rows
 
 

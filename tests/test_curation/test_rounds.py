@@ -8,20 +8,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation import catalog
-from curation.difficulty import score_recipe
+from curation.demo.inputs import write_train_config
+from curation.demo.tiny_model import build_tiny_vlm
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.scoring import score_recipe
+from curation.feedback.reprofile import band_movement
+from curation.feedback.runs import RunError, lineage, record_run, trained_samples
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import Recipe, RuleSpec
 from curation.quality.recipe import Selection as SelectionSpec
-from curation.reprofile import band_movement
-from curation.runs import RunError, lineage, record_run, trained_samples
-from curation.selection import StaleQuality, select
-from curation.shards import write_shards
-from curation.testing.demo import write_train_config
+from curation.selection.select import StaleQuality, select
+from curation.shards.write import write_shards
 from helpers import coco_and_refcoco_catalog, run_vlmr1
 from training.config import continued_config
 from training.launch import LaunchSpec, run
 from vlmr1.rollout import Sampling, make_engine
-from vlmr1.testing.tiny import build_tiny_vlm
 
 RECIPE = Recipe(
     name="rounds",
@@ -104,8 +105,10 @@ def test_two_rounds_drop_what_round_one_mastered_and_link_the_checkpoints(tmp_pa
     # re-profiling: the trained checkpoint as a scorer of its own, side by side with the base model
     sampling = Sampling(n=4, max_new_tokens=40, seed=1)
     evaluate_recipe(db, RECIPE)  # round 2's merged run made the flags stale again
-    base = score_recipe(db, RECIPE, make_engine("hf", str(model), batch_size=8), sampling=sampling)
-    current = score_recipe(db, RECIPE, make_engine("hf", rec1.checkpoint, batch_size=8), sampling=sampling)
+    base = score_recipe(db, RECIPE, make_engine("hf", str(model), batch_size=8), ScorerConfig(sampling=sampling))
+    current = score_recipe(
+        db, RECIPE, make_engine("hf", rec1.checkpoint, batch_size=8), ScorerConfig(sampling=sampling)
+    )
     assert base.scorer_key != current.scorer_key
     report = band_movement(db, base.scorer_key, current.scorer_key, tmp_path / "reprofile")
     assert report.counts["samples"] == len(kept) and 0 <= report.counts["moved_band"] <= len(kept)

@@ -8,21 +8,22 @@ import sys
 import pytest
 
 from curation import catalog
-from curation.difficulty import score_recipe
+from curation.demo.tiny_model import build_tiny_vlm
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.scoring import score_recipe
 from curation.exports.vlmr1_jsonl import to_vlmr1_jsonl
-from curation.images import ImageCheck
 from curation.ingest import ingest
+from curation.ingest.images import ImageCheck
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import Recipe, load_recipe
 from curation.quality.recipe import Selection as SelectionSpec
-from curation.selection import equal_size, select
-from curation.shards import write_shards
+from curation.selection.select import equal_size, select
+from curation.shards.write import write_shards
 from helpers import coco_and_refcoco_catalog, kill_at_marker
 from vlmr1.prompts import build_messages
 from vlmr1.records import parse_solution
 from vlmr1.rollout import Sampling, make_engine
 from vlmr1.shards import ShardError, load, load_table
-from vlmr1.testing.tiny import build_tiny_vlm
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def world(tmp_path_factory):
         db,
         load_recipe("none"),
         make_engine("hf", str(model), batch_size=8),
-        sampling=Sampling(n=2, max_new_tokens=6, seed=1),
+        ScorerConfig(sampling=Sampling(n=2, max_new_tokens=6, seed=1)),
     )
     return {"root": root, "db": db, "model": model, "scorer": s.scorer_key}
 
@@ -136,9 +137,9 @@ def test_tampered_or_truncated_shards_are_refused_with_the_file_named(world, tmp
 CHILD = """
 import sys, time
 from pathlib import Path
-import curation.shards as shards
+import curation.shards.write as shards
 from curation.quality.recipe import load_recipe
-from curation.selection import select
+from curation.selection.select import select
 real = shards._report
 def paused(*args):
     real(*args)

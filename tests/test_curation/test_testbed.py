@@ -8,13 +8,13 @@ import pytest
 from PIL import Image
 
 from curation.ablation.arms import equal_pools, leakage
-from curation.images import ImageCheck
+from curation.demo.shapes import SIZE
+from curation.demo.testbed import CLEAN, NOISY, TestbedSpec, write_testbed
 from curation.ingest import make_reader
+from curation.ingest.images import ImageCheck
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import load_recipe
-from curation.selection import select
-from curation.testing.shapes import SIZE
-from curation.testing.testbed import CLEAN, NOISY, TestbedSpec, write_testbed
+from curation.selection.select import select
 
 SPEC = TestbedSpec(train_images=160, eval_images=60)
 

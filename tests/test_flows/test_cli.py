@@ -110,7 +110,7 @@ def test_demo_writes_samples_and_reward_inputs(tmp_path):
 def test_catalog_shows_sections_and_never_creates_a_catalog(tmp_path):
     """`vlmr1 catalog`: sources, rejects by reason with an example naming file and record, recipes with what they
     keep; a missing catalog or an unknown section is one line and exit 2, and nothing is created."""
-    from curation.testing.fixtures import make_refcoco
+    from curation.demo.fixtures import make_refcoco
 
     refs = make_refcoco(tmp_path / "refer")
     catalog = tmp_path / "c.duckdb"
@@ -148,7 +148,7 @@ def test_commands_that_read_a_catalog_refuse_a_missing_one(tmp_path):
 
 def test_a_rule_parameter_of_the_wrong_kind_is_one_line_naming_file_line_and_value(tmp_path):
     """`max_distance: four` and `min_px: one` used to reach DuckDB (a 68-line traceback, a ConversionException)."""
-    from curation.testing.fixtures import make_refcoco
+    from curation.demo.fixtures import make_refcoco
 
     catalog = tmp_path / "c.duckdb"
     assert run("ingest", "refcoco", str(make_refcoco(tmp_path / "refer")), "--catalog", str(catalog)).returncode == 0

@@ -3,12 +3,13 @@ in."""
 
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from curation import catalog
-from curation.testing.fixtures import make_d3, make_refcoco, make_vlmr1_jsonl
+from curation.demo.fixtures import make_d3, make_refcoco, make_vlmr1_jsonl
 
 VLMR1 = str(Path(sys.executable).parent / "vlmr1")
 ENV = {**os.environ, "COLUMNS": "400"}  # one table row per line
@@ -31,11 +32,11 @@ def test_all_formats_through_the_cli(tmp_path):
     d3 = make_d3(tmp_path / "d3")
     out = _run("d3", d3, "--catalog", db, "--images", tmp_path / "d3" / "d3_images")
     assert out.returncode == 0, out.stderr
-    assert "unknown image id: 1" in out.stdout  # rejects by reason
+    assert re.search(r"unknown image id\s+│\s+1 ", out.stdout), out.stdout  # the report's rejects by reason
     jsonl = make_vlmr1_jsonl(tmp_path / "jl")
     out = _run("jsonl", jsonl, "--catalog", db, "--images", tmp_path / "jl" / "images")
     assert out.returncode == 0, out.stderr
-    assert "image too large: 1" in out.stdout and "image missing: 1" in out.stdout
+    assert all(re.search(rf"{what}\s+│\s+1 ", out.stdout) for what in ("image too large", "image missing")), out.stdout
     with catalog.connect(db) as con:
         kinds = dict(con.execute("SELECT kind, n_samples FROM sources").fetchall())
     assert set(kinds) == {"refcoco", "d3", "jsonl"} and all(n > 0 for n in kinds.values())

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from curation.testing.demo import write_train_config
-from curation.testing.fixtures import make_coco
+from curation.demo.fixtures import make_coco
+from curation.demo.inputs import write_train_config
 from helpers import coco_and_refcoco_catalog
 
 
@@ -41,8 +41,8 @@ def catalog(tmp_path_factory):
 @pytest.fixture(scope="module")
 def shards(catalog):
     from curation.quality.recipe import load_recipe
-    from curation.selection import select
-    from curation.shards import write_shards
+    from curation.selection.select import select
+    from curation.shards.write import write_shards
 
     out = catalog.parent / "shards" / "train"
     write_shards(select(catalog, load_recipe("none")), catalog, out)
@@ -126,7 +126,7 @@ def test_ingest_of_a_file_in_another_format_names_the_command_that_reads_it(caps
         code, out, err = vlmr1(capsys, monkeypatch, "ingest", kind, path, "--catalog", tmp_path / "c.duckdb")
         first, rest = err.splitlines()[0], err.splitlines()[1:]
         assert code == 1 and "failed" in out
-        assert rest == ["1 of 1 files failed or gave no sample; nothing was ingested"]
+        assert rest == ["error: 1 of 1 files failed or gave no sample; nothing was ingested"]
         assert first.startswith(f"{path}: this is ") and first.endswith(f"; use `vlmr1 ingest {right}`"), first
 
 
@@ -227,7 +227,9 @@ def test_export_refuses_a_folder_with_files_unless_overwrite(capsys, monkeypatch
     out.mkdir()
     (out / "train.parquet").write_text("the user's own file")
     code, _, err = vlmr1(capsys, monkeypatch, "export", shards, "--to", "easyr1", "--out", out)
-    assert code == 2 and one_line(err).startswith(f"{out}: --out is not empty (1 entries, e.g. train.parquet); give")
+    assert code == 2 and one_line(err).startswith(
+        f"error: {out}: --out is not empty (1 entries, e.g. train.parquet); give"
+    )
     assert (out / "train.parquet").read_text() == "the user's own file"
     code, _, _ = vlmr1(capsys, monkeypatch, "export", shards, "--to", "easyr1", "--out", out, "--overwrite")
     assert code == 0 and (out / "train.parquet").read_bytes()[:4] == b"PAR1"
@@ -241,8 +243,11 @@ def test_an_altered_or_deleted_images_parquet_fails_the_set(capsys, monkeypatch,
     shutil.copytree(shards.resolve(), copy)
     (copy / "images.parquet").write_bytes((copy / "images.parquet").read_bytes() + b"\0")
     code, _, err = vlmr1(capsys, monkeypatch, "export", copy, "--to", "easyr1", "--out", tmp_path / "e")
-    altered = f"{copy / 'images.parquet'}: sha256 differs from the manifest (the file was altered)"
+    altered = f"error: {copy / 'images.parquet'}: sha256 differs from the manifest (the file was altered)"
     assert code == 2 and one_line(err) == altered
     (copy / "images.parquet").unlink()
     code, _, err = vlmr1(capsys, monkeypatch, "export", copy, "--to", "vlmr1-jsonl", "--out", tmp_path / "v")
-    assert code == 2 and one_line(err) == f"{copy / 'images.parquet'}: missing (the manifest lists it with a sha256)"
+    assert (
+        code == 2
+        and one_line(err) == f"error: {copy / 'images.parquet'}: missing (the manifest lists it with a sha256)"
+    )

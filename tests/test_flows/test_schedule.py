@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from curation.testing.fixtures import make_coco
+from curation.demo.fixtures import make_coco
 from helpers import prefect_api, start_prefect_server, stop_in_order
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from kit.checks import coco_map_reference
 from training.evaluate import evaluate_model, split_metrics
 from vlmr1.families import get_family
 from vlmr1.rewards import RewardBatch, dataset_map, score
 from vlmr1.rollout.base import Completion, EngineStats
-from vlmr1.testing.checks import coco_map_reference
 
 FRAME = get_family("qwen2_5_vl").frame()
 LABELS = ["dog", "cat", "red car", "person"]

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 import yaml
 
+from curation.demo.inputs import write_train_config
+from curation.demo.tiny_model import build_tiny_vlm
 from curation.quality.recipe import load_recipe
-from curation.selection import select
-from curation.shards import write_shards
-from curation.testing.demo import write_train_config
+from curation.selection.select import select
+from curation.shards.write import write_shards
 from helpers import coco_and_refcoco_catalog
 from training.config import TrainConfig, TrainConfigError, load_config
 from training.evaluate import evaluate_model, rows_from_shards
@@ -27,7 +28,6 @@ from training.grpo import ManifestMismatch, check_manifest, sampler_differences
 from training.launch import LaunchSpec, run
 from vlmr1.families import get_family
 from vlmr1.rollout.base import Completion, EngineStats
-from vlmr1.testing.tiny import build_tiny_vlm
 
 STEPS = 2
 

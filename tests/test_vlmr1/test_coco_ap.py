@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kit.checks import coco_ap_reference
 from vlmr1.coco_ap import Case, coco_ap
 from vlmr1.rewards import RewardBatch, score
-from vlmr1.testing.checks import coco_ap_reference
 
 GT_LABELS = ["cat", "dog", "car"]
 PRED_LABELS = GT_LABELS + ["zebra"]  # a label absent from every ground truth

@@ -8,8 +8,8 @@ import textwrap
 import time
 import uuid
 
+from kit.processes import tagged_processes, wait_until_gone
 from vlmr1.rollout.keeper import Kept
-from vlmr1.testing.processes import tagged_processes, wait_until_gone
 
 # a command with a child of its own in its process group, like vLLM's API server and its EngineCore
 FAMILY = [sys.executable, "-c", "import subprocess, time; subprocess.Popen(['sleep', '300']); time.sleep(300)"]

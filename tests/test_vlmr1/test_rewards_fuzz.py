@@ -7,9 +7,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kit.checks import adversarial_completions
 from vlmr1.boxes import BoxFrame
 from vlmr1.rewards import REGISTRY, RewardBatch, score
-from vlmr1.testing.checks import adversarial_completions
 
 REC_SOL = [{"label": "the man", "bbox": [10.0, 20.0, 200.0, 300.0]}]
 OVD_SOL = [{"label": "cat", "bbox": [0.0, 0.0, 50.0, 60.0]}, {"label": "dog", "bbox": [100.0, 100.0, 300.0, 250.0]}]

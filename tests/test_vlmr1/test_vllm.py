@@ -17,18 +17,18 @@ import yaml
 from PIL import Image
 
 from curation import catalog
-from curation.difficulty import score_recipe
+from curation.demo.tiny_model import build_tiny_vlm
+from curation.difficulty.config import ScorerConfig, score_with
+from curation.difficulty.scoring import score_recipe
 from curation.quality.recipe import load_recipe
 from curation.ray_cluster import RaySpec
-from curation.scorer_config import ScorerConfig, score_with
-from curation.selection import candidates
+from curation.selection.select import candidates
 from helpers import coco_and_refcoco_catalog, kill_at_marker, rows
+from kit.processes import TAG, tagged_processes, wait_until_gone
 from vlmr1.prompts import build_messages
 from vlmr1.rollout import Sampling, closing, make_engine
 from vlmr1.rollout.base import Request
 from vlmr1.rollout.openai_engine import EngineError
-from vlmr1.testing.processes import TAG, tagged_processes, wait_until_gone
-from vlmr1.testing.tiny import build_tiny_vlm
 
 pytestmark = pytest.mark.slow
 FAMILIES = ["qwen2_5_vl", "qwen2_vl"]  # both tiny families; vLLM supports both
@@ -89,7 +89,7 @@ SCORE_AND_STOP = textwrap.dedent("""
     from pathlib import Path
     import yaml
     from curation.quality.recipe import load_recipe
-    from curation.scorer_config import ScorerConfig, score_with
+    from curation.difficulty.config import ScorerConfig, score_with
     db, config, marker = sys.argv[1:4]
 
     def progress(done, total, summary):
@@ -169,8 +169,7 @@ def test_a_server_that_dies_mid_run_is_reported_and_nothing_scored_is_lost(tmp_p
             db,
             load_recipe("none"),
             engine,
-            sampling=Sampling(n=4, max_new_tokens=24),
-            partition_size=4,
+            ScorerConfig(sampling=Sampling(n=4, max_new_tokens=24), partition_size=4),
             progress=kill_server,
         )
     message = str(failure.value)

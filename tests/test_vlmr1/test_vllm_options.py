@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from curation.difficulty import ScorerSpec
+from curation.demo.tiny_model import build_tiny_vlm
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.scoring import ScorerSpec
 from helpers import run_vlmr1
 from vlmr1.families import get_family
 from vlmr1.rollout.base import Sampling
@@ -18,7 +20,6 @@ from vlmr1.rollout.vllm_options import (
     server_args,
     vllm_python,
 )
-from vlmr1.testing.tiny import build_tiny_vlm
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ def test_scorer_keys_offline_and_server_share_hf_and_other_flags_do_not(tiny):
     family = get_family("qwen2_5_vl")
 
     def key(model: dict) -> str:
-        return ScorerSpec(model, family.key(), sampling=Sampling(n=4)).key
+        return ScorerSpec(model, family.key(), ScorerConfig(sampling=Sampling(n=4))).key
 
     offline, server = (
         describe("vllm", tiny, family, VLLMOptions()),

@@ -9,7 +9,7 @@ fate does not depend on which other samples exist.
 
 Columnar (issue 18): DuckDB reads the candidates, their difficulty and their
 rank in one query, and every step after is a polars expression over that
-frame; no Python runs per row. ``curation.testing.rowwise`` keeps the
+frame; no Python runs per row. ``kit.rowwise`` keeps the
 row-at-a-time code this replaced, and the tests hold the two to the same
 samples in the same order.
 """
@@ -57,6 +57,26 @@ def check_quality(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> None:
             f"recipe {recipe.name!r} ({recipe.hash}) was evaluated on catalog snapshot {str(row[0])[:12]}, "
             f"the catalog {catalog_path} is now at {now[:12]}: re-run `vlmr1 quality {recipe.name}`"
         )
+
+
+def fresh_quality(catalog_path: str | Path, recipe: Recipe) -> str | None:
+    """Recompute a recipe's missing or stale flags (seconds at 1M samples) before it selects; what was done, as a
+    note for the stage's report (None when the flags were current)."""
+    from curation.quality.apply import evaluate_recipe
+
+    with catalog.connect(catalog_path) as con:
+        try:
+            check_quality(con, recipe)
+            return None
+        except StaleQuality as exc:
+            reason = str(exc).split(":")[0]
+    r = evaluate_recipe(catalog_path, recipe)
+    return f"{reason}: re-evaluated its quality flags: kept {r.kept} of {r.total} samples on the current catalog"
+
+
+def training_candidate_count(catalog_path: str | Path, recipe: Recipe) -> int:
+    with catalog.connect(catalog_path) as con:
+        return candidate_frame(con, recipe, "train", columns=None).height
 
 
 # DuckDB's share of memory while selecting and writing (the selection itself is a polars frame beside it).

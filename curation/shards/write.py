@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import catalog
-from curation.selection import Selection, ordered
-from curation.shard_columns import ROW_GROUP, check_tasks, image_table, prefetched, shard_batches
+from curation.selection.select import Selection, ordered
+from curation.shards.columns import ROW_GROUP, check_tasks, image_table, prefetched, shard_batches
 from vlmr1.hashing import sha256_file
-from vlmr1.prompts import get_template
+from vlmr1.prompts import DEFAULT_TEMPLATE, get_template
 from vlmr1.report import StageReport
 from vlmr1.rewards import DEFAULT_DIALECT
 from vlmr1.shards import FORMAT, SHARD_SCHEMA
@@ -68,7 +68,7 @@ def write_shards(
             f"{out} exists and is not a shard output (a symlink to a version folder); choose another --out"
         )
     scorer = _scorer(catalog_path, selection.scorer_key)
-    template = template or (scorer or {}).get("template", "vlmr1").split("@")[0]
+    template = template or (scorer or {}).get("template", DEFAULT_TEMPLATE).split("@")[0]
     get_template(template)
     check_tasks(selection.table)
     versions = out.parent / f".{out.name}.versions"

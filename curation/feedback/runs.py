@@ -143,3 +143,19 @@ def trained_samples(catalog_path: str | Path, checkpoint: str | Path) -> list[st
             [runs],
         ).fetchall()
     return [r[0] for r in rows]
+
+
+def lineage_report(catalog_path: str | Path, checkpoint: str | Path) -> StageReport:
+    """``lineage`` as a report, one row per run; a checkpoint no recorded run produced is a ``StageFailed``."""
+    from vlmr1.errors import StageFailed
+
+    runs = lineage(catalog_path, checkpoint)
+    if not runs:
+        raise StageFailed(f"no recorded run produced {checkpoint} in {catalog_path} (record it with `vlmr1 record`)")
+    rows = [
+        {"run": r["run_id"], "checkpoint": r["checkpoint"], "started from": r["base_model"],
+         "recipe": f"{r['recipe']} ({r['recipe_hash']})", "scorer": r["scorer_key"],
+         "manifest sha256": r["manifest_sha256"][:16], "steps": r["global_step"], "samples": r["samples"]}
+        for r in runs
+    ]  # fmt: skip
+    return StageReport("lineage", f"lineage of {checkpoint}", {"runs": len(rows)}, tables={"runs": rows})

@@ -32,11 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import catalog
+from curation.difficulty.config import ScorerConfig
 from curation.quality.recipe import Recipe
-from curation.selection import candidates as training_candidates
+from curation.selection.select import candidates as training_candidates
 from vlmr1.prompts import build_messages, get_template
 from vlmr1.report import StageReport
-from vlmr1.rewards import DEFAULT_DIALECT, REGISTRY, RewardBatch, check_dialect, score
+from vlmr1.rewards import DEFAULT_DIALECT, REGISTRY, RewardBatch, score
 from vlmr1.rollout.base import Engine, Request, Sampling
 
 TASK_REWARD = {"rec": "iou", "ovd": "map"}
@@ -56,13 +57,28 @@ ROLLOUT_SCHEMA = pa.schema(
 
 @dataclass(frozen=True)
 class ScorerSpec:
+    """A scorer's identity: its config's outcome-changing knobs with the model's and family's identity."""
+
     model: dict  # engine.describe(): path and content hash (or server and model name)
     family: dict  # Family.key(): frame and resize
-    template: str = "vlmr1"
-    sampling: Sampling = Sampling()
-    threshold: float = 0.5  # reward >= threshold is a pass
+    config: ScorerConfig = field(default_factory=ScorerConfig)
     rewards: dict = field(default_factory=lambda: dict(TASK_REWARD))
-    dialect: str = DEFAULT_DIALECT  # whose reward semantics decide a pass (vlmr1.rewards.DIALECTS)
+
+    @property
+    def template(self) -> str:
+        return self.config.template
+
+    @property
+    def sampling(self) -> Sampling:
+        return self.config.sampling
+
+    @property
+    def threshold(self) -> float:
+        return self.config.threshold
+
+    @property
+    def dialect(self) -> str:
+        return self.config.dialect
 
     def canonical(self) -> dict:
         model = {k: v for k, v in self.model.items() if k != "engine"}  # hf and vllm on the same weights share scores
@@ -195,22 +211,17 @@ def score_recipe(
     catalog_path: str | Path,
     recipe: Recipe,
     engine: Engine,
+    config: ScorerConfig | None = None,
     *,
-    template: str = "vlmr1",
-    sampling: Sampling = Sampling(),
-    threshold: float = 0.5,
-    dialect: str = DEFAULT_DIALECT,
     limit: int | None = None,
-    partition_size: int = 64,
     work_dir: str | Path | None = None,
     progress: Callable[[int, int, "ScoreSummary"], None] | None = None,
 ) -> ScoreSummary:
-    """Score every training candidate of ``recipe`` not yet scored under this scorer; return what was done."""
+    """Score every training candidate of ``recipe`` not yet scored under this scorer with ``engine`` (built from
+    ``config.engine`` by ``score_with``, or given); return what was done."""
     t_start = time.perf_counter()
-    spec = ScorerSpec(
-        engine.describe(), engine.family.key(), template, sampling, threshold, dialect=check_dialect(dialect)
-    )
-    work, plan, summary = prepare_run(catalog_path, recipe, spec, partition_size, limit, work_dir)
+    spec = ScorerSpec(engine.describe(), engine.family.key(), config or ScorerConfig())
+    work, plan, summary = prepare_run(catalog_path, recipe, spec, limit, work_dir)
     todo_total = sum(len(chunk) for _, chunk in plan)
     gen0, tok0, comp0 = engine.stats.generate_seconds, engine.stats.tokens, engine.stats.completions
 
@@ -235,7 +246,7 @@ def score_recipe(
 
 
 def prepare_run(
-    catalog_path: str | Path, recipe: Recipe, spec: ScorerSpec, partition_size: int, limit: int | None, work_dir
+    catalog_path: str | Path, recipe: Recipe, spec: ScorerSpec, limit: int | None, work_dir
 ) -> tuple[Path, list[tuple[int, list[dict]]], ScoreSummary]:
     """Register the scorer, merge a killed run's finished files, and plan the unscored candidates (local and Ray)."""
     catalog_path = Path(catalog_path)
@@ -246,7 +257,7 @@ def prepare_run(
         scored = {
             r[0] for r in con.execute("SELECT sample_id FROM difficulty WHERE scorer_key = ?", [spec.key]).fetchall()
         }
-    plan = _plan(candidates, scored, partition_size, limit)
+    plan = _plan(candidates, scored, spec.config.partition_size, limit)
     ids = {r["sample_id"] for r in candidates}
     summary = ScoreSummary(spec.key, len(ids), len(scored & ids), 0, merged_leftovers, 0.0, 0.0, 0, 0)
     summary.partitions = len(plan)
@@ -421,3 +432,27 @@ def write_difficulty_report(catalog_path: str | Path, scorer_key: str, out_dir: 
     md = out_dir / "difficulty.md"
     md.write_text("\n".join(lines) + "\n")
     return {"difficulty report": str(md), "difficulty plot": str(png)}
+
+
+def score_with(
+    catalog_path: str | Path, recipe: Recipe, config: ScorerConfig, *, limit: int | None = None, progress=None
+) -> ScoreSummary:
+    """Build the config's engine (here, or in every Ray actor with ``config.ray``) and score ``recipe``'s
+    candidates with it."""
+    from vlmr1.rollout import closing
+
+    if config.ray is not None:  # every actor builds the engine; only this process touches the catalog
+        from curation.difficulty.ray import score_recipe_ray
+
+        return score_recipe_ray(catalog_path, recipe, config.engine, config, limit=limit, progress=progress)
+    with closing(config.engine.build()) as engine:  # a vllm-server or vllm worker stops however scoring ends
+        return score_recipe(catalog_path, recipe, engine, config, limit=limit, progress=progress)
+
+
+def latest_scorer(catalog_path: str | Path) -> str:
+    """The scorer key registered last (``--scorer latest``)."""
+    with catalog.connect(catalog_path) as con:
+        found = con.execute("SELECT scorer_key FROM scorers ORDER BY created_at DESC LIMIT 1").fetchall()
+    if not found:
+        raise ValueError(f"--scorer latest: {catalog_path} has no scorer yet (run `vlmr1 score` first)")
+    return found[0][0]

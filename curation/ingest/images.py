@@ -30,7 +30,7 @@ import duckdb
 import pyarrow as pa
 
 from curation import catalog
-from curation.staging import REC_REF
+from curation.ingest.staging import REC_REF
 
 MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb threshold (0.25 GiB of 24-bit pixels)
 MAX_FILE_BYTES = 256 << 20  # a bigger "image" is read by no training loader either

@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from curation.difficulty import ScorerSpec, ScoreSummary, merge_partition, prepare_run, score_partition
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.scoring import ScorerSpec, ScoreSummary, merge_partition, prepare_run, score_partition
 from curation.quality.recipe import Recipe
 from curation.ray_cluster import RaySpec, connect
-from vlmr1.rewards import DEFAULT_DIALECT, check_dialect
-from vlmr1.rollout.base import Sampling
 from vlmr1.rollout.spec import EngineSpec
 
 
@@ -58,19 +57,16 @@ def score_recipe_ray(
     catalog_path: str | Path,
     recipe: Recipe,
     engine: EngineSpec | Callable,
-    ray_spec: RaySpec,
+    config: ScorerConfig,
     *,
-    template: str = "vlmr1",
-    sampling: Sampling = Sampling(),
-    threshold: float = 0.5,
-    dialect: str = DEFAULT_DIALECT,
     limit: int | None = None,
-    partition_size: int = 64,
     work_dir: str | Path | None = None,
     progress: Callable[[int, int, ScoreSummary], None] | None = None,
 ) -> ScoreSummary:
-    """``difficulty.score_recipe`` on Ray: ``engine`` (a spec, or a factory for tests) is built in every actor."""
+    """``scoring.score_recipe`` on ``config.ray``'s cluster: ``engine`` (a spec, or a factory for tests) is built in
+    every actor."""
     t_start = time.perf_counter()
+    ray_spec = config.ray or RaySpec()
     ray = connect(ray_spec)
     from ray.util import ActorPool
 
@@ -79,8 +75,8 @@ def score_recipe_ray(
     actors = [actor.remote(engine) for _ in range(ray_spec.actors)]
     try:
         model, family = ray.get(actors[0].identity.remote())
-        spec = ScorerSpec(model, family, template, sampling, threshold, dialect=check_dialect(dialect))
-        work, plan, summary = prepare_run(catalog_path, recipe, spec, partition_size, limit, work_dir)
+        spec = ScorerSpec(model, family, config)
+        work, plan, summary = prepare_run(catalog_path, recipe, spec, limit, work_dir)
         pool = f"{ray_spec.actors} actor" + ("s" if ray_spec.actors != 1 else "")
         summary.backend = f"ray: {pool}, {ray_spec.address or 'a local cluster'}"
         todo_total = sum(len(chunk) for _, chunk in plan)

@@ -1,4 +1,4 @@
-"""The learnable testbed: shape scenes (``curation.testing.shapes``) written as real RefCOCO files (Python 2
+"""The learnable testbed: shape scenes (``curation.demo.shapes``) written as real RefCOCO files (Python 2
 pickle + instances.json + JPEGs), with defects planted at known rates, and the recipes its ablation arms use.
 
 Two sources: ``shapes`` (clean labels apart from the planted defects) and ``shapes_noisy`` (the same training refs,
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from curation.testing.fixtures import py2_pickle
-from curation.testing.shapes import CATEGORY_IDS, Shape, draw, random_scene
+from curation.demo.fixtures import py2_pickle
+from curation.demo.shapes import CATEGORY_IDS, Shape, draw, random_scene
 
 CLEAN, NOISY = "shapes", "shapes_noisy"
 

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from curation.testing.shapes import answer, draw, random_scene
-from vlmr1.testing.tiny import build_tiny_vlm
+from curation.demo.shapes import answer, draw, random_scene
+from curation.demo.tiny_model import build_tiny_vlm
 
 DIMS = {
     "text": dict(

@@ -5,7 +5,7 @@ Nothing here runs Python per row except reading image bytes for embedded
 shards: a prompt is the template's text before the problem, the problem, and
 the text after it (``PromptTemplate.around``), and an image's root and
 relative path come from string operations on ``image_path``. The values are
-exactly those of the row-wise code (``curation.testing.rowwise``).
+exactly those of the row-wise code (``kit.rowwise``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation import catalog
-from curation.selection import NO_DIFFICULTY, stream
+from curation.selection.select import NO_DIFFICULTY, stream
 from vlmr1.prompts import WHITESPACE, get_template
 from vlmr1.shards import SHARD_SCHEMA
 

@@ -1,6 +1,6 @@
 """The row-at-a-time selection and shard rows that the columnar path replaced (issue 18), kept as the reference.
 
-Tests check that ``curation.selection`` selects exactly what this selects, over
+Tests check that ``curation.selection.select`` selects exactly what this selects, over
 every selection option, and that the shards are byte-identical;
 ``benchmarks/shards.py`` measures both. Every row is a Python dict here, which
 is why it is slow; do not use it outside tests and benchmarks.
@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from curation import catalog
 from curation.quality.recipe import Recipe
-from curation.selection import NO_DIFFICULTY, candidates
+from curation.selection.select import NO_DIFFICULTY, candidates
 from vlmr1.prompts import build_messages
 from vlmr1.shards import SHARD_SCHEMA
 

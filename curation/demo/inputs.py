@@ -12,8 +12,8 @@ from typing import Callable
 
 import yaml
 
-from curation.testing.fixtures import make_coco, make_d3, make_refcoco, make_vlmr1_jsonl
-from vlmr1.testing.tiny import build_tiny_vlm
+from curation.demo.fixtures import make_coco, make_d3, make_refcoco, make_vlmr1_jsonl
+from curation.demo.tiny_model import build_tiny_vlm
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Feedback: training runs and evaluations merged into the catalog, and difficulty re-profiled under them."""

@@ -1,0 +1,46 @@
+"""The ``vlmr1`` command line: one module per command group, each command parse -> stage -> print the report
+(``flows.stages``); every error a user can cause is answered by one table (``flows.cli.errors``). Heavy modules are
+imported inside commands so start-up stays fast."""
+
+from __future__ import annotations
+
+import typer
+
+from flows.cli import curate, errors, ingest, inspect, train
+
+app = typer.Typer(
+    help="Curate vision datasets into GRPO training sets (VLM-R1 style) and train on them.", no_args_is_help=True
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"vlmr1-curate {version('vlmr1-curate')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show an error's traceback instead of its one line."),
+) -> None:
+    """vlmr1-curate."""
+
+
+app.add_typer(ingest.app, name="ingest")
+curate.register(app)
+train.register(app)
+inspect.register(app)
+
+
+def run() -> None:
+    """The ``vlmr1`` entry point (exit codes: ``flows.cli.errors``)."""
+    errors.run(app)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,1 +1,0 @@
-"""Test and demo helpers: tiny offline models and the references the fast code is checked against."""
