@@ -8,6 +8,7 @@ measured under them.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -33,8 +34,27 @@ class LoRA(BaseModel):
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
 
+OURS = (
+    "model",
+    "family",
+    "template",
+    "dialect",
+    "min_pixels",
+    "max_pixels",
+    "rewards",
+    "deepspeed",
+    "lora",
+    "freeze_vision",
+)  # every other setting is TRL's GRPOConfig's, passed through by name
+FIXED = {"bf16": False, "save_strategy": "steps", "remove_unused_columns": False}  # what our trainer needs of TRL
+
+
 class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    """Our settings, then TRL's: any ``GRPOConfig`` field is accepted by its own name and handed to TRL as given
+    (an unknown name is refused with its file and line). Declared below are only the TRL settings we read before
+    TRL is imported (the group's shape, the sampler the scorer is compared with) or whose default we change."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     model: str = Field(..., description="model path")
     family: Optional[str] = Field(None, description="model family (default: from the model's config)")
@@ -45,29 +65,26 @@ class TrainConfig(BaseModel):
     max_pixels: Optional[int] = None
     # reward name -> weight; each reward scores only its own task (NaN elsewhere, which TRL skips)
     rewards: dict[str, float] = Field(default_factory=lambda: {"iou": 1.0, "od_length": 1.0, "format": 1.0})
-    num_generations: int = Field(8, ge=2)
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    beta: float = 0.04
-    epsilon: float = 0.2
-    epsilon_high: Optional[float] = None
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = "grpo"
-    learning_rate: float = 1e-6
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0 = off (TRL's default); the scorer's Sampling uses the same convention
-    max_completion_length: int = 256
-    max_steps: int = -1
-    num_train_epochs: float = 1.0
-    save_steps: int = 100
-    logging_steps: int = 1
-    report_to: Literal["none", "tensorboard", "wandb"] = "none"
-    seed: int = 42
     deepspeed: Optional[str] = Field("zero2", description="zero2 | zero3 | a path to a DeepSpeed JSON | null")
     lora: Optional[LoRA] = None
     freeze_vision: bool = True
-    gradient_checkpointing: bool = False
-    use_cpu: bool = False
+    # TRL's, read by us: the group (batch x accumulation must be a multiple of it) and the sampler
+    num_generations: int = Field(8, ge=2)
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off (TRL's default); the scorer's Sampling uses the same convention
+    max_completion_length: int = Field(256, description="TRL: 512; VLM-R1's REC scripts use 256 (evaluation too)")
+    seed: int = 42
+    # TRL's, with VLM-R1's defaults where TRL's differ
+    beta: float = Field(0.04, description="TRL >= 0.19: 0.0 (no KL term); VLM-R1 and the paper: 0.04")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field("grpo", description="TRL 1.x: dapo")
+    num_train_epochs: float = Field(1.0, description="TRL: 3")
+    save_steps: int = Field(100, description="TRL: 500")
+    logging_steps: int = Field(1, description="TRL: 10; one reward row per step")
+    report_to: Literal["none", "tensorboard", "wandb"] = "none"
+    gradient_checkpointing: bool = Field(False, description="TRL: True; off for the tiny CPU models")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -80,6 +97,9 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 "per_device_train_batch_size x gradient_accumulation_steps must be a multiple of num_generations"
             )
+        not_trl = sorted(set(self.model_extra or {}) - trl_settings())  # TRL is imported only when extras exist
+        if not_trl:
+            raise ValueError(f"{not_trl[0]!r}: neither ours ({', '.join(OURS)}) nor a setting of TRL's GRPOConfig")
         return self
 
     def deepspeed_config(self) -> Optional[str]:
@@ -101,33 +121,26 @@ class TrainConfig(BaseModel):
 
         return Sampling.from_trl(self, seed=self.seed)
 
+    def trl(self) -> dict:
+        """Every TRL setting of this config, declared or passed through, by TRL's own names."""
+        return {k: v for k, v in self.model_dump().items() if k not in OURS}
+
     def grpo_args(self, output_dir: str | Path):
         from trl import GRPOConfig
 
-        return GRPOConfig(
-            output_dir=str(output_dir),
-            **self.sampling().to_trl(),
-            per_device_train_batch_size=self.per_device_train_batch_size,
-            gradient_accumulation_steps=self.gradient_accumulation_steps,
-            beta=self.beta,
-            epsilon=self.epsilon,
-            epsilon_high=self.epsilon_high,
-            loss_type=self.loss_type,
-            learning_rate=self.learning_rate,
-            max_steps=self.max_steps,
-            num_train_epochs=self.num_train_epochs,
-            save_steps=self.save_steps,
-            logging_steps=self.logging_steps,
-            report_to=self.report_to,
-            seed=self.seed,
-            deepspeed=self.deepspeed_config(),
-            gradient_checkpointing=self.gradient_checkpointing,
-            use_cpu=self.use_cpu,
-            reward_weights=list(self.rewards.values()),
-            bf16=False,
-            save_strategy="steps",
-            remove_unused_columns=False,
-        )
+        weights = list(self.rewards.values())
+        return GRPOConfig(output_dir=str(output_dir), **self.trl(), **FIXED, deepspeed=self.deepspeed_config(),
+                          reward_weights=weights)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def trl_settings() -> frozenset[str]:
+    """The field names of TRL's GRPOConfig (TrainingArguments' included)."""
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    return frozenset(f.name for f in dataclasses.fields(GRPOConfig))
 
 
 def load_config(path: str | Path) -> TrainConfig:

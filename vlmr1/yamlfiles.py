@@ -32,6 +32,11 @@ def line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
+def _named_key(message: str, data: dict) -> tuple:
+    """A whole-model check that names a top-level key (``'key': ...``) points at that key's line."""
+    return next(((k,) for k in data if isinstance(k, str) and f"'{k}'" in message), ())
+
+
 def load_model(path: str | Path, model: type[M], error: type[ConfigError] = ConfigError) -> M:
     path = Path(path)
     text = path.read_text()
@@ -47,7 +52,7 @@ def load_model(path: str | Path, model: type[M], error: type[ConfigError] = Conf
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = tuple(err["loc"])
+            loc = tuple(err["loc"]) or _named_key(err["msg"], data)
             field = ".".join(str(p) for p in loc) or "(top level)"
             lines.append(f"{path}:{line_of(root, loc)}: {field}: {err['msg']}")
         raise error("\n".join(lines)) from None

@@ -210,6 +210,21 @@ def test_manifest_for_another_family_or_template_is_refused(setup, tmp_path):
         load_config(bad)
 
 
+def test_any_trl_setting_passes_through_by_its_name_and_an_unknown_one_is_refused_at_its_line(tmp_path):
+    """TrainConfig declares only what we read or default differently; every other GRPOConfig field reaches TRL
+    as written, and a name neither ours nor TRL's is one error naming the file, its line and the name."""
+    good = tmp_path / "good.yaml"
+    good.write_text("model: m\ndeepspeed: null\nwarmup_steps: 2\nscale_rewards: none\nmax_steps: 3\n")
+    args = load_config(good).grpo_args(tmp_path)
+    assert (args.warmup_steps, args.scale_rewards, args.max_steps, args.beta) == (2, "none", 3, 0.04)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: m\nwarmup_steps: 2\nscale_reward: false\n")
+    with pytest.raises(
+        TrainConfigError, match=r"bad\.yaml:3: scale_reward: .*'scale_reward': neither ours .* GRPOConfig"
+    ):
+        load_config(bad)
+
+
 def test_the_training_sampler_is_the_scorers_sampler_in_trl_names(tmp_path):
     """TrainConfig speaks TRL (num_generations, max_completion_length); Sampling is the scorer's; one mapping."""
     from vlmr1.rollout.base import Sampling
