@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install vllm demo lint test bench serve clean
+.PHONY: install vllm demo lint docs test bench serve clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -36,7 +36,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP) $(VLLM_STAMP) lint
+# The reference as a site (mkdocs-material) in site/; --strict: a broken link fails (never with --quiet, which hides
+# the warnings --strict counts).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+test: $(STAMP) $(VLLM_STAMP) lint docs
 	# pytest exits 5 when it collects nothing: that is a failure here, not a pass. Two workers, one test module
 	# each at a time, the long modules first (tests/conftest.py).
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
@@ -66,4 +71,4 @@ serve: $(STAMP)
 # Generated trees too: the demo's and the walk-through's outputs (demo-out/), benchmark outputs, the local server's home.
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(VLLM_VENV).log .pytest_cache .hypothesis .prefect-home demo-out out bench-out \
-		.ruff_cache *.egg-info
+		site .ruff_cache *.egg-info

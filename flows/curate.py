@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 
 from curation.ray_cluster import RaySpec
 from flows.params import CatalogRef, FileRef, ModelRef, PipelineParams, RecipeRef, demo_params
-from flows.tasks import eval_task, ingest_task, quality_task, record_task, score_task, shard_task, train_task
+from flows.tasks import eval_task, ingest_task, quality_task, score_task, shard_task, train_task
 from vlmr1.hashing import content_hash
 
 
@@ -104,9 +104,8 @@ def _train_and_evaluate(params, catalog, recipe, shards, state_path: Path, out: 
         config = str(continued_config(config, previous, out))
     start = load_config(config).model  # the base model, or the checkpoint this round continues
     output = str(out / "train" / content_hash([shards.counts["manifest_sha256"], start], length=12))
-    trained = train_task(FileRef(path=config), manifest, output, params.nprocs)
+    trained = train_task(FileRef(path=config), manifest, output, params.nprocs, catalog=catalog)  # recorded too
     reports.append(trained)
-    reports.append(record_task(catalog, manifest, output, start))
     result = {"checkpoint": trained.files["final"]}
     if params.evaluate:
         ev = shard_task(catalog, recipe, None, str(out / "shards" / "eval"), "eval")

@@ -166,6 +166,7 @@ def record(catalog: str | Path, manifest: str | Path, output: str | Path, base_m
     """Merge a finished run (lineage, per-sample rewards) into the catalog; merging twice changes nothing."""
     from curation.feedback.runs import record_run
 
+    _writable(catalog)
     return record_run(catalog, manifest, output, base_model).report()
 
 

@@ -63,9 +63,16 @@ def shard_task(catalog: CatalogRef, recipe: RecipeRef, scorer_key: str | None, o
 
 
 @task(name="train", cache_policy=CONTENT, persist_result=True)
-def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int, part: str | None = None) -> StageReport:
+def train_task(
+    config: FileRef,
+    manifest: FileRef,
+    output: str,
+    nprocs: int,
+    part: str | None = None,
+    catalog: CatalogRef | None = None,
+) -> StageReport:
     """A run into a content-addressed folder: one that holds a run is an earlier, unfinished try (a finished one is
-    this task's cached result), so it is started again."""
+    this task's cached result), so it is started again. With ``catalog``, the run is recorded there."""
     from training.launch import STEP, LaunchSpec
 
     t0 = time.perf_counter()
@@ -80,7 +87,8 @@ def train_task(config: FileRef, manifest: FileRef, output: str, nprocs: int, par
             logger.info(line)
 
     spec = LaunchSpec(config.path, manifest.path, output, nprocs=nprocs)
-    return _timed(stages.train(spec, overwrite=True, on_line=log), t0, part)
+    report = stages.train(spec, overwrite=True, on_line=log, catalog=catalog.path if catalog else None)
+    return _timed(report, t0, part)
 
 
 @task(name="evaluate", cache_policy=CONTENT, persist_result=True)
@@ -97,6 +105,19 @@ def eval_task(
     report = stages.evaluate(checkpoint.path, [shards.path], config or EvalConfig(), catalog=catalog.path, run=run,
                              train_config=train_config.path if train_config else None)  # fmt: skip
     return _timed(report, t0, part)
+
+
+@task(name="reprofile", cache_policy=CONTENT, persist_result=True)
+def reprofile_task(catalog: CatalogRef, base: str, current: str) -> StageReport:
+    t0 = time.perf_counter()
+    return _timed(stages.reprofile(catalog.path, base, current), t0)
+
+
+@task(name="export")
+def export_task(shards: FileRef, to: str, out: str) -> StageReport:
+    """Not cached: the export folder is the user's, and may have been changed since."""
+    t0 = time.perf_counter()
+    return _timed(stages.export(Path(shards.path).parent, to, out, overwrite=True), t0, part=to)
 
 
 @task(name="record")

@@ -112,3 +112,77 @@ def stop_in_order(*procs: subprocess.Popen | None) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+class ChatServer:
+    """A chat-completions server on 127.0.0.1: scripted answers per question (the first key found in the prompt's
+    text), optional failures first. ``tokenizer``: answers are cut at the request's ``max_tokens`` as a real server
+    cuts them."""
+
+    def __init__(self, answers: dict, fail_first: int = 0, refuse: bool = False, tokenizer=None):
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.answers, self.fail_first, self.refuse, self.calls, self.payloads = answers, fail_first, refuse, 0, []
+        self.tokenizer = tokenizer
+        owner = self
+
+        def cut(text: str, limit: int | None) -> str:
+            if tokenizer is None or limit is None:
+                return text
+            return tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"][:limit])
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.calls += 1
+                owner.payloads.append(body)
+                if owner.refuse:
+                    return self._send(400, {"error": {"message": "model 'nope' does not exist"}})
+                if owner.calls <= owner.fail_first:
+                    return self._send(503, {"error": {"message": "warming up"}})
+                text = next(c["text"] for c in body["messages"][0]["content"] if c["type"] == "text")
+                script = next(
+                    (v for k, v in owner.answers.items() if k in text), ["<think>?</think><answer>None</answer>"]
+                )
+                choices = [
+                    {"index": i, "message": {"role": "assistant",
+                                             "content": cut(script[i % len(script)], body.get("max_tokens"))}}
+                    for i in range(body["n"])
+                ]  # fmt: skip
+                self._send(200, {"choices": choices, "usage": {"completion_tokens": 5 * body["n"]}})
+
+            def _send(self, code, obj):
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def vlmr1_in_process(capsys, monkeypatch, *args) -> tuple[int, str, str]:
+    """``vlmr1 ARGS`` through the console script's entry point (what turns errors into lines), in this process:
+    (exit code, stdout, stderr)."""
+    from flows.cli import run
+
+    monkeypatch.setattr(sys, "argv", ["vlmr1", *map(str, args)])
+    monkeypatch.setenv("COLUMNS", "250")
+    code = 0
+    try:
+        run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -133,7 +133,7 @@ class LaunchResult:
             tables={"training curve": curve},
             files=files,
             timings={"train": self.seconds},
-            notes=list(r.get("warnings", [])),
+            notes=[f"warning: {w}" for w in r.get("warnings", [])],
         )
 
 

@@ -21,6 +21,12 @@ class StageReport:
     files: dict[str, str] = field(default_factory=dict)  # what -> path
     notes: list[str] = field(default_factory=list)
 
+    def to_dict(self) -> dict:
+        """Plain JSON data (``vlmr1 --report FILE`` writes one per command)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
     def table(self, name: str) -> list[dict]:
         """Rows of ``name`` with the same keys in the same order (the union, None where a row has none): a UI
         that takes its columns from the first row then shows every column."""
@@ -89,7 +95,8 @@ def print_report(report: StageReport, console=None) -> None:
             for r in rows:
                 t.add_row(*(_cell(v) for v in r.values()))
             console.print(t)
-    for note in report.notes:
-        console.print(note)
+    warn = Console(stderr=True)
+    for note in report.notes:  # whole lines, never wrapped; warnings on stderr
+        (warn if note.startswith("warning: ") else console).print(note, soft_wrap=True, markup=False)
     if report.files:
         console.print("written: " + ", ".join(str(v) for v in report.files.values()))

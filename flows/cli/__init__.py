@@ -4,6 +4,9 @@ imported inside commands so start-up stays fast."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from flows.cli import curate, errors, ingest, inspect, train
@@ -27,8 +30,14 @@ def main(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
     debug: bool = typer.Option(False, "--debug", help="Show an error's traceback instead of its one line."),
+    report: Optional[Path] = typer.Option(
+        None, "--report", help="Also append the stage's report to this file as a JSON line (for scripts)."
+    ),
 ) -> None:
     """vlmr1-curate."""
+    from flows.cli.options import REPORT_FILE
+
+    REPORT_FILE[:] = [report] if report else []
 
 
 app.add_typer(ingest.app, name="ingest")

@@ -36,11 +36,19 @@ def ray_spec(ray: bool, address: Optional[str], actors: Optional[int] = None):
         raise ValueError(f"--ray-{error['loc'][0]}: {error['msg']}") from None
 
 
+REPORT_FILE: list[Path] = []  # ``vlmr1 --report FILE``: where each command's report is also written, as JSON
+
+
 def show(report, console=None) -> None:
-    """Every stage command ends here: the stage's report on the terminal."""
+    """Every stage command ends here: the stage's report on the terminal (and as a JSON line with ``--report``)."""
+    import json
+
     from vlmr1.report import print_report
 
     print_report(report, console)
+    for path in REPORT_FILE:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(report.to_dict(), default=str) + "\n")
 
 
 @contextmanager

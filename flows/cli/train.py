@@ -57,7 +57,8 @@ def eval_cmd(
     config: Optional[Path] = typer.Option(
         None, "--config", help="The training config: answers as long as its max_completion_length, its template."
     ),
-    engine: str = typer.Option("hf", "--engine", help="hf | vllm | vllm-server"),
+    engine: str = typer.Option("hf", "--engine", help="hf | vllm | vllm-server | openai (a served checkpoint)"),
+    base_url: Optional[str] = typer.Option(None, help="openai: the server's URL."),
     max_new_tokens: Optional[int] = typer.Option(
         None, help="Greedy decoding's length limit (default: the training config's max_completion_length)."
     ),
@@ -71,8 +72,8 @@ def eval_cmd(
     from flows import stages
     from training.evaluate import EvalConfig
 
-    cfg = EvalConfig.model_validate({"engine": {"kind": engine}, "max_new_tokens": max_new_tokens,
-                                     "template": template})  # fmt: skip
+    spec = {"kind": engine} | ({"base_url": base_url} if base_url else {})
+    cfg = EvalConfig.model_validate({"engine": spec, "max_new_tokens": max_new_tokens, "template": template})
     show(stages.evaluate(checkpoint, data, cfg, train_config=config, catalog=catalog, run=run_name))
 
 

@@ -5,8 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from curation.demo.tiny_model import build_tiny_vlm
 from curation.difficulty.config import ScorerConfig
 from curation.difficulty.scoring import pass_at, score_recipe
 from curation.quality.recipe import load_recipe
-from helpers import coco_and_refcoco_catalog, kill_at_marker
+from helpers import ChatServer, coco_and_refcoco_catalog, kill_at_marker
 from helpers import rows as _rows
 from vlmr1.families import get_family
 from vlmr1.rewards import RewardBatch, score
@@ -191,51 +189,6 @@ def test_pass_at_k_estimator():
     assert pass_at(8, 2, 8) == 1.0 and pass_at(10, 3, 2) == pytest.approx(1 - (7 * 6) / (10 * 9))
 
 
-class _Server:
-    """A chat-completions server on 127.0.0.1: scripted answers per question, optional failures first."""
-
-    def __init__(self, answers: dict, fail_first: int = 0, refuse: bool = False):
-        self.answers, self.fail_first, self.refuse, self.calls, self.payloads = answers, fail_first, refuse, 0, []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                owner.calls += 1
-                owner.payloads.append(body)
-                if owner.refuse:
-                    return self._send(400, {"error": {"message": "model 'nope' does not exist"}})
-                if owner.calls <= owner.fail_first:
-                    return self._send(503, {"error": {"message": "warming up"}})
-                text = next(c["text"] for c in body["messages"][0]["content"] if c["type"] == "text")
-                script = next(
-                    (v for k, v in owner.answers.items() if k in text), ["<think>?</think><answer>None</answer>"]
-                )
-                choices = [
-                    {"index": i, "message": {"role": "assistant", "content": script[i % len(script)]}}
-                    for i in range(body["n"])
-                ]
-                self._send(200, {"choices": choices, "usage": {"completion_tokens": 5 * body["n"]}})
-
-            def _send(self, code, obj):
-                data = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-
-
 def test_openai_engine_with_a_failing_then_recovering_server_gives_bands(db):
     fam = get_family("qwen2_5_vl")
     recs = _rows(
@@ -253,7 +206,7 @@ def test_openai_engine_with_a_failing_then_recovering_server_gives_bands(db):
     )
     answers[f"describes: {good_problem}."] = [right, wrong, right]
     answers[f"describes: {bad_problem}."] = [wrong]
-    server = _Server(answers, fail_first=2)
+    server = ChatServer(answers, fail_first=2)
     try:
         engine = make_engine(
             "openai", "served-model", base_url=server.url, family="qwen2_5_vl", backoff=0.01, concurrency=2
@@ -291,7 +244,7 @@ def test_openai_engine_with_a_failing_then_recovering_server_gives_bands(db):
 
 
 def test_openai_engine_refusal_is_a_clear_error(db):
-    server = _Server({}, refuse=True)
+    server = ChatServer({}, refuse=True)
     try:
         engine = make_engine("openai", "nope", base_url=server.url, family="qwen2_5_vl", backoff=0.01)
         with pytest.raises(EngineError, match=r"refused request 0: HTTP 400: .*does not exist"):

@@ -6,26 +6,15 @@ Run in-process through the console script's entry point (``flows.cli.run``), whi
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
 from curation.demo.fixtures import make_coco
 from curation.demo.inputs import write_train_config
-from helpers import coco_and_refcoco_catalog
+from helpers import coco_and_refcoco_catalog, vlmr1_in_process
 
-
-def vlmr1(capsys, monkeypatch, *args) -> tuple[int, str, str]:
-    from flows.cli import run
-
-    monkeypatch.setattr(sys, "argv", ["vlmr1", *map(str, args)])
-    monkeypatch.setenv("COLUMNS", "250")
-    code = 0
-    try:
-        run()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
+vlmr1 = vlmr1_in_process
 
 
 def one_line(err: str) -> str:
@@ -197,9 +186,17 @@ def held(catalog):
 
 def test_every_command_on_a_held_catalog_exits_3_naming_the_holder(capsys, monkeypatch, catalog, shards, held,
                                                                   model, tmp_path):  # fmt: skip
-    """`vlmr1 catalog` printed DuckDB's raw lock error; score, shard, eval and lineage called it an internal error."""
+    """`vlmr1 catalog` printed DuckDB's raw lock error; score, shard, eval and lineage called it an internal error.
+    Every command that reads or writes a catalog answers from the one error table: exit 3, one line naming the
+    holder, and nothing written (the catalog's bytes, no shards, no training output, no evaluation results)."""
+    import hashlib
+
     monkeypatch.setenv("VLMR1_CATALOG_WAIT", "0.5")
+    config = write_train_config(tmp_path / "train.yaml", model)
+    before = hashlib.sha256(catalog.read_bytes()).hexdigest()
     commands = [
+        ["train", config, "--manifest", shards, "--output", tmp_path / "t", "--catalog", catalog],
+        ["record", tmp_path / "t", "--manifest", shards, "--config", config, "--catalog", catalog],
         ["catalog", catalog],
         ["quality", "none", "--catalog", catalog],
         ["score", "none", "--catalog", catalog, "--model", model],
@@ -215,7 +212,8 @@ def test_every_command_on_a_held_catalog_exits_3_naming_the_holder(capsys, monke
         line = one_line(err)
         assert line.startswith(f"error: catalog {catalog} is in use by pid {held} ({sys.executable} -c import"), line
         assert line.endswith("(waited 0.5 s); close it there (a notebook: con.close()) or wait, then run this again")
-    assert not (tmp_path / "s").exists()  # nothing half-written
+    assert hashlib.sha256(catalog.read_bytes()).hexdigest() == before  # nothing half-written
+    assert not any((tmp_path / d).exists() for d in ("s", "t", "r")) and not (Path(model) / "eval").exists()
     monkeypatch.setenv("VLMR1_CATALOG_WAIT", "1")  # a wait a person would notice is announced at once
     code, _, err = vlmr1(capsys, monkeypatch, "catalog", catalog)
     assert code == 3 and err.splitlines()[0].endswith("; waiting up to 1 s")

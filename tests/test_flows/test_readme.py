@@ -30,6 +30,23 @@ def test_the_readme_is_written_for_outsiders():
     assert "make demo" in README and "make test" in README and "ablation/testbed" in README
 
 
+def test_the_readme_is_a_front_page_and_the_docs_build_strict(tmp_path):
+    """README.md is a front page (the reference is docs/, built by mkdocs --strict in `make test`); a broken link
+    in a page fails the build."""
+    assert len(README.splitlines()) <= 300
+    site = tmp_path / "site"
+    shutil.copytree(REPO / "docs", site / "docs")
+    shutil.copy(REPO / "mkdocs.yml", site / "mkdocs.yml")
+    mkdocs = [str(Path(sys.executable).parent / "mkdocs"), "build", "--strict"]  # --quiet hides what it counts
+    env = os.environ | {"NO_MKDOCS_2_WARNING": "1"}
+    built = subprocess.run(mkdocs, cwd=site, capture_output=True, text=True, env=env, timeout=300)
+    assert built.returncode == 0 and (site / "site" / "cli" / "index.html").is_file(), built.stderr[-2000:]
+    with open(site / "docs" / "quality.md", "a") as page:
+        page.write("\nSee [the rules](rules-that-moved.md).\n")
+    broken = subprocess.run(mkdocs, cwd=site, capture_output=True, text=True, env=env, timeout=300)
+    assert broken.returncode != 0 and "rules-that-moved.md" in broken.stdout + broken.stderr
+
+
 def test_the_readme_training_config_validates(tmp_path):
     from training.config import load_config
 
