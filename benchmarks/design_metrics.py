@@ -214,6 +214,7 @@ def unused_kit_lines(modules, graph) -> dict[str, int]:
         if m not in seen:
             seen.add(m)
             todo += graph[m]
+    seen |= {m.rpartition(".")[0] for m in seen}  # importing a.b runs a/__init__.py
     return {m: len(modules[m][0].read_text().splitlines()) for m in sorted(kit - seen)}
 
 
@@ -230,30 +231,36 @@ def _calls(fn: ast.AST) -> set[str]:
     }
 
 
-def _command_name(fn: ast.FunctionDef) -> str | None:
-    """The command name of a ``@app.command(...)``-decorated function (ingest subcommands count as ingest)."""
-    for d in fn.decorator_list:
-        call = d if isinstance(d, ast.Call) else None
-        if call and isinstance(call.func, ast.Attribute) and call.func.attr == "command":
-            owner = ast.unparse(call.func.value)
-            if "ingest" in owner:
-                return "ingest"
-            if owner != "app":  # another group's command (``rewards score`` is not the score stage)
-                return None
-            if call.args and isinstance(call.args[0], ast.Constant):
-                return call.args[0].value
-            return fn.name
-    return None
+def _stage_commands() -> dict[str, list[str]]:
+    """Stage command -> the code names of its callbacks, read from the typer app itself (decorated, registered or
+    generated commands alike); every ``ingest`` subcommand counts as ``ingest``."""
+    cli = importlib.import_module("flows.cli")
+    found: dict[str, list[str]] = {}
+
+    def add(name: str, info) -> None:
+        if name in STAGE_COMMANDS:
+            found.setdefault(name, []).append(info.callback.__code__.co_name)
+
+    for info in cli.app.registered_commands:
+        add(info.name or info.callback.__name__.replace("_", "-"), info)
+    for group in cli.app.registered_groups:
+        for info in group.typer_instance.registered_commands:
+            add(group.name if group.name == "ingest" else "", info)
+    return found
 
 
 def cli_faces() -> dict[str, object]:
-    """Stage commands that print a StageReport (through any helper of the CLI modules), and places exit codes
-    are decided."""
+    """Stage commands that print a StageReport (through any helper of the CLI modules), and the functions that
+    decide an exit code (raise ``typer.Exit``/``SystemExit`` with one)."""
     functions: dict[str, ast.FunctionDef] = {}
+    deciders = set()
     for p in _cli_files():
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, ast.FunctionDef):
                 functions.setdefault(node.name, node)
+                calls = [n for n in ast.walk(node) if isinstance(n, ast.Call) and n.args]
+                if any(ast.unparse(n.func) in ("typer.Exit", "SystemExit", "Exit") for n in calls):
+                    deciders.add(f"{p.stem}.{node.name}")
 
     def prints(name: str, seen: set) -> bool:
         if name in seen or name not in functions:
@@ -262,18 +269,18 @@ def cli_faces() -> dict[str, object]:
         called = _calls(functions[name])
         return "print_report" in called or any(prints(c, seen) for c in called)
 
-    commands: dict[str, list[bool]] = {}
-    for fn in functions.values():
-        name = _command_name(fn)
-        if name in STAGE_COMMANDS:
-            commands.setdefault(name, []).append(prints(fn.name, set()))
-    printing = sorted(c for c, v in commands.items() if all(v))
-    deciders = set()
-    for fn in functions.values():
-        for n in ast.walk(fn):
-            if isinstance(n, ast.Call) and ast.unparse(n.func) in ("typer.Exit", "SystemExit", "Exit") and n.args:
-                deciders.add(fn.name)
+    commands = _stage_commands()
+    printing = sorted(c for c, names in commands.items() if all(prints(n, set()) for n in names))
     return {"printing": printing, "deciders": sorted(deciders)}
+
+
+def _package_names(node: ast.AST) -> list[ast.AST]:
+    """Literals that name the package, not a dialect: ``version("vlmr1-curate")``, EasyR1's ``REWARD_NAME``."""
+    if isinstance(node, ast.Call) and ast.unparse(node.func).endswith("version"):
+        return list(node.args)
+    if isinstance(node, ast.Assign) and any(ast.unparse(t) == "REWARD_NAME" for t in node.targets):
+        return [node.value]
+    return []
 
 
 def default_spellings(modules) -> dict[str, int]:
@@ -287,6 +294,7 @@ def default_spellings(modules) -> dict[str, int]:
         return isinstance(node, ast.Constant) and node.value == value and type(node.value) is type(value)
 
     for _, tree in modules.values():
+        not_dialect = {id(a) for n in ast.walk(tree) for a in _package_names(n)}
         docs = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (ast.Module, ast.ClassDef,
                 ast.FunctionDef)) and n.body and isinstance(n.body[0], ast.Expr)}  # fmt: skip
         for node in ast.walk(tree):
@@ -299,8 +307,11 @@ def default_spellings(modules) -> dict[str, int]:
             elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
                 if node.target.id in DEFAULTS and literal(node.value, DEFAULTS[node.target.id]):
                     counts[node.target.id] += 1
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                named = [k for k in DEFAULTS if f"DEFAULT_{k.upper()}" == node.targets[0].id]  # DEFAULT_TEMPLATE = ...
+                counts.update({k: counts[k] + 1 for k in named if literal(node.value, DEFAULTS[k])})
             elif isinstance(node, ast.Constant) and node.value == "vlmr1-curate" and id(node) not in docs:
-                counts["dialect names"] += 1
+                counts["dialect names"] += id(node) not in not_dialect
     return counts
 
 

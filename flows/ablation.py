@@ -72,7 +72,7 @@ def ablation(
         )
         for seed in done.seeds:
             run = out / "train" / arm.name / f"seed{seed}"
-            config = seeded_config(params.train_config, seed, run, params.eval_every)
+            config = seeded_config(params.train_config, seed, run.parent, params.eval_every)  # beside its run
             label = f"{arm.name}-seed{seed}"  # its artifacts' keys
             trained = train_task(FileRef(path=str(config)), FileRef(path=pool.files["manifest"]), str(run),
                                  params.nprocs, label)  # fmt: skip

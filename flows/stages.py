@@ -75,7 +75,8 @@ def score(
     catalog: str | Path, recipe: Recipe, config: ScorerConfig, limit: int | None = None, progress=None
 ) -> StageReport:
     """Difficulty by pass@k (resumable; a sample is never scored twice under one scorer key), its report."""
-    from curation.difficulty.scoring import score_with, write_difficulty_report
+    from curation.difficulty.dispatch import score_with
+    from curation.difficulty.scoring import write_difficulty_report
     from curation.selection.select import fresh_quality, training_candidate_count
 
     notes = [n for n in [fresh_quality(catalog, recipe)] if n]

@@ -116,10 +116,10 @@ def stop_in_order(*procs: subprocess.Popen | None) -> None:
 
 class ChatServer:
     """A chat-completions server on 127.0.0.1: scripted answers per question (the first key found in the prompt's
-    text), optional failures first. ``tokenizer``: answers are cut at the request's ``max_tokens`` as a real server
-    cuts them."""
+    text, or ``choose(request body)``'s), optional failures first. ``tokenizer``: answers are cut at the request's
+    ``max_tokens`` as a real server cuts them."""
 
-    def __init__(self, answers: dict, fail_first: int = 0, refuse: bool = False, tokenizer=None):
+    def __init__(self, answers: dict, fail_first: int = 0, refuse: bool = False, tokenizer=None, choose=None):
         import json
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -146,9 +146,8 @@ class ChatServer:
                 if owner.calls <= owner.fail_first:
                     return self._send(503, {"error": {"message": "warming up"}})
                 text = next(c["text"] for c in body["messages"][0]["content"] if c["type"] == "text")
-                script = next(
-                    (v for k, v in owner.answers.items() if k in text), ["<think>?</think><answer>None</answer>"]
-                )
+                chosen = choose(body) if choose else next((v for k, v in owner.answers.items() if k in text), None)
+                script = chosen or ["<think>?</think><answer>None</answer>"]
                 choices = [
                     {"index": i, "message": {"role": "assistant",
                                              "content": cut(script[i % len(script)], body.get("max_tokens"))}}

@@ -78,8 +78,11 @@ def print_report(report: StageReport, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
+    from rich.text import Text
+
+    console.print(Text(report.title, style="bold"), soft_wrap=True)  # whole, never wrapped to a table's width
     if report.counts:
-        t = Table("what", "value", title=report.title)
+        t = Table("what", "value")
         for k, v in report.counts.items():
             t.add_row(k, _cell(v))
         console.print(t)

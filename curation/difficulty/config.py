@@ -1,7 +1,7 @@
 """The scorer knob set: engine, sampler, template, pass threshold, partition size, in one YAML file.
 
 ``vlmr1 score RECIPE --config scorer.yaml`` (plus a few overrides) and the flows' ``scorer`` parameter both
-read this model; the scorer takes it whole (``scoring.score_with``), and its key is derived from it
+read this model; the scorer takes it whole (``dispatch.score_with``), and its key is derived from it
 (``scoring.ScorerSpec``). Its defaults are the only place template, threshold and partition size are written.
 """
 

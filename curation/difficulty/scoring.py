@@ -434,21 +434,6 @@ def write_difficulty_report(catalog_path: str | Path, scorer_key: str, out_dir: 
     return {"difficulty report": str(md), "difficulty plot": str(png)}
 
 
-def score_with(
-    catalog_path: str | Path, recipe: Recipe, config: ScorerConfig, *, limit: int | None = None, progress=None
-) -> ScoreSummary:
-    """Build the config's engine (here, or in every Ray actor with ``config.ray``) and score ``recipe``'s
-    candidates with it."""
-    from vlmr1.rollout import closing
-
-    if config.ray is not None:  # every actor builds the engine; only this process touches the catalog
-        from curation.difficulty.ray import score_recipe_ray
-
-        return score_recipe_ray(catalog_path, recipe, config.engine, config, limit=limit, progress=progress)
-    with closing(config.engine.build()) as engine:  # a vllm-server or vllm worker stops however scoring ends
-        return score_recipe(catalog_path, recipe, engine, config, limit=limit, progress=progress)
-
-
 def latest_scorer(catalog_path: str | Path) -> str:
     """The scorer key registered last (``--scorer latest``)."""
     with catalog.connect(catalog_path) as con:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from vlmr1.report import StageReport
+from vlmr1.rewards import DEFAULT_DIALECT
 
 TARGETS = {  # --to -> (the dialect that trainer computes, who computes it)
     "vlmr1-jsonl": ("vlmr1", "VLM-R1"),
-    "easyr1": ("vlmr1-curate", "our EasyR1 reward function"),
+    "easyr1": (DEFAULT_DIALECT, "our EasyR1 reward function"),  # it ships our rewards
 }
 
 

@@ -13,7 +13,6 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-from ray import cloudpickle
 
 import kit.faults
 from curation import catalog
@@ -77,6 +76,8 @@ def test_ray_scoring_equals_the_local_scorer(setup):
 def test_an_actor_killed_mid_partition_is_retried_without_duplicates(setup, tmp_path):
     db, marker = copy_of(setup, "killed-actor"), tmp_path / "killed"
     spec = EngineSpec(model=str(setup["model"]), batch_size=4)
+    from ray import cloudpickle  # only now: `curation.ray_cluster.connect` must see Ray unimported (its token)
+
     cloudpickle.register_pickle_by_value(kit.faults)  # the test kit is not on the actors' path: send the code
     dies = DiesOnce(spec, partition_seed(SimpleNamespace(sampling=SAMPLING), 1), marker)  # dies in partition 1
     summary = score_recipe_ray(db, load_recipe("none"), dies, RAYCONF)

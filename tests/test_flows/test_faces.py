@@ -9,6 +9,7 @@ scores mAP 1 only when it is read whole.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def inputs(tmp_path_factory):
         "model": model,
         "train": write_train_config(root / "train.yaml", model, max_steps=1),
     }
-    train = yaml.safe_load(files["train"].read_text()) | {"max_completion_length": 112}  # > the OVD answers
+    # answers as long as the OVD ones; no DeepSpeed here (test_training runs its engine): both faces train alike
+    train = yaml.safe_load(files["train"].read_text()) | {"max_completion_length": 160, "deepspeed": None}
     files["train"].write_text(yaml.safe_dump(train))
     for name, k in (("scorer", 2), ("scorer-current", 3)):
         files[name] = root / f"{name}.yaml"
@@ -46,26 +48,49 @@ def inputs(tmp_path_factory):
                                                 "sampling": {"n": k, "max_new_tokens": 8, "seed": 1}}))  # fmt: skip
     from transformers import AutoTokenizer
 
-    server = ChatServer({}, tokenizer=AutoTokenizer.from_pretrained(model))
+    server = ChatServer({}, tokenizer=AutoTokenizer.from_pretrained(model), choose=_answer_for)
     yield root, files, server
     server.close()
 
 
+def _pixels(image) -> str:
+    return hashlib.sha256(image.convert("RGB").tobytes()).hexdigest()
+
+
+def _answer_for(body: dict) -> list[str] | None:
+    """The scripted answer for a request: its image (as the engine resized and sent it) and its question."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    content = body["messages"][0]["content"]
+    url = next(c["image_url"]["url"] for c in content if c["type"] == "image_url")
+    text = next(c["text"] for c in content if c["type"] == "text")
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    return next((v for (pixels, problem), v in ANSWERS.items() if pixels == _pixels(image) and problem in text), None)
+
+
+ANSWERS: dict[tuple[str, str], list[str]] = {}  # (resized image's pixels, question) -> the answer
+
+
 def _answers(eval_manifest: Path, server: ChatServer) -> list[int]:
-    """Ground-truth answers in the served family's frame for each evaluation prompt; their token counts."""
-    from training.evaluate import rows_from_shards
+    """Ground-truth answers in the served family's frame for each evaluation prompt (an image may have several
+    questions, a question several images); their token counts."""
+    from training.evaluate import _image, rows_from_shards
     from vlmr1.families import get_family
     from vlmr1.records import answer_text, parse_solution
 
-    frame, tokens = get_family("qwen2_5_vl").frame(), []
+    family = get_family("qwen2_5_vl")
+    frame, tokens = family.frame(), []
     for r in rows_from_shards(Path(eval_manifest).parent):
         targets = parse_solution(r["solution"])
-        boxes = [
-            frame.from_original(np.array([t.bbox]), r["width"], r["height"]).round(0)[0].tolist() for t in targets
-        ]
-        moved = tuple(type(t)(t.label, tuple(b)) for t, b in zip(targets, boxes))
+        # two decimals: a whole-pixel box loses IoU >= 0.95 on a small object, and AP counts that threshold too
+        boxes = [frame.from_original(np.array([t.bbox]), r["width"], r["height"]).round(2)[0] for t in targets]
+        moved = tuple(type(t)(t.label, tuple(b.tolist())) for t, b in zip(targets, boxes))
         text = f"<think>it is there</think><answer>{answer_text(r['task'], moved)}</answer>"
-        server.answers[r["problem"]] = [text]
+        image = _image(r)
+        ANSWERS[(_pixels(image.resize(family.resized(*image.size))), r["problem"])] = [text]
         tokens.append(len(server.tokenizer(text)["input_ids"]) if r["task"] == "ovd" else 0)
     return tokens
 

@@ -399,7 +399,7 @@ def test_ctrl_c_in_cli_train_is_exit_130_with_where_to_resume_and_the_next_launc
     line = again.stderr.strip()
     last = step.rsplit(" ", 1)[1]
     assert again.returncode == 2 and line.startswith(
-        f"{out}: --output holds a training run (last checkpoint: {last}); "
+        f"error: {out}: --output holds a training run (last checkpoint: {last}); "
     ), line
     assert line.endswith("; --resume continues it from its last checkpoint, --overwrite starts again from scratch "
                          "(removes it), or choose another --output")  # fmt: skip

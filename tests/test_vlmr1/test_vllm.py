@@ -18,7 +18,8 @@ from PIL import Image
 
 from curation import catalog
 from curation.demo.tiny_model import build_tiny_vlm
-from curation.difficulty.config import ScorerConfig, score_with
+from curation.difficulty.config import ScorerConfig
+from curation.difficulty.dispatch import score_with
 from curation.difficulty.scoring import score_recipe
 from curation.quality.recipe import load_recipe
 from curation.ray_cluster import RaySpec
@@ -89,7 +90,8 @@ SCORE_AND_STOP = textwrap.dedent("""
     from pathlib import Path
     import yaml
     from curation.quality.recipe import load_recipe
-    from curation.difficulty.config import ScorerConfig, score_with
+    from curation.difficulty.config import ScorerConfig
+    from curation.difficulty.dispatch import score_with
     db, config, marker = sys.argv[1:4]
 
     def progress(done, total, summary):
