@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
 	# torchvision has only CUDA builds here and breaks transformers when present.
 	! $(BIN)/python -m pip show -q torchvision 2>/dev/null
+	# DeepSpeed's CPU op, compiled once per environment now rather than by the first training run (60-120 s).
+	$(BIN)/python -m training.extensions 2>&1 | tail -1
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -42,6 +42,7 @@ LONG_FIRST = (
     "test_vlmr1/test_vllm.py",
     "test_flows/test_readme.py",
     "test_training/test_training.py",
+    "test_flows/test_faces.py",
     "test_curation/test_difficulty.py",
     "test_flows/test_schedule.py",
     "test_curation/test_ray.py",

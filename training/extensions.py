@@ -35,3 +35,20 @@ def environment_key(prefix: str | None = None) -> str:
 def extensions_dir() -> str:
     """``$TORCH_EXTENSIONS_DIR`` when the user set one, else ``$TMPDIR/vlmr1-torch-extensions/<environment key>``."""
     return os.environ.get("TORCH_EXTENSIONS_DIR") or str(Path(tempfile.gettempdir()) / ROOT_NAME / environment_key())
+
+
+def build() -> str:
+    """Compile the CPU ops a DeepSpeed run on this machine loads (its shared-memory communication op) into
+    ``extensions_dir()`` now, so no first training run pays for it: ``make install`` calls it."""
+    os.environ.setdefault("TORCH_EXTENSIONS_DIR", extensions_dir())
+    from deepspeed.ops.op_builder.cpu import ShareMemCommBuilder
+
+    ShareMemCommBuilder().load(verbose=False)
+    return os.environ["TORCH_EXTENSIONS_DIR"]
+
+
+if __name__ == "__main__":
+    import time
+
+    t0 = time.monotonic()
+    print(f"DeepSpeed CPU ops ready in {build()} ({time.monotonic() - t0:.0f} s)")
