@@ -46,13 +46,14 @@ def testbed_params(out: Path, seeds: int = 3, max_steps: int = 150, spec: Testbe
     """Write (once) the testbed, its model and catalog under ``out``; the ablation's parameters."""
     from curation.ingest import make_reader
     from curation.ingest.images import ImageCheck
+    from curation.ingest.store import ingest_file
 
     out = Path(out).resolve()
     bed = write_testbed(out / "testbed", spec)
     model = build_testbed_model(out / "testbed-model")
     catalog = out / "testbed" / "catalog.duckdb"
     for kind, path, images in bed.sources():
-        make_reader(kind).ingest(str(catalog), str(path), images=ImageCheck([images]))
+        ingest_file(str(catalog), str(path), make_reader(kind), images=ImageCheck([images]))
     first, other = list(range(seeds)), list(range(seeds, 2 * seeds))
     recipes = {name: str(p) for name, p in bed.recipes.items()}
     arms = [

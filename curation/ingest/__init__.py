@@ -16,7 +16,7 @@ from curation.ingest.images import ImageCheck
 from curation.ingest.jsonl import JsonlReader
 from curation.ingest.reader import Reader
 from curation.ingest.refcoco import RefcocoReader
-from curation.ingest.store import IngestSummary
+from curation.ingest.store import IngestSummary, ingest_file
 
 READERS: dict[str, type[Reader]] = {r.kind: r for r in (CocoReader, RefcocoReader, D3Reader, JsonlReader)}
 
@@ -37,7 +37,7 @@ def ingest(
     kind: str, catalog_path: str | Path, path: str | Path, *, images: ImageCheck | None = None, **options
 ) -> IngestSummary:
     """Ingest one file of ``kind`` read with ``options`` (the reader's fields)."""
-    return make_reader(kind, **options).ingest(catalog_path, path, images=images)
+    return ingest_file(catalog_path, path, make_reader(kind, **options), images=images)
 
 
 __all__ = ["READERS", "CocoReader", "D3Reader", "JsonlReader", "RefcocoReader", "Reader", "ingest", "make_reader"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from curation.catalog import CatalogBusy
 from curation.ingest.source import SourceSpec
-from curation.ingest.store import no_samples_line
+from curation.ingest.store import ingest_file, no_samples_line
 from curation.ray_cluster import RaySpec
 from vlmr1.errors import Interrupted
 from vlmr1.report import StageReport
@@ -25,7 +25,7 @@ class IngestLedger:
         """One file in; a failure becomes a row and a line (a held catalog or Ctrl-C stops everything)."""
         reader, check = source.reader(), source.image_check(ray)
         try:
-            summary = reader.ingest(catalog, source.path, images=check)
+            summary = ingest_file(catalog, source.path, reader, images=check)
         except (CatalogBusy, Interrupted):
             raise  # every file would wait for the same lock
         except Exception as exc:  # noqa: BLE001 (one bad file never stops the others; the line says why)

@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from curation.ingest.images import ImageCheck
-    from curation.ingest.store import IngestSummary
 
 
 class Reader(BaseModel):
@@ -48,8 +47,3 @@ class Reader(BaseModel):
     def stage(self, con: duckdb.DuckDBPyConnection, path: Path, content_sha256: str, images: ImageCheck | None) -> int:
         """Fill the staging tables from one file; return its record count."""
         raise NotImplementedError
-
-    def ingest(self, catalog_path: str | Path, path: str | Path, *, images: ImageCheck | None = None) -> IngestSummary:
-        from curation.ingest.store import ingest_file
-
-        return ingest_file(catalog_path, path, self, images=images)

@@ -19,21 +19,18 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
 
 from curation import catalog
 from curation.ingest.images import ImageCheck
+from curation.ingest.reader import Reader
 from curation.ingest.sniff import wrong_reader
 from curation.ingest.staging import REC_REF, STAGING, TARGETS, create_staging
 from vlmr1.hashing import sha256_file
 from vlmr1.records import safe_text
 from vlmr1.report import StageReport
-
-if TYPE_CHECKING:  # readers call the store: no import back at run time
-    from curation.ingest.reader import Reader
 
 
 def int_id(v) -> bool:

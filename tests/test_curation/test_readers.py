@@ -9,6 +9,7 @@ from curation.demo.fixtures import make_coco, make_refcoco, make_vlmr1_jsonl
 from curation.ingest import READERS, CocoReader, D3Reader, JsonlReader, RefcocoReader, ingest, make_reader
 from curation.ingest.images import ImageCheck
 from curation.ingest.source import SourceSpec
+from curation.ingest.store import ingest_file
 from helpers import rows as _rows
 
 
@@ -49,7 +50,7 @@ def test_the_same_options_spelled_two_ways_are_one_identity(tmp_path):
 def test_sources_record_the_readers_fields(tmp_path):
     coco = make_coco(tmp_path / "coco", n_images=3)
     db = tmp_path / "c.duckdb"
-    CocoReader(absent=1, seed=7).ingest(db, coco)
+    ingest_file(db, coco, CocoReader(absent=1, seed=7))
     [(kind, source, options)] = _rows(db, "SELECT kind, source, options FROM sources")
     assert (kind, source) == ("coco", "coco")
     assert json.loads(options) == {"source": "coco", "split": "train2017", "absent": 1, "seed": 7}

@@ -12,6 +12,7 @@ from curation.demo.shapes import SIZE
 from curation.demo.testbed import CLEAN, NOISY, TestbedSpec, write_testbed
 from curation.ingest import make_reader
 from curation.ingest.images import ImageCheck
+from curation.ingest.store import ingest_file
 from curation.quality.apply import evaluate_recipe
 from curation.quality.recipe import load_recipe
 from curation.selection.select import select
@@ -25,7 +26,7 @@ def bed(tmp_path_factory):
     bed = write_testbed(root, SPEC)
     catalog = root / "catalog.duckdb"
     for kind, path, images in bed.sources():
-        make_reader(kind).ingest(str(catalog), str(path), images=ImageCheck([images]))
+        ingest_file(str(catalog), str(path), make_reader(kind), images=ImageCheck([images]))
     return bed, catalog
 
 
