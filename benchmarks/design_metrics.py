@@ -35,9 +35,9 @@ KNOBS = ("temperature", "top_p", "top_k", "max_new_tokens")
 STAGES = [
     [("curation.ingest.store", "ingest_file")],
     [("curation.quality.apply", "evaluate"), ("curation.quality.apply", "evaluate_recipe")],
-    [("curation.difficulty.scoring", "score_recipe")],
-    [("curation.selection.select", "select")],
-    [("curation.shards.write", "write_shards")],
+    [("curation.difficulty.scoring", "score_recipe"), ("curation.difficulty", "score_recipe")],  # after, before
+    [("curation.selection.select", "select"), ("curation.selection", "select")],
+    [("curation.shards.write", "write_shards"), ("curation.shards", "write_shards")],
     [("training.launch", "run")],
     [("training.evaluate", "evaluate"), ("training.evaluate", "evaluate_model")],
 ]

@@ -133,7 +133,8 @@ class LaunchResult:
             tables={"training curve": curve},
             files=files,
             timings={"train": self.seconds},
-            notes=[f"warning: {w}" for w in r.get("warnings", [])],
+            notes=[f"trained to step {r.get('global_step')}: {r.get('final')}"] * bool(r)
+            + [f"warning: {w}" for w in r.get("warnings", [])],
         )
 
 

@@ -91,6 +91,7 @@ DRIVER = textwrap.dedent("""
     from pathlib import Path
     from curation.quality.recipe import load_recipe
     from curation.ray_cluster import RaySpec
+    from curation.difficulty.config import ScorerConfig
     from curation.difficulty.ray import score_recipe_ray
     from vlmr1.rollout import Sampling
     from vlmr1.rollout.spec import EngineSpec

@@ -120,15 +120,15 @@ def test_scaling_arms_are_nested_and_bands_are_their_own_recipe(bed):
         arms_from(["none", "none"], [], [])
 
 
-def test_the_readme_ablation_parameters_are_valid():
-    """The parameter example in the README's ablation section validates as it is written."""
+def test_the_ablation_page_parameters_are_valid():
+    """The parameter example of the ablation page (docs/ablations.md) validates as it is written."""
     from pathlib import Path
 
     import yaml
 
     from flows.params import AblationParams
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[2] / "docs" / "ablations.md").read_text()
     block = text.split("Parameters (`flows.params.AblationParams`):", 1)[1].split("```yaml\n", 1)[1].split("```")[0]
     params = AblationParams.model_validate(yaml.safe_load(block))
     assert [a.name for a in params.all_arms()] == ["none", "default", "default-mid", "none-again"]

@@ -148,11 +148,15 @@ RAY = 'ray={"actors": 2, "num_cpus": 2}'
 def test_on_ray_killing_the_server_process_during_scoring_then_rerun_equals_the_local_run(prefect):
     """`--param ray=...`: probing and scoring on a local Ray cluster inside their tasks. The serving process (and
     with it the flow run and its Ray cluster) is SIGKILLed during scoring; the rerun finishes the work and its
-    tables equal the uninterrupted local run's (run-a), image probes included."""
+    tables equal the uninterrupted local run's (run-a), image probes included. The demo's own parameters without a
+    training config: what is compared ends with scoring, and training is the test above's."""
+    from flows.params import demo_params
+
     reference = prefect.home / "run-a"  # the uninterrupted run of the test above
     assert (reference / "run" / "last_run.json").exists()
     out = prefect.home / "run-b"
-    args = ["deployment", "run", "curate-and-train/demo", "--param", f"demo_output={out}", "--param", RAY]
+    curate_only = demo_params(out).model_copy(update={"train_config": None}).model_dump_json()
+    args = ["deployment", "run", "curate-and-train/demo", "--param", f"params={curate_only}", "--param", RAY]
     started = _cli(prefect.env, *args)
     assert started.returncode == 0, started.stderr
     deadline = time.monotonic() + 600
