@@ -45,8 +45,9 @@ docs: $(STAMP)
 
 test: $(STAMP) $(VLLM_STAMP) lint docs
 	# pytest exits 5 when it collects nothing: that is a failure here, not a pass. Two workers, one test module
-	# each at a time, the long modules first (tests/conftest.py).
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	# each at a time, the long modules first (tests/conftest.py; --no-loadscope-reorder: xdist would otherwise
+	# hand out the modules with the most tests first, and a three-test module of five minutes came last).
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=20
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rewards.py

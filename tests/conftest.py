@@ -35,8 +35,9 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 # The modules that take minutes, longest first. Under `make test` (pytest-xdist, 2 workers, one module per worker
-# at a time) they start first, and the short modules fill in beside them instead of leaving one worker alone with
-# a long module at the end. Serial runs keep the same order; modules never depend on each other's order.
+# at a time, `--no-loadscope-reorder` so xdist keeps this order instead of its most-tests-first) they start first,
+# and the short modules fill in beside them instead of leaving one worker alone with a long module at the end.
+# Serial runs keep the same order; modules never depend on each other's order.
 LONG_FIRST = (
     "test_flows/test_flows.py",
     "test_vlmr1/test_vllm.py",
