@@ -79,7 +79,7 @@ def score(
     from curation.difficulty.scoring import write_difficulty_report
     from curation.selection.select import fresh_quality, training_candidate_count
 
-    notes = [n for n in [fresh_quality(catalog, recipe)] if n]
+    refreshed = fresh_quality(catalog, recipe)
     if not training_candidate_count(catalog, recipe):  # said before a model loads
         raise StageFailed(f"{catalog}: recipe {recipe.name!r} keeps no training sample to score (ingest a training "
                           f"split; `vlmr1 catalog {catalog}` shows what is there)")  # fmt: skip
@@ -88,7 +88,7 @@ def score(
     report.files.update(
         write_difficulty_report(catalog, summary.scorer_key, report_dir(catalog, "difficulty", summary.scorer_key))
     )
-    report.notes[:0] = notes
+    report.notes[:0] = [refreshed] if refreshed else []
     return report
 
 
@@ -111,7 +111,7 @@ def shard(
     from curation.shards.write import shard_report, write_shards
 
     scorer = latest_scorer(catalog) if scorer == "latest" else scorer
-    notes = [n for r in recipes for n in [fresh_quality(catalog, r) if pool == "train" else None] if n]
+    refreshed = [fresh_quality(catalog, r) for r in recipes] if pool == "train" else []  # eval pools: no flags
     selections = [select(catalog, r, scorer, pool=pool) for r in recipes]
     selections = equalize(selections) if equal_size else selections
     reports = []
@@ -121,7 +121,7 @@ def shard(
         manifest = write_shards(sel, catalog, target, embed_images=embed_images, template=template)
         reports.append(shard_report(manifest, pool))
     report = reports[0] if len(reports) == 1 else _shard_sets(reports)
-    report.notes[:0] = notes
+    report.notes[:0] = [note for note in refreshed if note]
     return report
 
 

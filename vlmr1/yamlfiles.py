@@ -37,6 +37,16 @@ def _named_key(message: str, data: dict) -> tuple:
     return next(((k,) for k in data if isinstance(k, str) and f"'{k}'" in message), ())
 
 
+def validate_options(model: type[M], data: dict, what: str, error: type[ValueError] = ValueError) -> M:
+    """``model`` from command-line options: the first mistake as one line naming the option (``what`` the kind of
+    setting: "scorer option", "evaluation option")."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise error(f"{what} {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+
+
 def load_model(path: str | Path, model: type[M], error: type[ConfigError] = ConfigError) -> M:
     path = Path(path)
     text = path.read_text()

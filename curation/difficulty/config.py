@@ -16,7 +16,7 @@ from vlmr1.prompts import DEFAULT_TEMPLATE
 from vlmr1.rewards import DEFAULT_DIALECT, Dialect
 from vlmr1.rollout.base import Sampling
 from vlmr1.rollout.spec import EngineSpec
-from vlmr1.yamlfiles import ConfigError, load_model
+from vlmr1.yamlfiles import ConfigError, load_model, validate_options
 
 
 class ScorerConfigError(ConfigError):
@@ -48,18 +48,12 @@ def load_scorer_config(path: str | Path) -> ScorerConfig:
 def scorer_config(path: str | Path | None, overrides: dict[str, dict], ray: RaySpec | None = None) -> ScorerConfig:
     """The scorer config from YAML (or defaults) with the command line's overrides (None: not given) and its Ray
     options over the config's ray block."""
-    import pydantic
-
     raw = load_scorer_config(path).model_dump(exclude_unset=True) if path else {}
     for section, values in overrides.items():
         raw.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     if ray is not None:
         raw["ray"] = (raw.get("ray") or {}) | ray.model_dump(exclude_unset=True)
-    try:
-        config = ScorerConfig.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        err = exc.errors()[0]
-        raise ScorerConfigError(f"scorer option {'.'.join(str(x) for x in err['loc'])}: {err['msg']}") from None
+    config = validate_options(ScorerConfig, raw, "scorer option", ScorerConfigError)
     if not config.engine.model:
         raise ScorerConfigError("give --model, or a --config whose engine names a model")
     return config

@@ -71,9 +71,11 @@ def eval_cmd(
     """Greedy evaluation: REC Acc@0.5 / mean IoU per split, OVD dataset-level COCO mAP / AP50."""
     from flows import stages
     from training.evaluate import EvalConfig
+    from vlmr1.yamlfiles import validate_options
 
     spec = {"kind": engine} | ({"base_url": base_url} if base_url else {})
-    cfg = EvalConfig.model_validate({"engine": spec, "max_new_tokens": max_new_tokens, "template": template})
+    options = {"engine": spec, "max_new_tokens": max_new_tokens, "template": template}
+    cfg = validate_options(EvalConfig, options, "evaluation option")
     show(stages.evaluate(checkpoint, data, cfg, train_config=config, catalog=catalog, run=run_name))
 
 

@@ -249,3 +249,9 @@ def test_an_altered_or_deleted_images_parquet_fails_the_set(capsys, monkeypatch,
         code == 2
         and one_line(err) == f"error: {copy / 'images.parquet'}: missing (the manifest lists it with a sha256)"
     )
+
+
+def test_an_unknown_evaluation_engine_is_one_line_naming_the_option(capsys, monkeypatch, model, shards):
+    """`--engine nope` printed pydantic's "1 validation error for EvalConfig (+3 more lines)"."""
+    code, _, err = vlmr1(capsys, monkeypatch, "eval", model, "--data", shards, "--engine", "nope")
+    assert code == 2 and one_line(err).startswith("error: evaluation option engine.kind: Input should be 'hf'")
