@@ -3,11 +3,18 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Headless Chromium (Debian's package): `vlmr1 review`'s page is tested in it.
+CHROMIUM := $(shell command -v chromium 2>/dev/null)
 # vLLM in a venv of its own (its pins clash with ours): the vllm and vllm-server engines and their tests use it.
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: install vllm demo lint docs test bench serve clean
+.PHONY: install vllm chromium demo lint docs test bench serve clean
+
+chromium:
+ifeq ($(CHROMIUM),)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+endif
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -43,7 +50,7 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-test: $(STAMP) $(VLLM_STAMP) lint docs
+test: $(STAMP) $(VLLM_STAMP) chromium lint docs
 	# pytest exits 5 when it collects nothing: that is a failure here, not a pass. Two workers, one test module
 	# each at a time, the long modules first (tests/conftest.py; --no-loadscope-reorder: xdist would otherwise
 	# hand out the modules with the most tests first, and a three-test module of five minutes came last).

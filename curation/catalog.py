@@ -215,6 +215,37 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        5,
+        [
+            """CREATE TABLE label_quality (       -- per sample and scorer: do the stored rollouts agree with the label
+                scorer_key VARCHAR NOT NULL,
+                sample_id VARCHAR NOT NULL,
+                task VARCHAR NOT NULL,
+                k INTEGER NOT NULL,               -- rollouts read
+                parsed INTEGER NOT NULL,          -- of those, answers whose boxes parse in the scorer's dialect
+                score DOUBLE,                     -- 0 (the answers agree with the label) .. 1; NULL: unknown
+                agreement DOUBLE,                 -- REC: share of the k answers in the largest cluster
+                support DOUBLE,                   -- REC: share of the k answers that hit the label (IoU >= 0.5)
+                consensus_iou DOUBLE,             -- REC: the cluster's median box against the label
+                other_iou DOUBLE,                 -- REC: the consensus against the image's best other object
+                consensus DOUBLE[],               -- REC: x1, y1, x2, y2 in original pixels
+                worst VARCHAR,                    -- OVD: the kind of its worst box (bad_location, overlooked, ...)
+                version VARCHAR NOT NULL,         -- what computed it (curation.difficulty.label_quality.version)
+                PRIMARY KEY (scorer_key, sample_id)
+            )""",
+            """CREATE TABLE label_quality_boxes (  -- OVD: per label box, and per object the answers see unlabelled
+                scorer_key VARCHAR NOT NULL,
+                sample_id VARCHAR NOT NULL,
+                box_index INTEGER,                -- the label's place in the solution; NULL: an overlooked object
+                label VARCHAR NOT NULL,
+                x1 DOUBLE NOT NULL, y1 DOUBLE NOT NULL, x2 DOUBLE NOT NULL, y2 DOUBLE NOT NULL,
+                kind VARCHAR NOT NULL,            -- ok | bad_location | never_predicted | overlooked
+                hits DOUBLE NOT NULL,             -- share of answers that find it
+                score DOUBLE NOT NULL
+            )""",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -329,10 +360,13 @@ def counts(path: str | Path) -> dict[str, int]:
 def sources_sha256(con: duckdb.DuckDBPyConnection) -> str:
     """The catalog's content as one hash: its source files' identities and the training runs merged into it (a
     changed, added or removed file, or a new run's rewards, changes it: quality flags that read training features
-    must be recomputed). Without runs it is the hash of the sources alone, as before runs existed."""
+    must be recomputed), and the label quality computed from rollouts (rules on ``label_*`` features must see it).
+    Without runs or label quality it is the hash of the sources alone, as before either existed."""
     ids = [r[0] for r in con.execute("SELECT file_id FROM sources ORDER BY file_id").fetchall()]
     runs = [f"run:{r[0]}" for r in con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
-    return content_hash("\n".join(ids + runs), full=True)
+    computed = con.execute("SELECT scorer_key, version, count(*) FROM label_quality GROUP BY ALL ORDER BY ALL")
+    labels = [f"labels:{key}:{ver}:{n}" for key, ver, n in computed.fetchall()]
+    return content_hash("\n".join(ids + runs + labels), full=True)
 
 
 def snapshot(path: str | Path) -> dict:

@@ -58,8 +58,19 @@ def quality(catalog: str | Path, recipe: Recipe, out: str | Path | None = None) 
 
     r = evaluate_recipe(catalog, recipe)
     report = r.report()
-    report.files.update(write_quality_report(r, Path(out or report_dir(catalog, "quality", r.folder_name()))))
+    folder = Path(out or report_dir(catalog, "quality", r.folder_name()))
+    report.files.update(write_quality_report(r, folder))
+    report.files.update(_suspects(catalog, None, folder))
     return report
+
+
+def _suspects(catalog: str | Path, scorer: str | None, folder: Path) -> dict[str, str]:
+    """The top suspect labels under ``scorer`` (None: the newest scorer with label quality) as a contact sheet."""
+    from curation.difficulty.label_quality import newest_with_labels
+    from curation.review.run import suspects_sheet
+
+    scorer = scorer or newest_with_labels(catalog)
+    return suspects_sheet(catalog, scorer, folder) if scorer else {}
 
 
 def quality_diff(catalog: str | Path, a: Recipe, b: Recipe, out: str | Path | None = None) -> StageReport:
@@ -76,6 +87,7 @@ def score(
 ) -> StageReport:
     """Difficulty by pass@k (resumable; a sample is never scored twice under one scorer key), its report."""
     from curation.difficulty.dispatch import score_with
+    from curation.difficulty.label_quality import compute as label_quality
     from curation.difficulty.scoring import write_difficulty_report
     from curation.selection.select import fresh_quality, training_candidate_count
 
@@ -84,10 +96,12 @@ def score(
         raise StageFailed(f"{catalog}: recipe {recipe.name!r} keeps no training sample to score (ingest a training "
                           f"split; `vlmr1 catalog {catalog}` shows what is there)")  # fmt: skip
     summary = score_with(catalog, recipe, config, limit=limit, progress=progress)
+    labels = label_quality(catalog, summary.scorer_key)  # from the rollouts just stored: no generation
     report = summary.report(catalog)
-    report.files.update(
-        write_difficulty_report(catalog, summary.scorer_key, report_dir(catalog, "difficulty", summary.scorer_key))
-    )
+    report.counts |= {f"labels {k}": v for k, v in labels.items()}
+    folder = report_dir(catalog, "difficulty", summary.scorer_key)
+    report.files.update(write_difficulty_report(catalog, summary.scorer_key, folder))
+    report.files.update(_suspects(catalog, summary.scorer_key, folder))
     report.notes[:0] = [refreshed] if refreshed else []
     return report
 
@@ -229,6 +243,24 @@ def export(
     from curation.exports.stage import export_shards
 
     return export_shards(shards, to, out, embed_images=embed_images, verify_images=verify_images, overwrite=overwrite)
+
+
+def review(catalog: str | Path, choice, out: str | Path | None = None, scorer: str | None = "latest",
+           limit: int = 96) -> StageReport:  # fmt: skip
+    """Chosen samples drawn with their label and the scorer's answers (a page and a contact sheet), and the
+    scorer's rollouts and labels as COCO files. ``scorer``: a key, ``latest`` (None when nothing is scored)."""
+    from curation.difficulty.scoring import latest_scorer
+    from curation.overview import require_catalog
+    from curation.review.run import review as run_review
+
+    require_catalog(catalog)
+    if scorer == "latest":
+        try:
+            scorer = latest_scorer(catalog)
+        except ValueError:
+            scorer = None
+    name = choice.rule or (choice.recipe.name if choice.recipe else "query")
+    return run_review(catalog, choice, Path(out or report_dir(catalog, "review", name)), scorer, limit)
 
 
 def _writable(catalog: str | Path) -> None:

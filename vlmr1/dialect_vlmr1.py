@@ -152,6 +152,34 @@ def od_reward(completion: str, truth_answer: str, score_type: int = 0, length_pe
     return value
 
 
+def answer_boxes(task: str, completion: str, input_wh: tuple[int, int], image_wh: tuple[int, int]):
+    """What this dialect's rewards read as the answer's boxes: REC the box the IoU reward finds, rescaled to the
+    original image; OVD the ``bbox_2d`` items of the last fence of the last answer, unscaled. ``None``: nothing
+    parses (no answer block, no box; an OVD answer with no fence is the empty answer). Returns
+    ``vlmr1.answers.Detection`` items (REC: one, labelled "")."""
+    from vlmr1.answers import Detection
+
+    if task == "rec":
+        block = ANSWER.search(completion)
+        found = REC_BOX.search(block.group(1).strip()) if block else None
+        if found is None:
+            return None
+        return [Detection("", tuple(_rescaled([int(g) for g in found.groups()], input_wh, image_wh)))]
+    blocks = ANSWER.findall(completion)
+    if not blocks:
+        return None
+    out = []
+    for item in _fenced_items(blocks[-1].strip()):
+        try:
+            box = tuple(float(v) for v in item["bbox_2d"])
+            label = " ".join(str(item["label"]).split()).lower()
+        except Exception:  # noqa: BLE001 (an unreadable item is skipped, as the AP reward skips it)
+            continue
+        if len(box) == 4:
+            out.append(Detection(label, box))
+    return out
+
+
 # reward name -> how the dialect computes it for one row of its task (see the module docstring)
 def _row(name: str, completion: str, targets, image_wh, input_wh) -> float:
     if name in ("iou", "hit@0.5"):

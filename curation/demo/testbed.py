@@ -1,8 +1,11 @@
 """The learnable testbed: shape scenes (``curation.demo.shapes``) written as real RefCOCO files (Python 2
 pickle + instances.json + JPEGs), with defects planted at known rates, and the recipes its ablation arms use.
 
-Two sources: ``shapes`` (clean labels apart from the planted defects) and ``shapes_noisy`` (the same training refs,
-a share of them pointing at another object in the image: a wrong box). The noisy source has byte copies of the
+Two sources: ``shapes`` (clean labels apart from the planted defects) and ``shapes_noisy`` (the same training refs
+with wrong labels planted at set rates, of the three kinds a manual audit of RefCOCO found (Ref-L4): a wrong
+referent (the box of another object in the scene), an inaccurate box (the right object, IoU 0.3-0.6 with its true
+box: shifted and scaled) and a swapped expression (another object's words). ``label_errors.json`` lists each, by
+source and ref id.) The noisy source has byte copies of the
 images under its own ids, so the two never read as conflicting references to one image. Planted in ``shapes``
 and copied into ``shapes_noisy``: ambiguous expressions (a same-colour, same-shape twin referred to by the same
 words), degenerate and out-of-bounds boxes, near-duplicate images (re-encodes of a training image) and evaluation
@@ -20,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from curation.demo.fixtures import py2_pickle
-from curation.demo.shapes import CATEGORY_IDS, Shape, draw, random_scene
+from curation.demo.shapes import CATEGORY_IDS, SIZE, Shape, draw, random_scene
 
 CLEAN, NOISY = "shapes", "shapes_noisy"
 
@@ -32,7 +35,9 @@ class TestbedSpec:
 
     train_images: int = 400
     eval_images: int = 150
-    wrong_box: float = 0.9  # shapes_noisy only
+    wrong_box: float = 0.9  # shapes_noisy only: share of training refs given another object's box (wrong referent)
+    inaccurate_box: float = 0.0  # shapes_noisy only: the right object, a box at IoU 0.3-0.6 with its true one
+    swapped_expression: float = 0.0  # shapes_noisy only: another object's expression
     ambiguous: float = 0.08  # share of training images given a twin
     degenerate: float = 0.04
     out_of_bounds: float = 0.04
@@ -58,6 +63,11 @@ class Testbed:
     @property
     def noisy_images(self) -> Path:
         return self.root / "train2014_noisy"
+
+    @property
+    def label_errors(self) -> Path:
+        """``[{source, ref_id, kind}]``: every wrong label planted in the noisy source."""
+        return self.root / "label_errors.json"
 
 
 def write_testbed(root: Path, spec: TestbedSpec | None = None) -> Testbed:
@@ -147,9 +157,13 @@ def _write_sources(bed: Testbed, spec: TestbedSpec) -> dict[str, int]:
     }
     _write_source(bed.clean, instances, b.refs)
     train = [r for r in b.refs if r["split"] == "train"]
-    noisy, wrong = _wrong_boxes(train, b.anns, spec, rng)
-    _write_source(bed.noisy, *_copied(instances, noisy, bed.images, bed.noisy_images))
-    return {**b.planted, "wrong_box": wrong, "train_refs": len(train), "eval_refs": len(b.refs) - len(train)}
+    noisy, boxes, errors = _label_errors(train, b.anns, spec, rng)
+    moved = {**instances, "annotations": [{**a, "bbox": boxes.get(a["id"], a["bbox"])} for a in b.anns]}
+    _write_source(bed.noisy, *_copied(moved, noisy, bed.images, bed.noisy_images))
+    bed.label_errors.write_text(json.dumps(errors))
+    kinds = {k: sum(e["kind"] == k for e in errors) for k in ("inaccurate_box", "swapped_expression")}
+    wrong = sum(e["kind"] == "wrong_referent" for e in errors)
+    return {**b.planted, "wrong_box": wrong, **kinds, "train_refs": len(train), "eval_refs": len(b.refs) - len(train)}
 
 
 def _bad_box(rng: random.Random, spec: TestbedSpec, s: Shape, planted: dict) -> list[float] | None:
@@ -165,19 +179,52 @@ def _bad_box(rng: random.Random, spec: TestbedSpec, s: Shape, planted: dict) -> 
     return None
 
 
-def _wrong_boxes(refs: list[dict], anns: list[dict], spec: TestbedSpec, rng: random.Random) -> tuple[list, int]:
-    """The training refs with a ``wrong_box`` share pointing at another annotation of the same image."""
-    by_image: dict[int, list[int]] = {}
+def _label_errors(refs: list[dict], anns: list[dict], spec: TestbedSpec, rng: random.Random):
+    """The training refs with wrong labels planted at the spec's rates; the moved boxes (ann id -> COCO bbox) of
+    the inaccurate ones; and the list of what was planted where."""
+    by_image: dict[int, list[dict]] = {}
     for a in anns:
-        by_image.setdefault(a["image_id"], []).append(a["id"])
-    out, wrong = [], 0
+        by_image.setdefault(a["image_id"], []).append(a)
+    texts: dict[int, set[str]] = {}
     for ref in refs:
-        others = [a for a in by_image[ref["image_id"]] if a != ref["ann_id"]]
-        if others and rng.random() < spec.wrong_box:
-            ref = {**ref, "ann_id": rng.choice(others)}
-            wrong += 1
+        texts.setdefault(ref["image_id"], set()).add(ref["sentences"][0]["raw"])
+    box_of = {a["id"]: a["bbox"] for a in anns}
+    out, boxes, errors = [], {}, []
+    cut = (spec.wrong_box, spec.wrong_box + spec.inaccurate_box,
+           spec.wrong_box + spec.inaccurate_box + spec.swapped_expression)  # fmt: skip
+    for ref in refs:
+        others = [a["id"] for a in by_image[ref["image_id"]] if a["id"] != ref["ann_id"]]
+        words = sorted(texts[ref["image_id"]] - {ref["sentences"][0]["raw"]})
+        r, kind = rng.random(), None
+        if r < cut[0] and others:
+            ref, kind = {**ref, "ann_id": rng.choice(others)}, "wrong_referent"
+        elif cut[0] <= r < cut[1] and (moved := _inaccurate(box_of[ref["ann_id"]], rng)) is not None:
+            boxes[ref["ann_id"]], kind = moved, "inaccurate_box"
+        elif cut[1] <= r < cut[2] and words:
+            text = rng.choice(words)
+            sent = {**ref["sentences"][0], "raw": text, "sent": text, "tokens": text.split()}
+            ref, kind = {**ref, "sentences": [sent]}, "swapped_expression"
+        if kind:
+            errors.append({"source": NOISY, "ref_id": ref["ref_id"], "kind": kind})
         out.append(ref)
-    return out, wrong
+    return out, boxes, errors
+
+
+def _inaccurate(bbox: list[float], rng: random.Random) -> list[float] | None:
+    """A COCO box of the same object shifted and scaled to IoU 0.3-0.6 with ``bbox``, inside the image (None for
+    a planted broken box, which has no such neighbour)."""
+    x, y, w, h = bbox
+    for _ in range(1000):
+        s = rng.uniform(0.6, 1.4)
+        nw, nh = w * s, h * rng.uniform(0.8, 1.2) * s
+        nx = min(max(0.0, x + rng.uniform(-0.5, 0.5) * w), SIZE - nw)
+        ny = min(max(0.0, y + rng.uniform(-0.5, 0.5) * h), SIZE - nh)
+        ix = max(0.0, min(x + w, nx + nw) - max(x, nx))
+        iy = max(0.0, min(y + h, ny + nh) - max(y, ny))
+        iou = ix * iy / (w * h + nw * nh - ix * iy)
+        if 0.3 <= iou <= 0.6 and nx >= 0 and ny >= 0:
+            return [round(nx, 1), round(ny, 1), round(nw, 1), round(nh, 1)]
+    return None
 
 
 def _copied(instances: dict, refs: list[dict], images: Path, to: Path) -> tuple[dict, list[dict]]:

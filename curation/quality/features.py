@@ -111,6 +111,14 @@ _PASS_RATES = """CREATE OR REPLACE TEMP TABLE _pass_rates AS
             arg_max(d.pass_rate, s.created_at) AS last_pass_rate
         FROM difficulty d JOIN scorers s USING (scorer_key) GROUP BY d.sample_id"""
 
+# Label quality from the rollouts (curation.difficulty.label_quality), under the newest scorer that has it.
+_LABELS = """CREATE OR REPLACE TEMP TABLE _labels AS
+        SELECT q.sample_id, q.score AS label_score, q.agreement AS label_agreement, q.support AS label_support,
+            q.consensus_iou AS label_consensus_iou, q.other_iou AS label_other_iou, q.worst AS label_worst,
+            q.score IS NULL AS label_unknown
+        FROM label_quality q JOIN scorers s USING (scorer_key)
+        QUALIFY row_number() OVER (PARTITION BY q.sample_id ORDER BY s.created_at DESC, q.scorer_key) = 1"""
+
 _ASSEMBLE = """CREATE OR REPLACE TEMP TABLE sample_features AS
         SELECT f.* EXCLUDE (boxes, coco_name_id, file_id),
             coalesce(af.has_crowd, false) AS has_crowd,
@@ -124,14 +132,15 @@ _ASSEMBLE = """CREATE OR REPLACE TEMP TABLE sample_features AS
                 f.coco_name_id IN (SELECT coco_id FROM _eval_images WHERE coco_id <> '')
                 OR p.sha256 IN (SELECT sha256 FROM _eval_images WHERE sha256 IS NOT NULL)) AS leaks_eval,
             coalesce(ts.train_visits, 0) AS train_visits, ts.* EXCLUDE (sample_id, train_visits),
-            pr.pass_rates, pr.last_pass_rate
+            pr.pass_rates, pr.last_pass_rate, lq.* EXCLUDE (sample_id)
         FROM sample_features f
         LEFT JOIN _ann_facts af USING (sample_id)
         LEFT JOIN _non_unique nu ON nu.image_key = f.image_key AND nu.problem_norm = f.problem_norm AND f.task = 'rec'
         LEFT JOIN _probe p ON p.path = f.image_path
         LEFT JOIN _near_dup nd ON nd.path = f.image_path
         LEFT JOIN _train_stats ts ON ts.sample_id = f.sample_id
-        LEFT JOIN _pass_rates pr ON pr.sample_id = f.sample_id"""
+        LEFT JOIN _pass_rates pr ON pr.sample_id = f.sample_id
+        LEFT JOIN _labels lq ON lq.sample_id = f.sample_id"""
 
 
 def compute(
@@ -158,9 +167,11 @@ def compute(
         ("leakage", _EVAL_IMAGES.format(in_eval=in_eval)),
         ("training signal + difficulty", _TRAINING),
         ("training signal + difficulty", _PASS_RATES),
+        ("label quality", _LABELS),
         ("assemble", _ASSEMBLE.format(in_eval=in_eval)),
     ]
-    scratch = ("_ann_facts", "_non_unique", "_probe", "_eval_images", "_near_dup", "_train_stats", "_pass_rates")
+    scratch = ("_ann_facts", "_non_unique", "_probe", "_eval_images", "_near_dup", "_train_stats", "_pass_rates",
+               "_labels")  # fmt: skip
     with catalog.temp_tables(con, *scratch):
         for name, step in steps:
             t0 = time.perf_counter()

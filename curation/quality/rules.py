@@ -88,6 +88,14 @@ BUILTIN: dict[str, Builtin] = {
         {"min_visits": 2, "max_reward": 0.0},
         "never rewarded in any visit: too hard for now, or a wrong label (a suspect annotation to look at)",
     ),
+    "suspect_label": Builtin(
+        "label_score >= {min_score} OR (label_score >= {min_score_unlearned} AND train_visits >= {min_visits} "
+        "AND train_reward_max <= 0.0)",
+        {"min_score": 0.3, "min_score_unlearned": 0.15, "min_visits": 2},
+        "the policy's k stored answers agree with each other and not with the label (another object, or the same "
+        "object elsewhere): a wrong label (Ref-L4 found 14% of RefCOCO's); never rewarded in training makes a "
+        "weaker disagreement enough",
+    ),
     "eval_leakage": Builtin(
         "leaks_eval",
         {},

@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from flows.cli import curate, errors, ingest, inspect, train
+from flows.cli import curate, errors, ingest, inspect, review, train
 
 app = typer.Typer(
     help="Curate vision datasets into GRPO training sets (VLM-R1 style) and train on them.", no_args_is_help=True
@@ -44,6 +44,7 @@ app.add_typer(ingest.app, name="ingest")
 curate.register(app)
 train.register(app)
 inspect.register(app)
+review.register(app)
 
 
 def run() -> None:
