@@ -82,7 +82,7 @@ def table(catalog: str, bed, key: str) -> dict:
     con = duckdb.connect(catalog, read_only=True)
     rows = con.execute(
         """SELECT s.sample_id, s.ref_id, s.width, s.height, s.solution, q.score, d.pass_rate, d.suspect_annotation,
-            q.support FROM samples s JOIN label_quality q USING (sample_id)
+            q.support, q.consensus_iou FROM samples s JOIN label_quality q USING (sample_id)
             JOIN difficulty d USING (sample_id, scorer_key)
         WHERE q.scorer_key = ? ORDER BY s.sample_id""", [key]).fetchall()  # fmt: skip
     con.close()
@@ -97,6 +97,7 @@ def table(catalog: str, bed, key: str) -> dict:
         "1 - pass rate": np.array([1.0 - r[6] for r in rows]),
         "random": np.random.default_rng(0).random(len(rows)),
         "clean acc@0.5": float(np.mean([r[8] for r, k in zip(rows, kinds) if k == "clean" and r[8] is not None])),
+        "clean consensus acc@0.5": float(np.mean([(r[9] or 0) >= 0.5 for r, k in zip(rows, kinds) if k == "clean"])),
         "unknown": sum(r[5] is None for r in rows),
     }
 
@@ -160,9 +161,11 @@ def main() -> None:
         model = build_testbed_model(args.out / f"policy-{name}", steps=steps)
         t = table(catalog, bed, score(catalog, model, name))
         rows = evaluate(t)
-        results[name] = {"clean_acc50": t["clean acc@0.5"], "unknown": t["unknown"], "rows": rows}
-        tab = Table(title=f"{name} policy ({steps} warm-start steps): clean Acc@0.5 of its rollouts "
-                          f"{t['clean acc@0.5']:.2f}, {t['unknown']} unknown")  # fmt: skip
+        results[name] = {"clean_acc50": t["clean acc@0.5"], "consensus_acc50": t["clean consensus acc@0.5"],
+                         "unknown": t["unknown"], "rows": rows}  # fmt: skip
+        tab = Table(title=f"{name} policy ({steps} warm-start steps): on clean labels, Acc@0.5 of its rollouts "
+                          f"{t['clean acc@0.5']:.2f}, of their consensus {t['clean consensus acc@0.5']:.2f}; "
+                          f"{t['unknown']} unknown")  # fmt: skip
         for col in ("errors", "method", "errors/clean", "AUROC", "P@R0.5", "P@R0.8", "R@P0.9"):
             tab.add_column(col)
         for r in rows:

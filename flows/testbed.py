@@ -42,15 +42,18 @@ def write_testbed_config(path: Path, model: Path, max_steps: int) -> Path:
     return path
 
 
-def testbed_params(out: Path, seeds: int = 3, max_steps: int = 150, spec: TestbedSpec | None = None):
-    """Write (once) the testbed, its model and catalog under ``out``; the ablation's parameters."""
+def testbed_params(
+    out: Path, seeds: int = 3, max_steps: int = 150, spec: TestbedSpec | None = None, model_steps: int = 1000
+) -> AblationParams:
+    """Write (once) the testbed, its model (warm-started ``model_steps`` steps) and catalog under ``out``; the
+    ablation's parameters."""
     from curation.ingest import make_reader
     from curation.ingest.images import ImageCheck
     from curation.ingest.store import ingest_file
 
     out = Path(out).resolve()
     bed = write_testbed(out / "testbed", spec)
-    model = build_testbed_model(out / "testbed-model")
+    model = build_testbed_model(out / "testbed-model", steps=model_steps)
     catalog = out / "testbed" / "catalog.duckdb"
     for kind, path, images in bed.sources():
         ingest_file(str(catalog), str(path), make_reader(kind), images=ImageCheck([images]))

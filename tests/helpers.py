@@ -6,9 +6,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from curation import catalog
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_vlmr1(*args, columns: int = 250, timeout: float = 300, cwd=None) -> subprocess.CompletedProcess:
@@ -81,6 +84,8 @@ def start_prefect_server(home: Path, **extra_env: str) -> tuple[dict, subprocess
         "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_LOGGING_LEVEL": "INFO",
+        # a served deployment's run starts within 2 s of `prefect deployment run` (the runner's default: 10)
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
         **extra_env,
     }
     prefect = str(Path(sys.executable).parent / "prefect")
@@ -185,3 +190,40 @@ def vlmr1_in_process(capsys, monkeypatch, *args) -> tuple[int, str, str]:
         code = exc.code if isinstance(exc.code, int) else 1
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+@dataclass
+class PrefectHome:
+    """A running Prefect server's environment and home, and the serving process of our deployments
+    (``python -m flows.serve``)."""
+
+    env: dict
+    home: Path
+    serve: subprocess.Popen | None = None
+
+    def start_serve(self) -> None:
+        self.serve = subprocess.Popen(
+            [sys.executable, "-m", "flows.serve"], env=self.env, cwd=str(REPO),
+            stdout=open(self.home / "serve.log", "a"), stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while "curate-and-train/demo" not in prefect_cli(self.env, "deployment", "ls").stdout:
+            assert time.monotonic() < deadline, (self.home / "serve.log").read_text()[-3000:]
+            time.sleep(1)
+
+
+def served_prefect(home: Path):
+    """A Prefect server serving our deployments (demo output under ``home/out``); stopped, serve first, after."""
+    env, server = start_prefect_server(home, VLMR1_DEMO_OUTPUT=str(home / "out"))
+    state = PrefectHome(env, home)
+    state.start_serve()
+    try:
+        yield state
+    finally:
+        stop_in_order(state.serve, server)  # the serving process before its server
+
+
+def prefect_cli(env, *args, timeout=900) -> subprocess.CompletedProcess:
+    """``prefect ARGS`` against the server of ``env``, from the repository root."""
+    return subprocess.run([str(Path(sys.executable).parent / "prefect"), *args], env={**env, "COLUMNS": "250"},
+                          capture_output=True, text=True, timeout=timeout, cwd=str(REPO))  # fmt: skip

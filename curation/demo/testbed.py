@@ -82,11 +82,11 @@ def write_testbed(root: Path, spec: TestbedSpec | None = None) -> Testbed:
         root / NOISY / "refs(unc).p",
         {name: root / "recipes" / f"{name}.yaml" for name in RECIPES},
     )
+    write_recipes(bed.recipes)  # cheap, and a recipe added since the testbed was written appears
     if done.exists() and json.loads(done.read_text())["spec"] == asdict(spec):
         bed.planted = json.loads(done.read_text())["planted"]
         return bed
     bed.planted = _write_sources(bed, spec)
-    write_recipes(bed.recipes)
     done.write_text(json.dumps({"spec": asdict(spec), "planted": bed.planted}, indent=2))
     return bed
 
@@ -252,11 +252,13 @@ def _write_source(path: Path, instances: dict, refs: list[dict]) -> None:
     path.write_bytes(py2_pickle(refs))
 
 
-# Arms: every recipe but `noisy` trains on the clean source only; `noisy` on the wrong-box copy of the same refs.
+# Arms: every recipe but `noisy` trains on the clean source only; `noisy` on the wrong-box copy of the same refs;
+# `noisy-filtered` on that copy less what suspect_label drops (label quality from the start model's rollouts).
 RECIPES = {
-    "tb-none": ("none", {NOISY: 0}),
-    "tb-default": ("default", {NOISY: 0}),
-    "tb-noisy": ("none", {CLEAN: 0}),
+    "tb-none": ("none", {NOISY: 0}, []),
+    "tb-default": ("default", {NOISY: 0}, []),
+    "tb-noisy": ("none", {CLEAN: 0}, []),
+    "tb-noisy-filtered": ("none", {CLEAN: 0}, [{"rule": "suspect_label"}]),
 }
 
 
@@ -265,9 +267,10 @@ def write_recipes(paths: dict[str, Path]) -> None:
     from curation.quality.recipe import RECIPES_DIR
 
     for name, path in paths.items():
-        base, caps = RECIPES[name]
+        base, caps, rules = RECIPES[name]
         data = yaml.safe_load((RECIPES_DIR / f"{base}.yaml").read_text())
         data["name"], data["description"] = name, f"{base} on the testbed, source caps {caps}"
         data["selection"]["caps"] = caps
+        data["rules"] = (data.get("rules") or []) + rules
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(data, sort_keys=False))

@@ -133,6 +133,12 @@ def test_planted_wrong_labels_are_flagged_and_clean_labels_with_the_same_agreeme
     evaluate_recipe(catalog, strict)
     dropped = flagged_ids(catalog, strict.hash, "suspect_label")
     assert set(planted) <= dropped and not (dropped - set(planted) - twins)
+    # the quality stage's report shows the top suspects (the flows publish every PNG of a report as an artifact)
+    from flows import stages
+
+    report = stages.quality(catalog, load_recipe("default"))
+    with Image.open(report.files["suspects"]) as sheet:
+        assert sheet.size == (6 * 264 + 8, 30 + 4 * (256 + 34 + 8))  # 24 cards: 6 columns, 4 rows
 
 
 def test_unknown_when_the_answers_do_not_parse(tmp_path, scored):

@@ -3,23 +3,22 @@
 Covers: curate-and-train/demo to Completed with manifest, checkpoint, evaluation and artifacts, then a
 retraining round (a second run with no new data doing no work is in test_readme.py, through `vlmr1 demo`); on
 Ray, killing the serving process during scoring and re-running gives the same final tables as the uninterrupted
-local run; the ablation comparison with equal pools.
+local run. (The ablation deployment has a module of its own, test_ablation_deployment.py, so the two run side by
+side under pytest-xdist.)
 """
 
 import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from helpers import prefect_api, start_prefect_server, stop_in_order
+from helpers import prefect_api, prefect_cli, served_prefect
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -27,37 +26,9 @@ BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow  # a real Prefect server, worker and deployments
 
 
-@dataclass
-class PrefectHome:
-    """A running Prefect server's environment and home, and the serving process of our deployments."""
-
-    env: dict
-    home: Path
-    serve: subprocess.Popen | None = None
-
-    def start_serve(self) -> None:
-        self.serve = subprocess.Popen(
-            [sys.executable, "-m", "flows.serve"],
-            env=self.env,
-            cwd=str(REPO),
-            stdout=open(self.home / "serve.log", "a"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while "curate-and-train/demo" not in _cli(self.env, "deployment", "ls").stdout:
-            assert time.monotonic() < deadline, (self.home / "serve.log").read_text()[-3000:]
-            time.sleep(1)
-
-
 @pytest.fixture(scope="module")
 def prefect(tmp_path_factory):
-    home = tmp_path_factory.mktemp("prefect-home")
-    env, server = start_prefect_server(home, VLMR1_DEMO_OUTPUT=str(home / "out"))
-    state = PrefectHome(env, home)
-    state.start_serve()
-    yield state
-    stop_in_order(state.serve, server)  # the serving process before its server
+    yield from served_prefect(tmp_path_factory.mktemp("prefect-home"))
 
 
 def _artifacts_of(prefect, flow_run_id: str) -> list[dict]:
@@ -65,15 +36,7 @@ def _artifacts_of(prefect, flow_run_id: str) -> list[dict]:
     return prefect_api(prefect.env, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
 
 
-def _cli(env, *args, timeout=900):
-    return subprocess.run(
-        [str(BIN / "prefect"), *args],
-        env={**env, "COLUMNS": "250"},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(REPO),
-    )
+_cli = prefect_cli
 
 
 def _run(prefect, deployment, out, watch=True):
@@ -204,27 +167,3 @@ def _children_of_group(pgid):
             except ProcessLookupError:
                 pass
     return pids
-
-
-def test_ablation_deployment_compares_recipes_on_equal_pools(prefect):
-    """none vs default, 2 seeds each, on one fixed evaluation set: intervals and a verdict per pair and metric,
-    REC and OVD tables apart, the plot as an image artifact."""
-    out = prefect.home / "run-a"
-    r = _run(prefect, "ablation/demo", out)
-    assert r.returncode == 0 and "Completed" in r.stdout, r.stdout[-3000:]
-    comparison = json.loads((out / "ablation" / "comparison" / "comparison.json").read_text())
-    arms = comparison["arms"]
-    assert {a["arm"] for a in arms} == {"none", "default"} and {a["seeds"] for a in arms} == {2}
-    assert len({a["pool_size"] for a in arms}) == 1 and all(a["low"] <= a["value"] <= a["high"] for a in arms)
-    assert {(a["task"], a["metric"]) for a in arms} >= {("rec", "acc@0.5"), ("ovd", "mAP")}
-    assert all((a["task"] == "rec") == (a["metric"] in ("acc@0.5", "mean_iou")) for a in arms)
-    pairs = comparison["pairs"]
-    assert pairs and all(p["a"] == "default" and p["b"] == "none" and p["verdict"] for p in pairs)
-    rec = _cli(prefect.env, "artifact", "inspect", "ablation-arms-rec").stdout
-    assert "acc@0.5" in rec and "mAP" not in rec
-    assert "data:image/png;base64," in _cli(prefect.env, "artifact", "inspect", "ablation-comparison-plot").stdout
-    evaluations = {
-        json.loads(p.read_text())["data"] for p in (out / "ablation" / "train").glob("*/seed*/final/eval/*.json")
-    }
-    assert evaluations == {"eval"}, "every arm and seed is evaluated on the one evaluation set"
-    assert (out / "ablation" / "comparison" / "comparison.png").exists()
