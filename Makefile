@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Headless Chromium (Debian's package): `vlmr1 review`'s page is tested in it.
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
+# pytest-xdist workers for `make test` (docs/tests.md: what 2 and 3 measured)
+WORKERS ?= 2
 # vLLM in a venv of its own (its pins clash with ours): the vllm and vllm-server engines and their tests use it.
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
@@ -54,7 +56,7 @@ test: $(STAMP) $(VLLM_STAMP) chromium lint docs
 	# pytest exits 5 when it collects nothing: that is a failure here, not a pass. Two workers, one test module
 	# each at a time, the long modules first (tests/conftest.py; --no-loadscope-reorder: xdist would otherwise
 	# hand out the modules with the most tests first, and a three-test module of five minutes came last).
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=20
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder --durations=20
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/rewards.py

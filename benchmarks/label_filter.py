@@ -1,8 +1,9 @@
 """Does dropping suspect labels help training? The testbed ablation with wrong labels, with and without the filter.
 
 The testbed's noisy source carries wrong labels of the three audited kinds (wrong referent, inaccurate box,
-swapped expression) at a rate whose damage the ablation detects. The start model (the testbed's warm-started tiny
-Qwen2.5-VL) scores that source once (k = 8 rollouts, the scoring stage, which computes label quality); then the
+swapped expression) at a rate whose damage the ablation detects. The start model (the testbed's tiny Qwen2.5-VL,
+warm-started 3000 steps: label quality needs a policy that mostly knows the answer, ``benchmarks/label_errors.py``)
+scores that source once (k = 8 rollouts, the scoring stage, which computes label quality); then the
 ``ablation`` flow trains three arms with 3 seeds each (GRPO on DeepSpeed, equal pools, the same budget) and
 evaluates all on one fixed evaluation set:
 
@@ -28,8 +29,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# a third of the training refs pointing at another object, a tenth each of moved boxes and swapped expressions
-SPEC = {"wrong_box": 0.3, "inaccurate_box": 0.1, "swapped_expression": 0.1}
+# half of the training refs pointing at another object, a tenth each with a moved box or a swapped expression
+SPEC = {"wrong_box": 0.5, "inaccurate_box": 0.1, "swapped_expression": 0.1}
 
 
 def main() -> None:
