@@ -40,7 +40,6 @@ def pytest_sessionfinish(session, exitstatus):
 # Serial runs keep the same order; modules never depend on each other's order.
 LONG_FIRST = (
     "test_flows/test_flows.py",
-    "test_flows/test_ablation_deployment.py",
     "test_vlmr1/test_vllm.py",
     "test_flows/test_readme.py",
     "test_training/test_training.py",
