@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
-from vlmr1 import dialect_vlmr1
+from vlmr1 import answer_boxes, dialect_vlmr1
 from vlmr1.answers import normalize_label, parse_ovd, parse_rec_box, split_tags
 from vlmr1.boxes import BoxFrame, iou_pairwise
 from vlmr1.coco_ap import AREA_MAX, MAX_DETS, coco_ap_flat
@@ -364,7 +364,19 @@ def _vlmr1s(name: str, batch: RewardBatch) -> np.ndarray:
     return dialect_vlmr1.score_batch(name, get_reward(name).task, batch)
 
 
-DIALECTS: dict[str, Callable[[str, RewardBatch], np.ndarray]] = {"vlmr1-curate": _ours, "vlmr1": _vlmr1s}
+@dataclass(frozen=True)
+class DialectSpec:
+    """A dialect: how it scores a batch, and how it reads one completion's boxes (``vlmr1.answer_boxes``: what
+    label quality compares, so it sees the boxes the rewards saw)."""
+
+    score: Callable[[str, RewardBatch], np.ndarray]
+    boxes: Callable[..., list | None]
+
+
+DIALECTS: dict[str, DialectSpec] = {
+    "vlmr1-curate": DialectSpec(_ours, answer_boxes.read_ours),
+    "vlmr1": DialectSpec(_vlmr1s, answer_boxes.read_vlmr1),
+}
 Dialect = Literal[tuple(DIALECTS)]  # the type of every config field that names a dialect (pydantic checks it)
 DEFAULT_DIALECT: str = next(iter(DIALECTS))
 
@@ -377,7 +389,13 @@ def check_dialect(dialect: str) -> str:
 
 def score(name: str, batch: RewardBatch, dialect: Dialect = DEFAULT_DIALECT) -> np.ndarray:
     """Reward ``name`` for every row: float in [0, 1], NaN where the row's task does not apply."""
-    return DIALECTS[check_dialect(dialect)](name, batch)
+    return DIALECTS[check_dialect(dialect)].score(name, batch)
+
+
+def read_boxes(dialect: str, task: str, completion: str, frame: BoxFrame, width: int, height: int):
+    """One completion's detections in original pixels as ``dialect`` reads them (REC: one, labelled ""); None when
+    it does not parse."""
+    return DIALECTS[check_dialect(dialect)].boxes(task, completion, frame, width, height)
 
 
 def default_task(name: str) -> str:

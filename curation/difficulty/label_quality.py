@@ -19,10 +19,9 @@ import pyarrow as pa
 from curation import catalog
 from curation.difficulty.label_evidence import LabelEvidenceConfig, ovd_evidence, rec_evidence
 from curation.quality.rules import BUILTIN
-from vlmr1.answer_boxes import answer_boxes
 from vlmr1.boxes import BoxFrame
 from vlmr1.records import parse_solution
-from vlmr1.rewards import DEFAULT_DIALECT
+from vlmr1.rewards import DEFAULT_DIALECT, read_boxes
 
 SUSPECT = BUILTIN["suspect_label"].params["min_score"]  # from which reports count and show a label as suspect
 CHUNK = 2000  # samples read and written per round trip
@@ -92,7 +91,7 @@ def _evidence(con, key: str, ids: list[str], dialect: str, frame: BoxFrame, cfg)
         others.setdefault(sid, []).extend(b for b in found if b and len(b) == 4)
     samples, boxes = [], []
     for sid, task, w, h, solution, *_ in con.execute(_SAMPLES, {"ids": ids}).fetchall():
-        answers = [answer_boxes(dialect, task, c, frame, w, h) for c in completions.get(sid, [])]
+        answers = [read_boxes(dialect, task, c, frame, w, h) for c in completions.get(sid, [])]
         targets = parse_solution(solution)
         base = {"scorer_key": key, "sample_id": sid, "task": task}
         if task == "rec":

@@ -17,9 +17,9 @@ import numpy as np
 
 from curation import catalog
 from curation.difficulty.label_quality import scorer_reading
-from vlmr1.answer_boxes import answer_boxes
 from vlmr1.boxes import iou_matrix
 from vlmr1.records import parse_solution
+from vlmr1.rewards import read_boxes
 
 REFERENT = "referent"
 
@@ -65,7 +65,7 @@ def write_coco(catalog_path: str | Path, scorer: str, out: Path, sample_ids: lis
             box = _xywh(t.bbox)
             anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat, "bbox": box,
                          "area": box[2] * box[3], "iscrowd": 0})  # fmt: skip
-        answers = [a for a in (answer_boxes(dialect, task, c, frame, w, h) for c in texts) if a is not None]
+        answers = [a for a in (read_boxes(dialect, task, c, frame, w, h) for c in texts) if a is not None]
         for dets, conf in zip(answers, answer_confidences(answers)):
             for d, score in zip(dets, conf):
                 cat = cats.setdefault(REFERENT if task == "rec" else d.label, len(cats) + 1)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from curation import catalog
 from curation.difficulty.label_quality import scorer_reading
-from vlmr1.answer_boxes import answer_boxes
 from vlmr1.answers import Detection
 from vlmr1.records import Target, parse_solution
+from vlmr1.rewards import read_boxes
 
 PARTS = ("score", "agreement", "support", "consensus_iou", "other_iou", "worst", "parsed", "k")
 
@@ -52,7 +52,7 @@ def _with_scorer(con, scorer: str, ids: list[str], items: dict[str, Item]) -> No
         "SELECT sample_id, list(completion ORDER BY k_index) FROM rollouts WHERE scorer_key = $key "
         "AND sample_id IN (SELECT unnest($ids)) GROUP BY sample_id", args).fetchall():  # fmt: skip
         it = items[sid]
-        it.answers = [answer_boxes(dialect, it.task, t, frame, it.width, it.height) for t in texts]
+        it.answers = [read_boxes(dialect, it.task, t, frame, it.width, it.height) for t in texts]
     cols = ", ".join(PARTS)
     for sid, consensus, *parts in con.execute(
         f"SELECT sample_id, consensus, {cols} FROM label_quality WHERE scorer_key = $key "

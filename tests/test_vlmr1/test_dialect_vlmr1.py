@@ -114,3 +114,27 @@ def test_ovd_rewards(completion, truth, ap, ap50, length):
     assert d.od_reward(completion, truth) == pytest.approx(ap)
     assert d.od_reward(completion, truth, score_type=1) == pytest.approx(ap50)
     assert d.od_reward(completion, truth, length_penalty=True) == pytest.approx(length)
+
+
+def test_each_dialect_reads_the_boxes_its_rewards_read():
+    """Label quality compares the boxes a scorer's rewards saw: ours in original pixels through the family's frame;
+    VLM-R1's first REC box of the first answer rescaled from its input size, the last fence of the last answer for
+    OVD, unscaled; an answer that does not parse is None."""
+    from vlmr1.boxes import BoxFrame
+    from vlmr1.dialect_vlmr1 import rec_iou
+    from vlmr1.rewards import DIALECTS, read_boxes
+
+    frame, (w, h) = BoxFrame("abs_resized"), (640, 480)
+    fw, fh = frame.extent(w, h)
+    rec = "<think>x</think><answer>[10, 20, 110, 220]</answer><answer>[0, 0, 5, 5]</answer>"
+    ours = read_boxes("vlmr1-curate", "rec", "<think>x</think><answer>[10, 20, 110, 220]</answer>", frame, w, h)
+    assert ours[0].bbox == pytest.approx((10 * w / fw, 20 * h / fh, 110 * w / fw, 220 * h / fh))
+    theirs = read_boxes("vlmr1", "rec", rec, frame, w, h)[0].bbox
+    iw, ih = frame.input_size(w, h)
+    assert theirs == pytest.approx((10 / iw * w, 20 / ih * h, 110 / iw * w, 220 / ih * h))
+    assert rec_iou(rec, list(theirs), (iw, ih), (w, h)) > 0.97  # their reward finds that box
+    ovd = ('<think>x</think><answer>```json\n[{"bbox_2d": [1, 2, 3, 4], "label": "cat"}]\n```</answer>'
+           '<answer>```json\n[{"bbox_2d": [5, 6, 7, 8], "label": " Dog "}, {"label": "x"}]\n```</answer>')  # fmt: skip
+    assert [(d.label, d.bbox) for d in read_boxes("vlmr1", "ovd", ovd, frame, w, h)] == [("dog", (5, 6, 7, 8))]
+    for dialect in DIALECTS:
+        assert read_boxes(dialect, "rec", "<think>x</think><answer>left</answer>", frame, w, h) is None
