@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Headless Chromium (Debian's package): `vlmr1 review`'s page is tested in it.
 CHROMIUM := $(shell command -v chromium 2>/dev/null)
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # pytest-xdist workers for `make test` (docs/tests.md: what 2 and 3 measured)
 WORKERS ?= 2
 # vLLM in a venv of its own (its pins clash with ours): the vllm and vllm-server engines and their tests use it.
@@ -15,7 +16,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 
 chromium:
 ifeq ($(CHROMIUM),)
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
+	$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium > /dev/null
 endif
 
 $(STAMP): pyproject.toml constraints.txt
