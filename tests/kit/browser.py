@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -69,11 +71,14 @@ def load(page: Path, screenshot: Path | None = None, evaluate: dict[str, str] | 
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     assert binary, "Chromium is not installed: `make install` installs Debian's package"
     port = free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helpers may still write to the profile after the browser is killed: the whole group is killed,
+    # and what they leave does not fail the test (it is a temporary folder)
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
              f"--remote-debugging-port={port}", f"--user-data-dir={profile}", "--window-size=1400,1000",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # fmt: skip
         try:
             targets = _targets(port)
             ws_url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
@@ -91,7 +96,7 @@ def load(page: Path, screenshot: Path | None = None, evaluate: dict[str, str] | 
                     screenshot.write_bytes(base64.b64decode(shot["data"]))
                 return Loaded(_errors(s.events), images, values)
         finally:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
