@@ -7,7 +7,7 @@ from PIL import Image, ImageDraw
 from curation.review.items import Item
 
 SIDE = 256  # longest side of a drawn card (small images are enlarged so a box edge stays visible)
-LABEL, ANSWER, CONSENSUS, WRONG = (30, 200, 60), (255, 150, 30), (230, 40, 230), (230, 30, 30)
+LABEL, ANSWER, CONSENSUS, WRONG = (0, 210, 255), (255, 150, 30), (230, 40, 230), (230, 30, 30)
 LEGEND = {"label": LABEL, "answers": ANSWER, "consensus / overlooked": CONSENSUS, "label the answers miss": WRONG}
 
 
@@ -28,7 +28,8 @@ def picture(item: Item) -> Image.Image:
 
     def box(b, colour, width: int) -> None:
         x1, y1, x2, y2 = b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy
-        if x2 > x1 and y2 > y1:
+        if x2 > x1 and y2 > y1:  # a dark edge around the colour keeps it visible on a shape of the same colour
+            d.rectangle([x1 - 1, y1 - 1, x2 + 1, y2 + 1], outline=(0, 0, 0), width=width + 2)
             d.rectangle([x1, y1, x2, y2], outline=colour, width=width)
 
     for dets in item.answers:
