@@ -64,6 +64,11 @@ _OTHERS = """WITH mine AS (SELECT * FROM samples WHERE sample_id IN (SELECT unne
         GROUP BY m.sample_id"""
 
 
+def stored_completions(con: duckdb.DuckDBPyConnection, scorer_key: str, ids: list[str]) -> dict[str, list[str]]:
+    """sample_id -> the k completions the scorer stored, in k order (the one read of rollouts for labels)."""
+    return dict(con.execute(_ROLLOUTS, {"key": scorer_key, "ids": ids}).fetchall())
+
+
 def compute(catalog_path: str | Path, scorer_key: str, cfg: LabelEvidenceConfig | None = None) -> dict:
     """Label quality for every sample scored under ``scorer_key`` and not yet computed by this version."""
     cfg = cfg or LabelEvidenceConfig()
@@ -85,7 +90,7 @@ def compute(catalog_path: str | Path, scorer_key: str, cfg: LabelEvidenceConfig 
 
 
 def _evidence(con, key: str, ids: list[str], dialect: str, frame: BoxFrame, cfg) -> tuple[list[dict], list[dict]]:
-    completions = dict(con.execute(_ROLLOUTS, {"key": key, "ids": ids}).fetchall())
+    completions = stored_completions(con, key, ids)
     others: dict[str, list] = {}
     for sid, found in con.execute(_OTHERS, {"ids": ids}).fetchall():
         others.setdefault(sid, []).extend(b for b in found if b and len(b) == 4)

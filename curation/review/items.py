@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation import catalog
-from curation.difficulty.label_quality import scorer_reading
+from curation.difficulty.label_quality import scorer_reading, stored_completions
 from vlmr1.answers import Detection
 from vlmr1.records import Target, parse_solution
 from vlmr1.rewards import read_boxes
@@ -48,9 +48,7 @@ def gather(catalog_path: str | Path, chosen: list[tuple[str, str]], scorer: str 
 def _with_scorer(con, scorer: str, ids: list[str], items: dict[str, Item]) -> None:
     dialect, frame = scorer_reading(con, scorer)
     args = {"key": scorer, "ids": ids}
-    for sid, texts in con.execute(
-        "SELECT sample_id, list(completion ORDER BY k_index) FROM rollouts WHERE scorer_key = $key "
-        "AND sample_id IN (SELECT unnest($ids)) GROUP BY sample_id", args).fetchall():  # fmt: skip
+    for sid, texts in stored_completions(con, scorer, ids).items():
         it = items[sid]
         it.answers = [read_boxes(dialect, it.task, t, frame, it.width, it.height) for t in texts]
     cols = ", ".join(PARTS)
