@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from training.extensions import extensions_dir
+from training.extensions import extension_env
 from training.outputs import checkpoints
 from vlmr1.ports import free_port
 from vlmr1.report import StageReport
@@ -57,8 +57,9 @@ class LaunchSpec:
         if self.resume:
             args.append("--resume")
         env = {"PYTHONUNBUFFERED": "1", "MASTER_ADDR": self.main_address, "MASTER_PORT": str(port)}
-        # DeepSpeed compiles ops on first use (a minute on CPU): one folder per environment, for every entry point
-        env["TORCH_EXTENSIONS_DIR"] = extensions_dir()
+        # DeepSpeed compiles ops on first use (a minute on CPU): one folder per environment and one ninja, for every
+        # entry point
+        env.update(extension_env())
         if self.nprocs == 1 and self.num_machines == 1:
             return [sys.executable, *args], {
                 **env,

@@ -362,13 +362,23 @@ def _another_environment_built_here(root: Path) -> None:
     (root / "0123456789ab" / "deepspeed_shm_comm").mkdir(parents=True, exist_ok=True)
 
 
+def _the_other_shell(path: str) -> str:
+    """PATH as the other kind of shell has it: with the venv activated (its bin, pip's ninja, first) when this one is
+    not, else without it (the system's ninja, where there is one). The two ninjas could not read each other's logs, and
+    each recompiled the op the other built."""
+    venv_bin = str(Path(sys.executable).parent)
+    parts = path.split(os.pathsep)
+    return os.pathsep.join([p for p in parts if p != venv_bin] if parts[0] == venv_bin else [venv_bin, *parts])
+
+
 @pytest.mark.slow
 def test_ctrl_c_in_cli_train_is_exit_130_with_where_to_resume_and_the_next_launch_compiles_nothing(
     setup, one_process, tmp_path
 ):
     """Ctrl-C in `vlmr1 train` was `internal error: TypeError: 'NoneType' object is not subscriptable`; a second
     launch into the same --output retrained from scratch over its checkpoints; DeepSpeed's CPU op was compiled again
-    at every switch between the CLI and the flows (one folder for every environment)."""
+    at every switch between the CLI and the flows (one folder for every environment), and again at every switch between
+    a shell with the venv's bin on PATH and one without (two ninjas, one pinned now)."""
     from training.extensions import extensions_dir
 
     ops = Path(extensions_dir())
@@ -380,6 +390,7 @@ def test_ctrl_c_in_cli_train_is_exit_130_with_where_to_resume_and_the_next_launc
     out = tmp_path / "run"
     vlmr1 = [str(Path(sys.executable).parent / "vlmr1"), "train", str(config), "--manifest", str(setup.shards)]
     env = {k: v for k, v in os.environ.items() if k != "TORCH_EXTENSIONS_DIR"} | {"COLUMNS": "250"}
+    env["PATH"] = _the_other_shell(env["PATH"])
     child = subprocess.Popen([*vlmr1, "--output", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              cwd=tmp_path, env=env)  # fmt: skip
     deadline = time.monotonic() + 300
