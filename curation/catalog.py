@@ -246,6 +246,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             )""",
         ],
     ),
+    (
+        6,
+        [  # the posterior over a sample's pass rate (curation.difficulty.adaptive); NULL in rows scored before
+            "ALTER TABLE difficulty ADD COLUMN post_mean DOUBLE",
+            "ALTER TABLE difficulty ADD COLUMN post_low DOUBLE",  # its 90% interval
+            "ALTER TABLE difficulty ADD COLUMN post_high DOUBLE",
+            "ALTER TABLE difficulty ADD COLUMN p_no_signal DOUBLE",  # chance a GRPO group of signal_group has none
+            "ALTER TABLE difficulty ADD COLUMN p_signal DOUBLE",  # P(the pass rate is where a group has signal)
+            "ALTER TABLE difficulty ADD COLUMN signal_group INTEGER",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -140,6 +140,8 @@ def isolated_prefect(out: Path) -> Path:
         DO_NOT_TRACK="1",
         HF_HUB_DISABLE_PROGRESS_BARS="1",  # weight-loading bars between the stage lines
     )
+    # Prefect gives its temporary server 20 s to answer; a loaded 2-core machine took longer (seen under the tests)
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
     return home
 
 

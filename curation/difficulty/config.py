@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from curation.difficulty.adaptive import AdaptiveConfig
 from curation.ray_cluster import RaySpec
 from vlmr1.prompts import DEFAULT_TEMPLATE
 from vlmr1.rewards import DEFAULT_DIALECT, Dialect
@@ -39,6 +40,12 @@ class ScorerConfig(BaseModel):
         DEFAULT_DIALECT, description="reward semantics of a pass: ours, or VLM-R1's released ones (README table)"
     )
     ray: RaySpec | None = Field(None, description="score on Ray (same results); None: in this process, no Ray")
+    adaptive: AdaptiveConfig | None = Field(
+        None,
+        description="roll out in rounds and stop each sample when more could not change its decisions, at most "
+        "sampling.n (docs/difficulty.md); None: every sample gets sampling.n",
+    )
+    group: int = Field(8, ge=2, description="GRPO's group size G the difficulty's P(no signal at G) is for")
 
 
 def load_scorer_config(path: str | Path) -> ScorerConfig:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import catalog
+from curation.difficulty.adaptive import fit_prior, next_round, posterior
 from curation.difficulty.config import ScorerConfig
 from curation.quality.recipe import Recipe
 from curation.selection.select import candidates as training_candidates
@@ -84,14 +85,22 @@ class ScorerSpec:
         model = {k: v for k, v in self.model.items() if k != "engine"}  # hf and vllm on the same weights share scores
         # the default dialect is left out, so keys from before dialects existed still name the same scores
         dialect = {} if self.dialect == DEFAULT_DIALECT else {"dialect": self.dialect}
-        return dialect | {
-            "model": model,
-            "family": self.family,
-            "template": get_template(self.template).key(),
-            "sampling": self.sampling.to_dict(),
-            "threshold": self.threshold,
-            "rewards": {t: f"{n}@{REGISTRY[n].version}" for t, n in sorted(self.rewards.items())},
-        }
+        adaptive = self.config.adaptive  # left out when off, so fixed-k keys name the same scores as before
+        rounds = {} if adaptive is None else {"adaptive": adaptive.model_dump()}
+        group = {} if self.config.group == 8 else {"group": self.config.group}
+        return (
+            dialect
+            | rounds
+            | group
+            | {
+                "model": model,
+                "family": self.family,
+                "template": get_template(self.template).key(),
+                "sampling": self.sampling.to_dict(),
+                "threshold": self.threshold,
+                "rewards": {t: f"{n}@{REGISTRY[n].version}" for t, n in sorted(self.rewards.items())},
+            }
+        )
 
     @property
     def key(self) -> str:
@@ -121,7 +130,7 @@ class ScoreSummary:
 
     def report(self, catalog_path: str | Path) -> StageReport:
         """Counts, the band table of this scorer, and where the time went."""
-        names = ("source", "task", "band", "samples", "suspect annotation")
+        names = BAND_COLUMNS
         bands = [dict(zip(names, row, strict=True)) for row in band_counts(catalog_path, self.scorer_key)]
         counts = {
             "scorer": self.scorer_key,
@@ -171,18 +180,34 @@ def _merge(con: duckdb.DuckDBPyConnection, part: Path, spec: ScorerSpec) -> int:
             "FROM _part"
         )
         per_sample = con.execute(
-            "SELECT sample_id, count(*) FILTER (WHERE passed), avg(reward), coalesce(stddev_pop(reward), 0), "
-            "avg(format) FROM _part GROUP BY sample_id"
+            "SELECT sample_id, count(*), count(*) FILTER (WHERE passed), avg(reward), "
+            "coalesce(stddev_pop(reward), 0), avg(format), any_value(s.task) FROM _part JOIN samples s "
+            "USING (sample_id) GROUP BY sample_id ORDER BY sample_id"
         ).fetchall()
-        diff = [difficulty_row(key, spec.sampling.n, *row) for row in per_sample]
+        diff = [difficulty_row(key, *row[:6]) for row in per_sample]
+        _add_posteriors(diff, [row[6] for row in per_sample], spec.config.group)
         if diff:
             with catalog.registered(con, "_diff", pa.Table.from_pylist(diff)):
                 con.execute("INSERT INTO difficulty BY NAME SELECT * FROM _diff")
     return n
 
 
-def difficulty_row(key: str, k: int, sample_id: str, c: int, mean: float, std: float, fmt: float) -> dict:
-    """A sample's difficulty from its k rollouts: c passed, reward mean/std, format rate."""
+def _add_posteriors(rows: list[dict], tasks: list[str], group: int) -> None:
+    """Each row's posterior over its pass rate (``adaptive``: the prior fitted to its partition's outcomes, per
+    task): mean, 90% interval, and the chance a GRPO group of ``group`` gets no learning signal."""
+    for task in set(tasks):
+        mine = [r for r, t in zip(rows, tasks) if t == task]
+        passes, rollouts = [r["n_pass"] for r in mine], [r["k"] for r in mine]
+        post = posterior(fit_prior(passes, rollouts), passes, rollouts, group)
+        low, high = post.interval(0.9)
+        for r, m, lo, hi, none, sig in zip(mine, post.mean, low, high, post.p_no_signal, post.p_signal):
+            r.update(post_mean=float(m), post_low=float(lo), post_high=float(hi), p_no_signal=float(none),
+                     p_signal=float(sig), signal_group=group)  # fmt: skip
+
+
+def difficulty_row(key: str, sample_id: str, k: int, c: int, mean: float, std: float, fmt: float) -> dict:
+    """A sample's difficulty from its k rollouts (all of them: adaptive scoring's vary): c passed, reward
+    mean/std, format rate."""
     band = "zero_std" if std <= 1e-12 else ("all_fail" if c == 0 else "all_pass" if c == k else "mixed")
     return {
         "scorer_key": key,
@@ -268,11 +293,40 @@ def partition_seed(spec: ScorerSpec, p_index: int) -> int:
     return spec.sampling.seed + 1_000_003 * p_index
 
 
+def generate_partition(engine: Engine, spec: ScorerSpec, p_index: int, chunk: list[dict], requests) -> list[list]:
+    """A partition's completions: all k at once, or (``adaptive``) in rounds until the rounds say stop. Completion j
+    of sample i has the seed it has under fixed k either way, so an adaptive run's are a prefix of a fixed run's."""
+    sampling = dataclasses.replace(spec.sampling, seed=partition_seed(spec, p_index))
+    adaptive = spec.config.adaptive
+    if adaptive is None:
+        return engine.generate(requests, sampling)
+    outs: list[list] = [[] for _ in chunk]
+    passes = np.zeros(len(chunk), int)
+    tasks = np.array([r["task"] for r in chunk])
+    while True:
+        more = np.zeros(len(chunk), int)
+        for task in np.unique(tasks):  # the prior is the partition's, per task
+            mine = np.flatnonzero(tasks == task)
+            done = [len(outs[i]) for i in mine]
+            more[mine] = next_round(passes[mine], done, adaptive, sampling.n, spec.config.group)
+        if not more.any():
+            return outs
+        for count in np.unique(more[more > 0]):
+            who = np.flatnonzero(more == count)
+            asked = [dataclasses.replace(requests[i], seed=sampling.request_seed(int(i)) + len(outs[i])) for i in who]
+            got = engine.generate(asked, dataclasses.replace(sampling, n=int(count)))
+            rows = _rollout_rows([chunk[i] for i in who], got, engine.family, spec)
+            for i, completions in zip(who, got):
+                outs[i].extend(completions)
+            passed: dict[str, int] = {}
+            for row in rows:
+                passed[row["sample_id"]] = passed.get(row["sample_id"], 0) + row["passed"]
+            passes[who] += [passed.get(chunk[i]["sample_id"], 0) for i in who]
+
+
 def score_partition(engine: Engine, spec: ScorerSpec, p_index: int, chunk: list[dict], work: Path) -> Path:
     """One partition generated and written to its file, unmerged: a Ray actor's unit of work."""
-    outputs = engine.generate(
-        _requests(chunk, engine, spec), dataclasses.replace(spec.sampling, seed=partition_seed(spec, p_index))
-    )
+    outputs = generate_partition(engine, spec, p_index, chunk, _requests(chunk, engine, spec))
     part = work / f"part-{p_index:06d}.parquet"
     _write_partition(part, _rollout_rows(chunk, outputs, engine.family, spec))
     return part
@@ -329,7 +383,7 @@ def _overlapped(plan, engine: Engine, spec: ScorerSpec, finish: Callable) -> Non
             requests = reading.result()
             if n + 1 < len(plan):
                 reading = reader.submit(_requests, plan[n + 1][1], engine, spec)
-            outputs = engine.generate(requests, dataclasses.replace(spec.sampling, seed=partition_seed(spec, p_index)))
+            outputs = generate_partition(engine, spec, p_index, chunk, requests)
             if writing is not None:
                 writing.result()
             writing = writer.submit(finish, p_index, chunk, outputs)
@@ -383,14 +437,44 @@ def _rollout_rows(chunk: list[dict], outputs, family, spec: ScorerSpec) -> list[
     ]
 
 
+BAND_COLUMNS = ("source", "task", "band", "samples", "suspect annotation", "rollouts per sample", "P(no signal)")
+
+
 def band_counts(catalog_path: str | Path, scorer_key: str) -> list[tuple]:
-    """(source, task, band, samples, suspect) rows for a report."""
+    """``BAND_COLUMNS`` rows for a report: what adaptive scoring spent where, and how settled it left each band (the
+    mean chance a GRPO group gets no signal)."""
     with catalog.connect(catalog_path) as con:
         return con.execute(
-            """SELECT s.source, s.task, d.band, count(*), count(*) FILTER (WHERE d.suspect_annotation)
+            """SELECT s.source, s.task, d.band, count(*), count(*) FILTER (WHERE d.suspect_annotation),
+            round(avg(d.k), 2), round(avg(d.p_no_signal), 3)
             FROM difficulty d JOIN samples s USING (sample_id) WHERE d.scorer_key = ? GROUP BY ALL ORDER BY ALL""",
             [scorer_key],
         ).fetchall()
+
+
+BAND_COLOURS = {"all_fail": "#c0504d", "zero_std": "#f0a35e", "mixed": "#4a7ab5", "all_pass": "#5a9e5a"}
+
+
+def _pass_rate_panel(ax, name: str, values: list[tuple]) -> None:
+    ax.hist([v[0] for v in values], bins=np.linspace(0, 1, 11), color="#4a7ab5")
+    ax.set_title(f"{name} (n={len(values)})", fontsize=9)
+    ax.set(xlabel="pass rate (share of its rollouts that pass)", ylabel="samples")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+
+
+def _rollouts_panel(ax, values: list[tuple]) -> None:
+    """Rollouts spent per sample, stacked by band (fixed k: one bar), and how settled: mean P(no signal)."""
+    spent = [v[1] for v in values]
+    bins = np.arange(min(spent), max(spent) + 2) - 0.5
+    bands = [b for b in BAND_COLOURS if any(v[2] == b for v in values)]
+    ax.hist([[v[1] for v in values if v[2] == b] for b in bands], bins=bins, stacked=True, label=bands,
+            color=[BAND_COLOURS[b] for b in bands])  # fmt: skip
+    settled = [v[3] for v in values if v[3] is not None]
+    mean = f", mean P(no signal at G) {np.mean(settled):.2f}" if settled else ""
+    ax.set_title(f"rollouts: {np.mean(spent):.1f} per sample{mean}", fontsize=8)
+    ax.set(xlabel="rollouts spent on the sample", ylabel="samples")
+    ax.legend(fontsize=7)
+    ax.yaxis.get_major_locator().set_params(integer=True)
 
 
 def write_difficulty_report(catalog_path: str | Path, scorer_key: str, out_dir: Path) -> dict[str, str]:
@@ -402,33 +486,32 @@ def write_difficulty_report(catalog_path: str | Path, scorer_key: str, out_dir: 
 
     with catalog.connect(catalog_path) as con:
         rows = con.execute(
-            "SELECT s.source, s.task, d.pass_rate FROM difficulty d JOIN samples s USING (sample_id) WHERE "
-            "d.scorer_key = ?",
+            "SELECT s.source, s.task, d.pass_rate, d.k, d.band, d.p_no_signal FROM difficulty d JOIN samples s "
+            "USING (sample_id) WHERE d.scorer_key = ?",
             [scorer_key],
         ).fetchall()
-    groups: dict[str, list[float]] = {}
-    for source, task, rate in rows:
-        groups.setdefault(f"{source}/{task}", []).append(rate)
+    groups: dict[str, list[tuple]] = {}
+    for source, task, *values in rows:
+        groups.setdefault(f"{source}/{task}", []).append(values)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, max(len(groups), 1), figsize=(3.4 * max(len(groups), 1), 3.4), squeeze=False)
-    for ax, (name, rates) in zip(axes[0], sorted(groups.items())):
-        ax.hist(rates, bins=np.linspace(0, 1, 11), color="#4a7ab5")
-        ax.set_title(f"{name} (n={len(rates)})", fontsize=9)
-        ax.set(xlabel="pass rate (share of k rollouts that pass)", ylabel="samples")
-        ax.yaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle("difficulty: pass rate of the base model per sample")
+    width = max(len(groups), 1)
+    fig, axes = plt.subplots(2, width, figsize=(3.6 * width, 6.6), squeeze=False)
+    for column, (name, values) in enumerate(sorted(groups.items())):
+        _pass_rate_panel(axes[0][column], name, values)
+        _rollouts_panel(axes[1][column], values)
+    fig.suptitle("difficulty: pass rate of the base model per sample, and the rollouts that found it")
     fig.text(0.99, 0.01, f"scorer {scorer_key}", ha="right", va="bottom", fontsize=7, color="grey")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     png = out_dir / "pass_rate.png"
     fig.savefig(png, dpi=110)
     plt.close(fig)
     lines = [
         f"# Difficulty: scorer {scorer_key}",
         "",
-        "| source | task | band | samples | suspect annotation |",
-        "|---|---|---|---:|---:|",
+        "| " + " | ".join(BAND_COLUMNS) + " |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in band_counts(catalog_path, scorer_key)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in band_counts(catalog_path, scorer_key)]
     md = out_dir / "difficulty.md"
     md.write_text("\n".join(lines) + "\n")
     return {"difficulty report": str(md), "difficulty plot": str(png)}

@@ -93,6 +93,20 @@ class Difficulty(BaseModel):
         False,
         description="keep only samples whose k rewards differ (reward std > 0): GRPO learns nothing from the rest",
     )
+    max_no_signal: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="keep samples whose chance that a GRPO group of G gets no learning signal "
+        "(p_no_signal, from the pass rate's posterior) is at most this; unscored by a posterior: not kept",
+    )
+    max_interval: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="keep samples whose pass rate is settled: its 90% posterior interval at "
+        "most this wide (adaptive scoring stops where more rollouts would not change a decision)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> "Difficulty":
@@ -100,14 +114,24 @@ class Difficulty(BaseModel):
             raise ValueError(f"min_pass_rate {self.min_pass_rate} is above max_pass_rate {self.max_pass_rate}")
         return self
 
-    def admits(self, pass_rate: float, reward_std: float) -> bool:
-        """A scored sample is in the band (and, with ``require_signal``, its rewards vary)."""
+    def admits(self, pass_rate: float, reward_std: float, p_no_signal=None, interval=None) -> bool:
+        """A scored sample is in the band (and, with ``require_signal``, its rewards vary; with the posterior
+        bounds, its posterior is known and within them)."""
         in_band = self.min_pass_rate <= pass_rate <= self.max_pass_rate
+        if self.max_no_signal is not None and not (p_no_signal is not None and p_no_signal <= self.max_no_signal):
+            return False
+        if self.max_interval is not None and not (interval is not None and interval <= self.max_interval):
+            return False
         return in_band and (not self.require_signal or reward_std > 0)
 
     def describe(self) -> str:
         signal = " with reward std > 0" if self.require_signal else ""
-        return f"difficulty band [{self.min_pass_rate}, {self.max_pass_rate}]{signal}"
+        posterior = "".join(
+            f", {name} <= {value}"
+            for name, value in (("P(no signal)", self.max_no_signal), ("90% interval", self.max_interval))
+            if value is not None
+        )
+        return f"difficulty band [{self.min_pass_rate}, {self.max_pass_rate}]{signal}{posterior}"
 
 
 class Selection(BaseModel):

@@ -111,7 +111,7 @@ def candidate_frame(
         dropped = "SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'"
         where, args = f"NOT ({in_eval}) AND s.sample_id NOT IN ({dropped})", [recipe.hash]
     wanted = "s.* EXCLUDE (attributes, category_ids)" if columns is None else ", ".join(f"s.{c}" for c in columns)
-    diff = ", ".join(f"d.{k}" for k in NO_DIFFICULTY)
+    diff = ", ".join([f"d.{k}" for k in NO_DIFFICULTY] + POSTERIOR)
     query = f"""
         SELECT {wanted}, {diff}, d.sample_id IS NOT NULL AS scored,
             unhex(sha256(CAST(? AS VARCHAR) || chr(31) || s.sample_id)) AS rank
@@ -124,7 +124,7 @@ def candidate_frame(
 def candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: str = "train") -> list[dict]:
     """The candidates' sample columns as dicts, by sample id: what the scorer plans partitions of."""
     frame = candidate_frame(con, recipe, pool, columns=None)
-    return frame.drop("rank", "scored", *NO_DIFFICULTY).to_dicts()
+    return frame.drop("rank", "scored", *NO_DIFFICULTY, *POSTERIOR_NAMES).to_dicts()
 
 
 def ranks(sample_ids: pl.Series, seed: int) -> pl.Series:
@@ -287,7 +287,7 @@ def _candidates(
     with catalog.connect(catalog_path, memory_limit=DUCKDB_MEMORY) as con:
         total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
         if pool == "eval":
-            table = candidate_frame(con, recipe, pool, None)
+            table = candidate_frame(con, recipe, pool, None).drop(POSTERIOR_NAMES)
             return table.drop("scored"), [("catalog", total), ("evaluation samples", table.height)]
         if scorer_key is not None:
             if not con.execute("SELECT 1 FROM scorers WHERE scorer_key = ?", [scorer_key]).fetchone():
@@ -300,16 +300,22 @@ def _candidates(
         scored, admitted = table.select(pl.col("scored").sum(), kept.sum().alias("kept")).row(0)
         table = table.filter(kept)  # one copy of the frame for both steps
         funnel += [(f"scored under {scorer_key}", scored), (s.difficulty.describe(), admitted)]
-    return table.drop("scored"), funnel
+    return table.drop("scored", *POSTERIOR_NAMES), funnel
 
 
 NO_DIFFICULTY = {"pass_rate": None, "reward_std": None, "band": None, "n_pass": None, "k": None}
+# read for the difficulty filter alone (never written to shards)
+POSTERIOR = ["d.p_no_signal", "d.post_high - d.post_low AS post_interval"]
+POSTERIOR_NAMES = ["p_no_signal", "post_interval"]
 
 
 def _admits(d) -> pl.Expr:
     """``Difficulty.admits`` as an expression (NaN admits nothing, as in Python's comparisons)."""
     rate, std = pl.col("pass_rate").fill_nan(None), pl.col("reward_std").fill_nan(None)
     admitted = rate.is_between(d.min_pass_rate, d.max_pass_rate).fill_null(False)
+    for column, bound in (("p_no_signal", d.max_no_signal), ("post_interval", d.max_interval)):
+        if bound is not None:
+            admitted = admitted & (pl.col(column).fill_nan(None) <= bound).fill_null(False)
     return admitted & (std > 0).fill_null(False) if d.require_signal else admitted
 
 

@@ -20,20 +20,23 @@ def pixels_key(image) -> str:
 
 class ScriptedPolicy:
     """``answer(pixels, question, n)`` returns n answers, each None (unparseable) or ``[(label, box), ...]`` in
-    original pixels (REC: one box, label ignored)."""
+    original pixels (REC: one box, label ignored). ``seeded``: ``answer(pixels, question, seeds)`` gets each answer's
+    seed instead (``Sampling.request_seed`` + j, as the real engines seed completion j)."""
 
-    def __init__(self, answer: Callable, family: str = "qwen2_5_vl", name: str = "scripted"):
+    def __init__(self, answer: Callable, family: str = "qwen2_5_vl", name: str = "scripted", seeded: bool = False):
         self.family, self.stats, self.answer, self.name = get_family(family), EngineStats(), answer, name
+        self.seeded = seeded
 
     def describe(self) -> dict:
         return {"path": f"scripted:{self.name}", "sha256": hashlib.sha256(self.name.encode()).hexdigest()}
 
     def generate(self, requests, sampling):
         out = []
-        for req in requests:
+        for i, req in enumerate(requests):
             image = req.images[0]
             question = req.messages[0]["content"][-1]["text"]
-            answers = self.answer(pixels_key(image), question, sampling.n)
+            seeds = [sampling.request_seed(i, req.seed) + j for j in range(sampling.n)]
+            answers = self.answer(pixels_key(image), question, seeds if self.seeded else sampling.n)
             out.append([Completion(self._text(a, question, image.size), 12) for a in answers])
             self.stats.completions += len(answers)
         return out

@@ -41,14 +41,15 @@ def select(catalog_path, recipe: Recipe, scorer_key: str | None = None, pool: st
         rows = candidates(con, recipe)
         funnel = [("catalog", total), ("after quality drops and evaluation samples", len(rows))]
         if scorer_key is not None:
-            names = list(NO_DIFFICULTY)
+            names = list(NO_DIFFICULTY) + ["p_no_signal", "post_low", "post_high"]
             sql = f"SELECT sample_id, {', '.join(names)} FROM difficulty WHERE scorer_key = ?"
             diff = {r[0]: dict(zip(names, r[1:])) for r in con.execute(sql, [scorer_key]).fetchall()}
             rows = [dict(r, **diff[r["sample_id"]]) for r in rows if r["sample_id"] in diff]
             funnel.append((f"scored under {scorer_key}", len(rows)))
             d = s.difficulty
-            rows = [r for r in rows if d.admits(r["pass_rate"], r["reward_std"])]
+            rows = [r for r in rows if d.admits(r["pass_rate"], r["reward_std"], r["p_no_signal"], _width(r))]
             funnel.append((d.describe(), len(rows)))
+    rows = [{k: v for k, v in r.items() if k not in ("p_no_signal", "post_low", "post_high")} for r in rows]
     rows = [dict(r, **{k: r.get(k) for k in NO_DIFFICULTY}) for r in rows]
     if s.caps:
         rows = _capped(rows, s.caps, s.seed)
@@ -193,3 +194,8 @@ def image_checksums(rows: list[dict], roots: list[str], catalog_path) -> dict:
         "path": [rel for _, rel in keys],
         "sha256": [sha.get(a) for a in absolute],
     }
+
+
+def _width(row: dict):
+    """The 90% posterior interval's width, None where the row has no posterior (scored before schema 6)."""
+    return None if row["post_low"] is None else row["post_high"] - row["post_low"]

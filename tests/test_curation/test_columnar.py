@@ -25,7 +25,7 @@ SCORER = "planted-scorer"
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     """The fixture catalog with a planted difficulty table: many ties (five pass rates), zero and non-zero
-    std, and a fifth of the candidates left unscored."""
+    std, posteriors (some missing), and a fifth of the candidates left unscored."""
     root = tmp_path_factory.mktemp("columnar")
     path = coco_and_refcoco_catalog(root, 14, 10, recipes=("none", "default"))
     with catalog.connect(path) as con:
@@ -36,9 +36,13 @@ def db(tmp_path_factory):
                 continue  # unscored
             rate, std = (i % 5) / 4, 0.0 if i % 3 == 0 else 0.2
             band = "all_fail" if rate == 0 else "all_pass" if rate == 1 else "mixed"
+            # the posterior: varied, and missing in every seventh row (scored before schema 6)
+            post = [None] * 3 if i % 7 == 0 else [(i % 11) / 10, rate * 0.5, min(1.0, rate * 0.5 + (i % 4) / 6)]
             con.execute(
-                "INSERT INTO difficulty VALUES (?, ?, 4, ?, ?, ?, ?, ?, ?, 1.0, ?, false)",
-                [SCORER, sid, int(rate * 4), rate, rate, rate, rate, std, band],
+                "INSERT INTO difficulty (scorer_key, sample_id, k, n_pass, pass_rate, pass_at_1, pass_at_k, "
+                "reward_mean, reward_std, format_rate, band, suspect_annotation, p_no_signal, post_low, post_high) "
+                "VALUES (?, ?, 4, ?, ?, ?, ?, ?, ?, 1.0, ?, false, ?, ?, ?)",
+                [SCORER, sid, int(rate * 4), rate, rate, rate, rate, std, band, *post],
             )
     return path
 
@@ -60,7 +64,13 @@ def _same(db, recipe: Recipe, scorer, pool="train") -> Selection:
 
 BALANCE = [None, "source", "task", "split", "band", "difficulty_bucket", "category"]
 OPTIONS = {
-    "difficulty": [{}, {"min_pass_rate": 0.25, "max_pass_rate": 0.75}, {"require_signal": True}],
+    "difficulty": [
+        {},
+        {"min_pass_rate": 0.25, "max_pass_rate": 0.75},
+        {"require_signal": True},
+        {"max_no_signal": 0.6},
+        {"max_interval": 0.5, "min_pass_rate": 0.1},
+    ],  # fmt: skip
     "caps": [{}, {"coco": 3}, {"coco": 0, "refcoco": 100}],
     "pool_size": [None, 5, 1000],
     "curriculum": ["shuffled", "easy_to_hard"],

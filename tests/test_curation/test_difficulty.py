@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from curation.demo.tiny_model import build_tiny_vlm
+from curation.difficulty.adaptive import AdaptiveConfig
 from curation.difficulty.config import ScorerConfig
 from curation.difficulty.scoring import pass_at, score_recipe
 from curation.quality.recipe import load_recipe
@@ -271,27 +272,33 @@ def write(path, rows):
 d._write_partition = write
 engine = make_engine("hf", sys.argv[2], batch_size=4)
 sampling = Sampling(n=3, temperature=1.0, max_new_tokens=8, seed=7)
-d.score_recipe(sys.argv[1], load_recipe("none"), engine, ScorerConfig(sampling=sampling, partition_size=2))
+adaptive = {"adaptive": {"first": 1, "step": 1}} if sys.argv[4] == "adaptive" else {}
+config = ScorerConfig.model_validate({"sampling": sampling, "partition_size": 2, **adaptive})
+d.score_recipe(sys.argv[1], load_recipe("none"), engine, config)
 """
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp_path):
+@pytest.mark.parametrize("mode", ["fixed", "adaptive"])
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp_path, mode):
     clean = tmp_path / "clean.duckdb"
     shutil.copy(db, clean)
     model = str(models["qwen2_5_vl"])
     marker = tmp_path / "marker"
-    kill_at_marker(CHILD, [db, model, marker], marker, 120, "the third partition")
+    kill_at_marker(CHILD, [db, model, marker, mode], marker, 120, "the third partition")
     assert _rows(db, "SELECT count(DISTINCT sample_id) FROM difficulty") == [(4,)]  # two partitions merged
     engine = make_engine("hf", model, batch_size=4)
-    resumed = score_recipe(db, load_recipe("none"), engine, ScorerConfig(sampling=SAMPLING, partition_size=2))
+    config = ScorerConfig(sampling=SAMPLING, partition_size=2)
+    if mode == "adaptive":
+        config = config.model_copy(update={"adaptive": AdaptiveConfig(first=1, step=1)})
+    resumed = score_recipe(db, load_recipe("none"), engine, config)
     assert (
         resumed.merged_leftovers == 2 and resumed.scored_now == resumed.candidates - 6
         # only the never-written rest is generated  # the killed run's third partition, merged without generating it
         # again
     )
     engine = make_engine("hf", model, batch_size=4)
-    score_recipe(clean, load_recipe("none"), engine, ScorerConfig(sampling=SAMPLING, partition_size=2))
+    score_recipe(clean, load_recipe("none"), engine, config)
     for table in ("rollouts", "difficulty"):
         assert _rows(db, f"SELECT * FROM {table} ORDER BY ALL") == _rows(
             clean, f"SELECT * FROM {table} ORDER BY ALL"
@@ -300,6 +307,27 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(models, db, tmp
         _rows(db, "SELECT count(*), count(DISTINCT (sample_id, k_index)) FROM rollouts")[0][0]
         == _rows(db, "SELECT count(*) FROM rollouts")[0][0]
     )
+
+
+@pytest.mark.slow
+def test_adaptive_rollouts_on_the_tiny_model_are_the_first_rollouts_of_the_fixed_run(models, db, tmp_path):
+    """Completion j of a sample has its own seed on the hf engine: generated two at a time, beside other samples
+    each round and in batches of another size, it is the one a single call for all k made."""
+    fixed = tmp_path / "fixed.duckdb"
+    shutil.copy(db, fixed)
+    model = str(models["qwen2_5_vl"])
+    config = ScorerConfig(sampling=Sampling(n=6, temperature=1.0, max_new_tokens=8, seed=7), partition_size=8)
+    score_recipe(fixed, load_recipe("none"), make_engine("hf", model, batch_size=4), config)
+    rounds = AdaptiveConfig(min_gain=1e-9, budget=3.0)  # all want more; the budget feeds half of each partition
+    adaptive = config.model_copy(update={"adaptive": rounds})
+    score_recipe(db, load_recipe("none"), make_engine("hf", model, batch_size=3), adaptive)
+    query = "SELECT sample_id, k_index, completion, n_tokens FROM rollouts ORDER BY ALL"
+    had, full = _rows(db, query), set(_rows(fixed, query))
+    spent = {}
+    for sid, *_ in had:
+        spent[sid] = spent.get(sid, 0) + 1
+    assert set(had) <= full and min(spent.values()) == 2 and max(spent.values()) == 4  # the budget stopped some
+    assert len({text for _, _, text, _ in had}) > len(spent)  # sampled, not one answer repeated
 
 
 @pytest.mark.slow

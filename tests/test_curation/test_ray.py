@@ -18,6 +18,7 @@ import kit.faults
 from curation import catalog
 from curation.demo.fixtures import make_coco
 from curation.demo.tiny_model import build_tiny_vlm
+from curation.difficulty.adaptive import AdaptiveConfig
 from curation.difficulty.config import ScorerConfig
 from curation.difficulty.ray import score_recipe_ray
 from curation.difficulty.scoring import partition_seed, score_recipe
@@ -34,7 +35,8 @@ from vlmr1.rollout.spec import EngineSpec
 pytestmark = pytest.mark.slow
 SAMPLING = Sampling(n=4, max_new_tokens=16, seed=3)
 RAY = RaySpec(actors=2, num_cpus=2)
-RAYCONF = ScorerConfig(sampling=SAMPLING, partition_size=3, ray=RAY)
+SCORER = ScorerConfig(sampling=SAMPLING, partition_size=3)
+RAYCONF = SCORER.model_copy(update={"ray": RAY})
 TABLES = ("SELECT * FROM rollouts ORDER BY ALL", "SELECT * FROM difficulty ORDER BY ALL")
 
 
@@ -51,7 +53,7 @@ def setup(tmp_path_factory):
         local,
         load_recipe("none"),
         make_engine("hf", str(model), batch_size=4),
-        ScorerConfig(sampling=SAMPLING, partition_size=3),
+        SCORER,
     )
     assert summary.scored_now == summary.candidates >= 9
     connect(RAY)
@@ -71,6 +73,17 @@ def test_ray_scoring_equals_the_local_scorer(setup):
     summary = score_recipe_ray(db, load_recipe("none"), spec, RAYCONF)
     assert summary.scored_now == summary.candidates and summary.completions == 4 * summary.candidates
     assert [rows(db, q) for q in TABLES] == setup["reference"]
+
+
+def test_adaptive_scoring_on_ray_equals_adaptive_scoring_here(setup):
+    """Each actor runs a partition's rounds with the partition's own prior: the same rollouts as this process."""
+    rounds = {"adaptive": AdaptiveConfig(first=1, step=1)}
+    spec = EngineSpec(model=str(setup["model"]), batch_size=4)
+    here, there = copy_of(setup, "adaptive-here"), copy_of(setup, "adaptive-ray")
+    local = score_recipe(here, load_recipe("none"), spec.build(), SCORER.model_copy(update=rounds))
+    on_ray = score_recipe_ray(there, load_recipe("none"), spec, RAYCONF.model_copy(update=rounds))
+    assert on_ray.scorer_key == local.scorer_key and on_ray.completions == local.completions
+    assert [rows(there, q) for q in TABLES] == [rows(here, q) for q in TABLES]
 
 
 def test_an_actor_killed_mid_partition_is_retried_without_duplicates(setup, tmp_path):

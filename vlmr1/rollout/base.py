@@ -46,14 +46,20 @@ class Sampling:
         """The sampler of an object with GRPOConfig's attribute names (a GRPOConfig or our TrainConfig)."""
         return cls(**{ours: getattr(config, trl) for ours, trl in cls.TRL_NAMES.items()}, seed=seed)
 
-    def vllm_params(self, index: int, image_pad: str, done: int = 0) -> dict:
-        """vLLM's request fields (``SamplingParams`` offline, the JSON body of the OpenAI server) for the
-        ``index``-th request of a call, ``done`` of its choices already had.
+    def request_seed(self, index: int, seed: int | None = None) -> int:
+        """The seed of the first completion of the ``index``-th request of a call (completion j: this + j): the
+        request's own where it has one (``Request.seed``), else n apart from its neighbours', so no two completions
+        of a call share a random stream."""
+        return seed if seed is not None else self.seed + index * self.n
 
-        vLLM seeds choice j with seed + j, so requests are n seeds apart and no two completions of a call share a
-        random stream. A checkpoint's generation_config would set what a request leaves out (Qwen2.5-VL ships
-        top_k=1, repetition_penalty=1.05): top_k (-1 is off there) and repetition_penalty are always sent. The
-        image-pad token is forbidden (-inf), as the hf engine's ``suppress_tokens`` and TRL do.
+    def vllm_params(self, index: int, image_pad: str, done: int = 0, seed: int | None = None) -> dict:
+        """vLLM's request fields (``SamplingParams`` offline, the JSON body of the OpenAI server) for the
+        ``index``-th request of a call (``seed``: its ``Request.seed``), ``done`` of its choices already had.
+
+        vLLM seeds choice j with seed + j (``request_seed``). A checkpoint's generation_config would set what a
+        request leaves out (Qwen2.5-VL ships top_k=1, repetition_penalty=1.05): top_k (-1 is off there) and
+        repetition_penalty are always sent. The image-pad token is forbidden (-inf), as the hf engine's
+        ``suppress_tokens`` and TRL do.
         """
         return {
             "n": self.n - done,
@@ -62,7 +68,7 @@ class Sampling:
             "top_k": self.top_k or -1,
             "repetition_penalty": 1.0,
             "max_tokens": self.max_new_tokens,
-            "seed": self.seed + index * self.n + done,
+            "seed": self.request_seed(index, seed) + done,
             "bad_words": [image_pad],
         }
 
@@ -74,6 +80,9 @@ class Request:
 
     images: list
     messages: list[dict]
+    # the seed of this call's first completion (completion j: seed + j); None: the call's (``Sampling.request_seed``).
+    # Adaptive scoring asks for a sample's completions a few at a time with the seeds one call for all would use.
+    seed: int | None = None
 
 
 @dataclass

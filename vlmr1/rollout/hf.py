@@ -98,7 +98,7 @@ class HFEngine:
         images = [img for r in batch for img in r.images] or None
         return self.processor(text=texts, images=images, return_tensors="pt", padding=True).to(self.device)
 
-    def _generate(self, inputs, sampling: Sampling):
+    def _generate(self, inputs, sampling: Sampling, seeds: list[int]):
         """One prefill per request, then k sampled continuations of it.
 
         ``generate(num_return_sequences=k)`` copies every prompt k times
@@ -131,7 +131,21 @@ class HFEngine:
                 **{name: inputs[name].repeat_interleave(k, dim=0) for name in per_token},
                 past_key_values=cache,
                 generation_config=self._generation_config(sampling),
+                logits_processor=self._sampler(seeds, length, sampling),
             )
+
+    @staticmethod
+    def _sampler(seeds: list[int], length: int, sampling: Sampling):
+        """Each completion drawn with its own seed (``seeded``), or none under greedy decoding."""
+        from transformers import LogitsProcessorList
+
+        from vlmr1.rollout.seeded import SeededSampler
+
+        if sampling.temperature <= 0:
+            return None
+        return LogitsProcessorList(
+            [SeededSampler(seeds, length, sampling.temperature, sampling.top_k, sampling.top_p)]
+        )
 
     def _generation_config(self, sampling: Sampling):
         """Built from ``sampling`` alone, as TRL's GRPOTrainer builds its own.
@@ -143,14 +157,7 @@ class HFEngine:
         from transformers import GenerationConfig
 
         tok = self.processor.tokenizer
-        options = {"do_sample": False}
-        if sampling.temperature > 0:
-            options = {
-                "do_sample": True,
-                "temperature": sampling.temperature,
-                "top_p": sampling.top_p,
-                "top_k": sampling.top_k,
-            }
+        options = {"do_sample": False}  # sampling, where asked, is ``_sampler``'s: one seed per completion
         return GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
             pad_token_id=tok.pad_token_id,
@@ -164,10 +171,10 @@ class HFEngine:
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[list[Completion]]:
         """Batches of ``batch_size`` requests; the next batch is preprocessed on a thread while this one generates."""
-        import torch
 
         out: list[list[Completion]] = []
         tok = self.processor.tokenizer
+        bases = [sampling.request_seed(i, r.seed) for i, r in enumerate(requests)]  # completion j: base + j
         starts = list(range(0, len(requests), self.batch_size))
         with ThreadPoolExecutor(1) as pool:
             pending = self._first_inputs(pool, requests) if starts else None
@@ -177,9 +184,9 @@ class HFEngine:
                 if n_batch + 1 < len(starts):
                     nxt = starts[n_batch + 1]
                     pending = pool.submit(self._inputs, requests[nxt : nxt + self.batch_size])
-                torch.manual_seed(sampling.seed + start)
+                seeds = [base + j for base in bases[start : start + len(batch)] for j in range(sampling.n)]
                 t0 = time.perf_counter()
-                ids = self._generate(inputs, sampling)
+                ids = self._generate(inputs, sampling, seeds)
                 self.stats.generate_seconds += time.perf_counter() - t0
                 new = ids[:, inputs["input_ids"].shape[1] :]
                 kept = [_without_padding(seq, tok.pad_token_id) for seq in new.tolist()]

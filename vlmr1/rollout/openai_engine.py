@@ -130,7 +130,7 @@ class OpenAIEngine:
                 "model": self.model,
                 "messages": messages,
                 "return_token_ids": True,
-                **sampling.vllm_params(index, self.family.image_pad, done=len(out)),
+                **sampling.vllm_params(index, self.family.image_pad, done=len(out), seed=request.seed),
                 **self.request_overrides,
             }
             body = self._post(payload, index)

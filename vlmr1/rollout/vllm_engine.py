@@ -96,7 +96,8 @@ class VLLMEngine:
             for r in requests
         ]
         params = [
-            sampling.vllm_params(i, self.family.image_pad) | self.request_overrides for i in range(len(requests))
+            sampling.vllm_params(i, self.family.image_pad, seed=r.seed) | self.request_overrides
+            for i, r in enumerate(requests)
         ]
         t0 = time.perf_counter()
         try:
