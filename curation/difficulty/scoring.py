@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curation import catalog
-from curation.difficulty.adaptive import fit_prior, next_round, posterior
+from curation.difficulty.adaptive import AdaptiveConfig, fit_prior, next_round, posterior
 from curation.difficulty.config import ScorerConfig
 from curation.quality.recipe import Recipe
 from curation.selection.select import candidates as training_candidates
@@ -121,12 +121,24 @@ class ScoreSummary:
     backend: str = "this process"  # or "ray: N actors, CLUSTER"
     partitions: int = 0  # planned by this run
     partitions_merged: int = 0  # of those, merged into the catalog so far (what an interrupted run kept)
+    k_max: int = 0  # rollouts a sample may get
+    adaptive: AdaptiveConfig | None = None
 
     @property
     def outside_generate_share(self) -> float:
         return (
             0.0 if self.wall_seconds <= 0 else max(0.0, self.wall_seconds - self.generate_seconds) / self.wall_seconds
         )
+
+    def rollouts_line(self) -> str:
+        """How the rollouts went: fixed k, or what adaptive scoring spent of what it could (and of its budget)."""
+        if not self.scored_now:
+            return "none generated"
+        per = self.completions / self.scored_now
+        if self.adaptive is None:
+            return f"fixed k = {self.k_max}"
+        budget = "" if self.adaptive.budget is None else f"; budget {self.adaptive.budget:g} per sample"
+        return f"adaptive: {per:.2f} per sample of at most {self.k_max} ({per / self.k_max:.0%}){budget}"
 
     def report(self, catalog_path: str | Path) -> StageReport:
         """Counts, the band table of this scorer, and where the time went."""
@@ -138,6 +150,7 @@ class ScoreSummary:
             "already scored": self.already_scored,
             "scored now": self.scored_now,
             "completions": self.completions,
+            "rollouts": self.rollouts_line(),
             "tokens": self.tokens,
             "share outside generate": round(self.outside_generate_share, 3),
             "backend": self.backend,
@@ -286,6 +299,7 @@ def prepare_run(
     ids = {r["sample_id"] for r in candidates}
     summary = ScoreSummary(spec.key, len(ids), len(scored & ids), 0, merged_leftovers, 0.0, 0.0, 0, 0)
     summary.partitions = len(plan)
+    summary.k_max, summary.adaptive = spec.sampling.n, spec.config.adaptive
     return work, plan, summary
 
 
@@ -474,6 +488,7 @@ def _rollouts_panel(ax, values: list[tuple]) -> None:
     ax.set_title(f"rollouts: {np.mean(spent):.1f} per sample{mean}", fontsize=8)
     ax.set(xlabel="rollouts spent on the sample", ylabel="samples")
     ax.legend(fontsize=7)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.yaxis.get_major_locator().set_params(integer=True)
 
 

@@ -52,6 +52,12 @@ def score(
         None, "--max-new-tokens", help="Override sampling.max_new_tokens (match the training config's)."
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Score at most N new samples."),
+    adaptive: bool = typer.Option(
+        False,
+        "--adaptive",
+        help="Roll out in rounds; stop each sample when more could not change its band or GRPO "
+        "signal (k is then the most; the config's adaptive block sets how).",
+    ),
     ray: bool = typer.Option(False, "--ray", help="Score on Ray: a local cluster, or --ray-address's."),
     ray_address: Optional[str] = RayAddressOpt,
     ray_actors: Optional[int] = typer.Option(None, help="Engines in the Ray actor pool; implies --ray."),
@@ -65,6 +71,8 @@ def score(
     r = load_recipe(recipe)
     overrides = {"engine": {"model": model, "kind": engine, "base_url": base_url},
                  "sampling": {"n": k, "max_new_tokens": max_new_tokens}}  # fmt: skip
+    if adaptive:
+        overrides["adaptive"] = {}  # the config's block, or the defaults
     cfg = scorer_config(config, overrides, ray_spec(ray, ray_address, ray_actors))
     with progress("scoring") as update:
         try:

@@ -149,6 +149,11 @@ def test_adaptive_scoring_is_a_prefix_of_fixed_k_spends_less_and_has_its_own_key
     assert min(spent) == 2 and max(spent) == K_MAX and sum(spent) < 0.8 * K_MAX * len(spent)
     assert adaptive.completions == sum(spent) and fixed.completions == K_MAX * len(spent)
     assert all(v[4] is not None for v in fixed_difficulty.values())  # fixed k gets its posterior too
+    assert fixed.rollouts_line() == f"fixed k = {K_MAX}"
+    assert adaptive.rollouts_line().startswith("adaptive: ") and f"of at most {K_MAX}" in adaptive.rollouts_line()
+    bands = adaptive.report(tmp_path / "adaptive.duckdb").tables["bands"]
+    spent = {b["band"]: b["rollouts per sample"] for b in bands if b["task"] == "rec"}
+    assert spent["mixed"] < spent.get("all_pass", K_MAX) and all(0 <= b["P(no signal)"] <= 1 for b in bands)
 
 
 def test_the_scorer_key_names_the_adaptive_settings_and_leaves_fixed_keys_alone():
@@ -158,3 +163,15 @@ def test_the_scorer_key_names_the_adaptive_settings_and_leaves_fixed_keys_alone(
     keys = {ScorerSpec(model, family, ScorerConfig(adaptive=a)).key for a in (None, AdaptiveConfig(),
             AdaptiveConfig(min_gain=0.05), AdaptiveConfig(decide="band"))}  # fmt: skip
     assert len(keys) == 4
+
+
+def test_every_engine_seeds_completion_j_of_a_request_the_same_way():
+    """vLLM (offline and server) and the openai engine send seed + done for a request's choices; with
+    ``Request.seed`` the request's own seed replaces the call's, so choices 2-3 asked alone get choice 2's seed."""
+    from vlmr1.rollout.base import Sampling
+
+    sampling = Sampling(n=4, seed=10)
+    assert sampling.vllm_params(3, "<pad>")["seed"] == 10 + 3 * 4
+    assert sampling.vllm_params(3, "<pad>", done=2)["seed"] == 10 + 3 * 4 + 2
+    two = Sampling(n=2, seed=10)
+    assert two.vllm_params(0, "<pad>", seed=sampling.request_seed(3) + 2)["seed"] == 10 + 3 * 4 + 2
