@@ -20,6 +20,11 @@ settings.register_profile(
 )
 settings.load_profile("ci")
 
+# One OpenMP thread per process: two workers plus the servers, trainers and flows they start oversubscribed 2 cores,
+# and torch's spinning OpenMP threads made a 2 s evaluation take 25 s. Measured: the suite 19:16 -> 13:41 of pytest
+# (docs/tests.md). Inherited by every subprocess; a user's own runs are untouched.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Tiny models are built once per test run and copied (the flows' subprocesses inherit the variable). Under
 # pytest-xdist the controller makes the folder before it starts the workers, which inherit it and share it
 # (`build_tiny_vlm` renames a finished build into place, so two workers never see half a model); the process that
