@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from math import comb
 from typing import Literal
 
 import numpy as np
@@ -147,7 +148,7 @@ def gain(post: Posterior, rollouts, k_max: int, decide: str = "both") -> np.ndar
         if left <= 0:
             continue
         t = np.arange(left + 1)
-        binom = np.array([_choose(left, k) for k in t], float)
+        binom = np.array([comb(int(left), int(k)) for k in t], float)
         like = binom[:, None] * GRID[None, :] ** t[:, None] * (1 - GRID[None, :]) ** (left - t)[:, None]  # (t, grid)
         joint = post.weights[rows][:, None, :] * like[None, :, :]  # (rows, t, grid)
         p_t = joint.sum(2)
@@ -155,12 +156,6 @@ def gain(post: Posterior, rollouts, k_max: int, decide: str = "both") -> np.ndar
         after = after.error(decide)
         out[rows] = now[rows] - (p_t * after.reshape(len(rows), -1)).sum(1)
     return out
-
-
-def _choose(n: int, k: int) -> float:
-    from math import comb
-
-    return float(comb(n, k))
 
 
 def next_round(passes, rollouts, config: AdaptiveConfig, k_max: int, group: int = 8) -> np.ndarray:

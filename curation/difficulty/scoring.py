@@ -329,13 +329,10 @@ def generate_partition(engine: Engine, spec: ScorerSpec, p_index: int, chunk: li
             who = np.flatnonzero(more == count)
             asked = [dataclasses.replace(requests[i], seed=sampling.request_seed(int(i)) + len(outs[i])) for i in who]
             got = engine.generate(asked, dataclasses.replace(sampling, n=int(count)))
-            rows = _rollout_rows([chunk[i] for i in who], got, engine.family, spec)
-            for i, completions in zip(who, got):
+            passed = iter(row["passed"] for row in _rollout_rows([chunk[i] for i in who], got, engine.family, spec))
+            for i, completions in zip(who, got):  # the rows come sample by sample, completions in order
                 outs[i].extend(completions)
-            passed: dict[str, int] = {}
-            for row in rows:
-                passed[row["sample_id"]] = passed.get(row["sample_id"], 0) + row["passed"]
-            passes[who] += [passed.get(chunk[i]["sample_id"], 0) for i in who]
+                passes[i] += sum(next(passed) for _ in completions)
 
 
 def score_partition(engine: Engine, spec: ScorerSpec, p_index: int, chunk: list[dict], work: Path) -> Path:

@@ -94,6 +94,7 @@ def candidate_frame(
     scorer_key: str | None = None,
     columns: list[str] | None = NARROW,
     order_by: str = "sample_id",
+    posterior: bool = False,
 ) -> pl.DataFrame:
     """Samples the recipe keeps that may be trained on (not eval-only, not in an evaluation split), by sample id:
     their ``columns`` (None: all), ``rank`` under the recipe's seed (sha256 bytes), and the difficulty columns
@@ -111,7 +112,7 @@ def candidate_frame(
         dropped = "SELECT sample_id FROM quality_flags WHERE recipe_hash = ? AND action = 'drop'"
         where, args = f"NOT ({in_eval}) AND s.sample_id NOT IN ({dropped})", [recipe.hash]
     wanted = "s.* EXCLUDE (attributes, category_ids)" if columns is None else ", ".join(f"s.{c}" for c in columns)
-    diff = ", ".join([f"d.{k}" for k in NO_DIFFICULTY] + POSTERIOR)
+    diff = ", ".join([f"d.{k}" for k in NO_DIFFICULTY] + (POSTERIOR if posterior else []))
     query = f"""
         SELECT {wanted}, {diff}, d.sample_id IS NOT NULL AS scored,
             unhex(sha256(CAST(? AS VARCHAR) || chr(31) || s.sample_id)) AS rank
@@ -124,7 +125,7 @@ def candidate_frame(
 def candidates(con: duckdb.DuckDBPyConnection, recipe: Recipe, pool: str = "train") -> list[dict]:
     """The candidates' sample columns as dicts, by sample id: what the scorer plans partitions of."""
     frame = candidate_frame(con, recipe, pool, columns=None)
-    return frame.drop("rank", "scored", *NO_DIFFICULTY, *POSTERIOR_NAMES).to_dicts()
+    return frame.drop("rank", "scored", *NO_DIFFICULTY).to_dicts()
 
 
 def ranks(sample_ids: pl.Series, seed: int) -> pl.Series:
@@ -287,24 +288,25 @@ def _candidates(
     with catalog.connect(catalog_path, memory_limit=DUCKDB_MEMORY) as con:
         total = con.execute("SELECT count(*) FROM samples").fetchone()[0]
         if pool == "eval":
-            table = candidate_frame(con, recipe, pool, None).drop(POSTERIOR_NAMES)
+            table = candidate_frame(con, recipe, pool, None)
             return table.drop("scored"), [("catalog", total), ("evaluation samples", table.height)]
         if scorer_key is not None:
             if not con.execute("SELECT 1 FROM scorers WHERE scorer_key = ?", [scorer_key]).fetchone():
                 raise ValueError(f"no scorer {scorer_key!r} in {catalog_path}; run `vlmr1 score` first")
         columns = NARROW + (["solution"] if s.balance_by == "category" else [])
-        table = candidate_frame(con, recipe, pool, scorer_key, columns, order_by="rank")
+        bounded = s.difficulty.max_no_signal is not None or s.difficulty.max_interval is not None
+        table = candidate_frame(con, recipe, pool, scorer_key, columns, order_by="rank", posterior=bounded)
     funnel = [("catalog", total), ("after quality drops and evaluation samples", table.height)]
     if scorer_key is not None:
         kept = pl.col("scored") & _admits(s.difficulty)
         scored, admitted = table.select(pl.col("scored").sum(), kept.sum().alias("kept")).row(0)
         table = table.filter(kept)  # one copy of the frame for both steps
         funnel += [(f"scored under {scorer_key}", scored), (s.difficulty.describe(), admitted)]
-    return table.drop("scored", *POSTERIOR_NAMES), funnel
+    return table.drop("scored", *(c for c in POSTERIOR_NAMES if c in table.columns)), funnel
 
 
 NO_DIFFICULTY = {"pass_rate": None, "reward_std": None, "band": None, "n_pass": None, "k": None}
-# read for the difficulty filter alone (never written to shards)
+# read only when the difficulty filter bounds them (``candidate_frame(posterior=True)``), never written to shards
 POSTERIOR = ["d.p_no_signal", "d.post_high - d.post_low AS post_interval"]
 POSTERIOR_NAMES = ["p_no_signal", "post_interval"]
 
